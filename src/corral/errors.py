@@ -1,0 +1,87 @@
+"""corral's exception hierarchy.
+
+Every error that can reach a client is one of these; the server maps them to HTTP
+status codes in one place (``server/errors.py``) using ``status_code``::
+
+    CorralError
+    ├── ConfigError              invalid YAML / schema; never reaches HTTP
+    ├── RequestError             the caller must change the request (4xx)
+    │   ├── InvalidRequest       422  a field is wrong in a way pydantic cannot see
+    │   ├── ModelNotFound        404  no such expert for that task
+    │   └── PayloadTooLarge      413  a configured input limit was exceeded
+    └── ExpertError              the server side could not answer (5xx)
+        ├── ExpertUnavailable    503  weights missing, backend not installed, load failed
+        └── ExpertFailed         500  the expert raised while serving; message is generic
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "CorralError",
+    "ExpertError",
+    "ExpertFailed",
+    "ExpertUnavailable",
+    "InvalidRequest",
+    "ModelNotFound",
+    "PayloadTooLarge",
+    "RequestError",
+]
+
+
+class CorralError(Exception):
+    """Base of all corral errors; ``code`` is a stable machine-readable string."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ConfigError(CorralError):
+    """The configuration is invalid; ``problems`` holds one line per problem."""
+
+    code = "invalid_config"
+
+    def __init__(self, problems: list[str], *, source: str = "<config>") -> None:
+        self.problems = problems
+        self.source = source
+        super().__init__(f"{source}: " + "; ".join(problems))
+
+
+class RequestError(CorralError):
+    status_code = 400
+    code = "invalid_request"
+
+
+class InvalidRequest(RequestError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class ModelNotFound(RequestError):
+    status_code = 404
+    code = "model_not_found"
+
+
+class PayloadTooLarge(RequestError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ExpertError(CorralError):
+    status_code = 500
+    code = "expert_error"
+
+
+class ExpertUnavailable(ExpertError):
+    status_code = 503
+    code = "expert_unavailable"
+
+
+class ExpertFailed(ExpertError):
+    status_code = 500
+    code = "expert_failed"

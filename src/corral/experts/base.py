@@ -1,0 +1,130 @@
+"""The one interface every expert implements.
+
+A request flows through three steps so the runtime can batch across callers:
+
+* ``prepare(request) -> items``   cheap, on the event loop: expand a request into items
+* ``forward(items) -> outputs``   one batched model call, in a worker thread
+* ``finish(request, outputs)``    cheap: turn this request's outputs into its result
+
+The micro-batcher concatenates the items of many requests, runs ``forward`` once, and
+hands each request back exactly its own slice of outputs.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from corral.config import ModelConfig, Task
+from corral.errors import ExpertUnavailable
+
+__all__ = ["Expert", "LoadContext", "SharedModels"]
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+ItemT = TypeVar("ItemT")
+OutputT = TypeVar("OutputT")
+ResultT = TypeVar("ResultT")
+
+
+class SharedModels:
+    """Reference-counted store so experts on the same weights share one copy in memory.
+
+    The default config serves embed, rerank and classify from one MiniLM; loading it
+    three times would triple its memory for nothing.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._models: dict[tuple[str, ...], list[Any]] = {}
+
+    def acquire(self, key: tuple[str, ...], factory: Callable[[], Any]) -> Any:
+        with self._lock:
+            entry = self._models.get(key)
+            if entry is None:
+                entry = self._models[key] = [factory(), 0]
+            entry[1] += 1
+            return entry[0]
+
+    def release(self, key: tuple[str, ...]) -> None:
+        with self._lock:
+            entry = self._models.get(key)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del self._models[key]
+
+
+@dataclass
+class LoadContext:
+    """What an expert needs to load: where its weights are and where to run."""
+
+    path: Path
+    device: str
+    spec: ModelConfig
+    shared: SharedModels = field(default_factory=SharedModels)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return self.spec.options
+
+
+class Expert(ABC, Generic[RequestT, ItemT, OutputT, ResultT]):
+    """Base class of all experts; subclasses set ``task``, ``backend`` and ``input_model``."""
+
+    task: ClassVar[Task]
+    backend: ClassVar[str]
+    input_model: ClassVar[type[BaseModel]]
+
+    def __init__(self, context: LoadContext) -> None:
+        self.context = context
+        self.batch_size = context.spec.batch.max_size
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights; runs in a worker thread. Raise ExpertUnavailable on failure."""
+
+    def unload(self) -> None:
+        """Drop references to the weights so their memory can be freed."""
+
+    @abstractmethod
+    def prepare(self, request: RequestT) -> list[ItemT]: ...
+
+    @abstractmethod
+    def forward(self, items: list[ItemT]) -> list[OutputT]: ...
+
+    @abstractmethod
+    def finish(self, request: RequestT, outputs: list[OutputT]) -> ResultT: ...
+
+    @property
+    def labels(self) -> list[str] | None:
+        """Fixed labels when the model has its own; None when the caller chooses."""
+        return None
+
+    def tool_schema(self) -> dict[str, Any]:
+        """A function-calling tool description, so an LLM coordinator can call this expert."""
+        return {
+            "type": "function",
+            "function": {
+                "name": f"{self.task.value}_{self.context.spec.name}".replace("-", "_"),
+                "description": (self.__doc__ or self.task.value).strip().splitlines()[0],
+                "parameters": self.input_model.model_json_schema(),
+            },
+        }
+
+
+def require(module: str, extra: str) -> Any:
+    """Import an optional backend library or fail with the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ExpertUnavailable(
+            f"backend library {module!r} is not installed: pip install 'corral[{extra}]'"
+        ) from exc

@@ -1,0 +1,116 @@
+"""Named-entity recognition: people, organisations, places, dates... with char offsets.
+
+* ``spacy``: a spaCy pipeline (``nlp.pipe`` over the batch). spaCy's transition-based
+  NER gives no per-entity confidence, so ``score`` is None rather than a made-up number.
+* ``token-classification``: a transformers token-classification model through the
+  ``token-classification`` pipeline with simple aggregation (scores included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from corral.config import Task
+from corral.experts.base import Expert, require
+
+__all__ = ["Entity", "NerInput", "SpacyNer", "TokenClassificationNer"]
+
+
+class NerInput(BaseModel):
+    texts: list[str] = Field(min_length=1, description="Texts to find named entities in.")
+
+
+@dataclass(frozen=True)
+class Entity:
+    type: str
+    text: str
+    start: int
+    end: int
+    score: float | None
+
+
+@dataclass(frozen=True)
+class Entities:
+    entities: list[Entity]
+    tokens: int
+
+
+class _NerExpert(Expert[NerInput, str, Entities, list[Entities]]):
+    task = Task.NER
+    input_model = NerInput
+
+    def prepare(self, request: NerInput) -> list[str]:
+        return request.texts
+
+    def finish(self, request: NerInput, outputs: list[Entities]) -> list[Entities]:
+        return outputs
+
+
+class SpacyNer(_NerExpert):
+    """Find named entities (people, organisations, places, dates) in text."""
+
+    backend = "spacy"
+
+    def load(self) -> None:
+        spacy = require("spacy", "ner")
+        self.nlp = spacy.load(self.context.path)
+        if "ner" not in self.nlp.pipe_names:
+            raise ValueError(f"spaCy pipeline at {self.context.path} has no 'ner' component")
+
+    def unload(self) -> None:
+        del self.nlp
+
+    def forward(self, items: list[str]) -> list[Entities]:
+        docs = self.nlp.pipe(items, batch_size=self.batch_size)
+        return [
+            Entities(
+                [Entity(e.label_, e.text, e.start_char, e.end_char, None) for e in doc.ents],
+                len(doc),
+            )
+            for doc in docs
+        ]
+
+
+class TokenClassificationNer(_NerExpert):
+    """Find named entities in text (transformers token classification)."""
+
+    backend = "token-classification"
+
+    def load(self) -> None:
+        transformers = require("transformers", "text")
+        path = str(self.context.path)
+        self.pipeline = transformers.pipeline(
+            "token-classification",
+            model=transformers.AutoModelForTokenClassification.from_pretrained(
+                path, local_files_only=True
+            ),
+            tokenizer=transformers.AutoTokenizer.from_pretrained(path, local_files_only=True),
+            aggregation_strategy=self.context.options.get("aggregation_strategy", "simple"),
+            device=self.context.device,
+        )
+
+    def unload(self) -> None:
+        del self.pipeline
+
+    def forward(self, items: list[str]) -> list[Entities]:
+        results: Any = self.pipeline(items, batch_size=self.batch_size)
+        tokens = [len(ids) for ids in self.pipeline.tokenizer(items)["input_ids"]]
+        return [
+            Entities(
+                [
+                    Entity(
+                        str(r.get("entity_group", r.get("entity"))),
+                        text[int(r["start"]) : int(r["end"])],
+                        int(r["start"]),
+                        int(r["end"]),
+                        float(r["score"]),
+                    )
+                    for r in found
+                ],
+                count,
+            )
+            for text, found, count in zip(items, results, tokens, strict=True)
+        ]

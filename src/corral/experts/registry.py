@@ -1,0 +1,38 @@
+"""``(task, backend) -> expert class``, imported lazily so optional backends stay optional."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from corral.config import Task
+from corral.errors import ExpertUnavailable
+from corral.experts.base import Expert
+
+__all__ = ["REGISTRY", "expert_class"]
+
+# "module:Class" strings: nothing heavy is imported until an expert of that kind loads.
+REGISTRY: Mapping[tuple[Task, str], str] = {
+    (Task.EMBED, "sentence-transformers"): "corral.experts.embed:SentenceTransformerEmbedder",
+    (Task.RERANK, "cross-encoder"): "corral.experts.rerank:CrossEncoderReranker",
+    (Task.RERANK, "bi-encoder"): "corral.experts.rerank:BiEncoderReranker",
+    (Task.CLASSIFY, "nli"): "corral.experts.classify:NliClassifier",
+    (Task.CLASSIFY, "sequence-classification"): "corral.experts.classify:SequenceClassifier",
+    (Task.CLASSIFY, "similarity"): "corral.experts.classify:SimilarityClassifier",
+    (Task.NER, "spacy"): "corral.experts.ner:SpacyNer",
+    (Task.NER, "token-classification"): "corral.experts.ner:TokenClassificationNer",
+}
+
+
+def expert_class(task: Task, backend: str) -> type[Expert]:  # type: ignore[type-arg]
+    """The class serving ``(task, backend)``; ExpertUnavailable when corral has none yet."""
+    target = REGISTRY.get((task, backend))
+    if target is None:
+        known = sorted(b for t, b in REGISTRY if t == task)
+        available = f"available for {task.value}: {', '.join(known)}" if known else (
+            f"no {task.value} backend is implemented in this version of corral"
+        )
+        raise ExpertUnavailable(f"backend {backend!r} cannot serve task {task.value!r}; {available}")
+    module, _, name = target.partition(":")
+    cls: type[Expert] = getattr(importlib.import_module(module), name)  # type: ignore[type-arg]
+    return cls

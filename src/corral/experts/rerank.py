@@ -1,0 +1,120 @@
+"""Reranking: score how relevant each document is to a query.
+
+``cross-encoder`` reads query and document together (sentence-transformers
+CrossEncoder, all pairs of all waiting requests in one batched ``predict``).
+``bi-encoder`` embeds them separately and compares; it is the fallback when no
+cross-encoder is installed (the built-in default config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from corral.config import Task
+from corral.experts._sentence import count_tokens, shared_sentence_transformer
+from corral.experts.base import Expert, require
+from corral.experts.embed import Embedding
+
+__all__ = ["BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankScores"]
+
+
+class RerankInput(BaseModel):
+    query: str = Field(min_length=1, description="What the caller is looking for.")
+    documents: list[str] = Field(min_length=1, description="Candidate passages to score.")
+
+
+@dataclass(frozen=True)
+class RerankScores:
+    """Per document, in input order: relevance in [0, 1] and the model's raw score."""
+
+    scores: list[float]
+    raw: list[float]
+    tokens: int
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int], RerankScores]):
+    """Rank documents by relevance to a query (cross-encoder)."""
+
+    task = Task.RERANK
+    backend = "cross-encoder"
+    input_model = RerankInput
+
+    def load(self) -> None:
+        st = require("sentence_transformers", "text")
+        self.model = st.CrossEncoder(
+            str(self.context.path), device=self.context.device, local_files_only=True
+        )
+        self._identity = require("torch", "text").nn.Identity()
+
+    def unload(self) -> None:
+        del self.model
+
+    def prepare(self, request: RerankInput) -> list[tuple[str, str]]:
+        return [(request.query, doc) for doc in request.documents]
+
+    def forward(self, items: list[tuple[str, str]]) -> list[tuple[float, int]]:
+        logits: Any = self.model.predict(
+            items,
+            batch_size=self.batch_size,
+            activation_fn=self._identity,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        logits = np.asarray(logits, dtype=np.float64)
+        if logits.ndim == 2:  # two-label rerankers: relevant minus not relevant
+            logits = logits[:, -1] - logits[:, 0]
+        encoded = self.model.tokenizer(
+            [q for q, _ in items], [d for _, d in items], truncation=True,
+            max_length=self.model.max_length,
+        )
+        tokens = [len(ids) for ids in encoded["input_ids"]]
+        return list(zip(logits.tolist(), tokens, strict=True))
+
+    def finish(self, request: RerankInput, outputs: list[tuple[float, int]]) -> RerankScores:
+        raw = np.array([logit for logit, _ in outputs])
+        return RerankScores(
+            scores=_sigmoid(raw).tolist(), raw=raw.tolist(), tokens=sum(t for _, t in outputs)
+        )
+
+
+class BiEncoderReranker(Expert[RerankInput, str, Embedding, RerankScores]):
+    """Rank documents by relevance to a query (embedding similarity)."""
+
+    task = Task.RERANK
+    backend = "bi-encoder"
+    input_model = RerankInput
+
+    def load(self) -> None:
+        self.model, self._key = shared_sentence_transformer(self.context)
+
+    def unload(self) -> None:
+        self.context.shared.release(self._key)
+        del self.model
+
+    def prepare(self, request: RerankInput) -> list[str]:
+        return [request.query, *request.documents]
+
+    def forward(self, items: list[str]) -> list[Embedding]:
+        vectors: Any = self.model.encode(
+            items, batch_size=self.batch_size, convert_to_numpy=True,
+            normalize_embeddings=True, show_progress_bar=False,
+        )
+        tokens = count_tokens(self.model, items)
+        return [Embedding(v, t) for v, t in zip(vectors, tokens, strict=True)]
+
+    def finish(self, request: RerankInput, outputs: list[Embedding]) -> RerankScores:
+        query, *docs = (o.vector for o in outputs)
+        cosine = np.stack(docs) @ query
+        return RerankScores(
+            scores=((cosine + 1.0) / 2.0).clip(0.0, 1.0).tolist(),
+            raw=cosine.tolist(),
+            tokens=sum(o.tokens for o in outputs),
+        )

@@ -1,0 +1,6 @@
+"""Runtime: expert residency (load once, single-flight) and dynamic micro-batching."""
+
+from corral.runtime.batcher import BatchStats, MicroBatcher
+from corral.runtime.runtime import ExpertHandle, ExpertState, LoadListener, Runtime
+
+__all__ = ["BatchStats", "ExpertHandle", "ExpertState", "LoadListener", "MicroBatcher", "Runtime"]

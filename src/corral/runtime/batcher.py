@@ -1,0 +1,126 @@
+"""Dynamic micro-batching: concurrent requests to one expert share one forward pass.
+
+The loop waits for the first request, keeps collecting until ``max_size`` items or
+``max_wait_ms`` have gone by, runs ``forward`` once in a worker thread, then hands
+every caller its own slice. While a batch runs, the next one fills up, so under load
+batches grow by themselves and at low load a lone request waits at most
+``max_wait_ms``. It never hangs: cancelled callers are dropped before the run, a
+failing batch fails every caller in it, and a wrong output count is an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+__all__ = ["BatchStats", "MicroBatcher"]
+
+ItemT = TypeVar("ItemT")
+OutT = TypeVar("OutT")
+
+
+@dataclass
+class BatchStats:
+    requests: int = 0
+    batches: int = 0
+    items: int = 0
+    busy_seconds: float = 0.0
+
+
+@dataclass
+class _Pending(Generic[ItemT, OutT]):
+    items: list[ItemT]
+    future: asyncio.Future[list[OutT]]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher(Generic[ItemT, OutT]):
+    """Coalesces ``submit`` calls into batched ``forward`` calls, one batch at a time."""
+
+    def __init__(
+        self,
+        forward: Callable[[list[ItemT]], list[OutT]],
+        *,
+        max_size: int,
+        max_wait_ms: float,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._forward = forward
+        self._max_size = max_size
+        self._max_wait = max_wait_ms / 1000.0
+        self._clock = clock
+        self._queue: asyncio.Queue[_Pending[ItemT, OutT]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = BatchStats()
+
+    async def submit(self, items: list[ItemT]) -> list[OutT]:
+        """Queue ``items`` and wait for their outputs, in the same order."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        future: asyncio.Future[list[OutT]] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Pending(list(items), future))
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while not self._queue.empty():
+            pending = self._queue.get_nowait()
+            if not pending.future.done():
+                pending.future.set_exception(RuntimeError("expert was unloaded"))
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._collect()
+            batch = [p for p in batch if not p.future.done()]  # drop cancelled callers
+            if batch:
+                await self._execute(batch)
+
+    async def _collect(self) -> list[_Pending[ItemT, OutT]]:
+        first = await self._queue.get()
+        batch, size = [first], len(first.items)
+        deadline = self._clock() + self._max_wait
+        while size < self._max_size:
+            try:
+                pending = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    break
+                try:
+                    pending = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            batch.append(pending)
+            size += len(pending.items)
+        return batch
+
+    async def _execute(self, batch: list[_Pending[ItemT, OutT]]) -> None:
+        flat: list[Any] = [item for pending in batch for item in pending.items]
+        started = self._clock()
+        try:
+            outputs = await asyncio.to_thread(self._forward, flat)
+            if len(outputs) != len(flat):
+                raise RuntimeError(f"forward returned {len(outputs)} outputs for {len(flat)} items")
+        except BaseException as exc:  # every waiting caller learns of the failure
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        finally:
+            self.stats.busy_seconds += self._clock() - started
+        self.stats.batches += 1
+        self.stats.requests += len(batch)
+        self.stats.items += len(flat)
+        offset = 0
+        for pending in batch:
+            n = len(pending.items)
+            if not pending.future.done():
+                pending.future.set_result(outputs[offset : offset + n])
+            offset += n

@@ -1,0 +1,71 @@
+"""``create_app(config, runtime)``: the FastAPI application, with nothing global."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from corral import __version__
+from corral.config import Config
+from corral.runtime import LoadListener, Runtime
+from corral.server import routes_openai, routes_tasks
+from corral.server.auth import ApiKeys
+from corral.server.errors import install_error_handlers
+from corral.server.limits import BodySizeLimit
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    config: Config,
+    runtime: Runtime | None = None,
+    *,
+    listener: LoadListener | None = None,
+    prewarm: bool = True,
+) -> FastAPI:
+    """Build the app. Experts pre-warm in the background so /healthz answers at once."""
+    runtime = runtime or Runtime(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(runtime.load_all(listener)) if prewarm else None
+        app.state.loading = loading
+        try:
+            yield
+        finally:
+            if loading is not None:
+                loading.cancel()
+                await asyncio.gather(loading, return_exceptions=True)
+            await runtime.close()
+
+    app = FastAPI(
+        title="corral",
+        version=__version__,
+        summary="Many small specialised models behind one endpoint.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.api_keys = ApiKeys(config.server.api_keys)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
+    app.include_router(routes_openai.router)
+    app.include_router(routes_tasks.router)
+
+    @app.get("/healthz", tags=["health"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process is up and serving HTTP."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"])
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: 200 once every loadable expert has loaded; lists those unavailable."""
+        rt: Runtime = request.app.state.runtime
+        experts = {h.name: h.state.value for h in rt.handles.values()}
+        status = 200 if rt.ready else 503
+        return JSONResponse({"ready": rt.ready, "experts": experts}, status_code=status)
+
+    return app

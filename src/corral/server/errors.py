@@ -1,0 +1,70 @@
+"""The one place where errors become HTTP responses (OpenAI's ``{"error": {...}}`` shape).
+
+Typed corral errors keep their message; anything else is logged with its traceback
+and the client gets a generic 500, never the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from corral.errors import CorralError, ExpertUnavailable
+
+log = logging.getLogger("corral.server")
+
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "invalid_request",
+}
+
+
+def error_response(
+    status: int, message: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CorralError)
+    headers = {"Retry-After": "30"} if isinstance(exc, ExpertUnavailable) else None
+    return error_response(exc.status_code, exc.message, exc.code, exc.param, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        problems.append(f"{'.'.join(loc) or 'body'}: {error.get('msg')}")
+    first_param = ".".join(str(p) for p in exc.errors()[0].get("loc", ())[1:2]) or None
+    return error_response(422, "; ".join(problems), "invalid_request", first_param)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = _STATUS_CODES.get(exc.status_code, "error")
+    return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal server error; the server log has the details", "internal_error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(CorralError, _corral_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,70 @@
+"""Input limits, enforced before any model runs: request body bytes and item counts."""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral.config import LimitsConfig
+from corral.errors import PayloadTooLarge
+from corral.server.errors import error_response
+
+
+class _BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds server.limits.max_body_bytes ({limit} bytes)")
+
+
+class BodySizeLimit:
+    """Rejects bodies over ``limit`` bytes: by Content-Length up front, else while reading."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            exc = _BodyTooLarge(self.limit)
+            await error_response(413, str(exc.detail), "payload_too_large")(scope, receive, send)
+            return
+        received = 0
+
+        async def counted_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise _BodyTooLarge(self.limit)
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
+def check_texts(texts: list[str], limits: LimitsConfig, param: str = "input") -> None:
+    """413 naming the limit when a request has too many texts or one is too long."""
+    if len(texts) > limits.max_batch_items:
+        raise PayloadTooLarge(
+            f"{param} has {len(texts)} items; server.limits.max_batch_items is "
+            f"{limits.max_batch_items}",
+            param=param,
+        )
+    for i, text in enumerate(texts):
+        if len(text) > limits.max_text_chars:
+            raise PayloadTooLarge(
+                f"{param}[{i}] has {len(text)} characters; server.limits.max_text_chars is "
+                f"{limits.max_text_chars}",
+                param=param,
+            )
+
+
+def check_labels(labels: list[str] | None, limits: LimitsConfig) -> None:
+    if labels is not None and len(labels) > limits.max_labels:
+        raise PayloadTooLarge(
+            f"labels has {len(labels)} items; server.limits.max_labels is {limits.max_labels}",
+            param="labels",
+        )
+    check_texts(labels or [], limits, param="labels")

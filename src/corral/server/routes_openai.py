@@ -1,0 +1,97 @@
+"""OpenAI-compatible endpoints: ``/v1/embeddings`` and ``/v1/models``."""
+
+from __future__ import annotations
+
+import base64
+import time
+
+import numpy as np
+from fastapi import APIRouter, Depends, Response
+
+from corral.config import Task
+from corral.errors import InvalidRequest, ModelNotFound
+from corral.experts.embed import EmbedInput
+from corral.runtime import ExpertHandle, Runtime
+from corral.server.deps import get_runtime, mark_expert
+from corral.server.limits import check_texts
+from corral.server.schemas import (
+    EmbeddingData,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    ModelCard,
+    ModelList,
+    Usage,
+)
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+_STARTED = int(time.time())
+
+
+@router.post("/embeddings", response_model=EmbeddingsResponse)
+async def create_embeddings(
+    body: EmbeddingsRequest, response: Response, runtime: Runtime = Depends(get_runtime)
+) -> EmbeddingsResponse:
+    texts = body.texts
+    check_texts(texts, runtime.config.server.limits)
+    handle = runtime.find(Task.EMBED, body.model)
+    results = await runtime.submit(handle, EmbedInput(texts=texts))
+    vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
+    if body.dimensions is not None:
+        vectors = _shorten(vectors, body.dimensions)
+    tokens = sum(r.tokens for r in results)
+    mark_expert(response, handle)
+    return EmbeddingsResponse(
+        data=[
+            EmbeddingData(index=i, embedding=_encode(v, body.encoding_format))
+            for i, v in enumerate(vectors)
+        ],
+        model=handle.name,
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+def _shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
+    """Matryoshka-style truncation, renormalised to unit length."""
+    if dimensions > vectors.shape[1]:
+        raise InvalidRequest(
+            f"dimensions={dimensions} exceeds the model's {vectors.shape[1]}", param="dimensions"
+        )
+    short = vectors[:, :dimensions]
+    norms = np.linalg.norm(short, axis=1, keepdims=True)
+    return np.asarray(short / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":  # little-endian float32, as OpenAI sends it
+        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+    return vector.tolist()  # type: ignore[no-any-return]
+
+
+@router.get("/models", response_model=ModelList)
+async def list_models(runtime: Runtime = Depends(get_runtime)) -> ModelList:
+    return ModelList(data=[_card(h) for h in runtime.handles.values()])
+
+
+@router.get("/models/{name}", response_model=ModelCard)
+async def get_model(name: str, runtime: Runtime = Depends(get_runtime)) -> ModelCard:
+    spec = runtime.config.model_named(name)
+    if spec is None:
+        raise ModelNotFound(
+            f"no model {name!r}; available: {', '.join(runtime.handles)}", param="model"
+        )
+    return _card(runtime.handles[spec.name])
+
+
+def _card(handle: ExpertHandle) -> ModelCard:
+    return ModelCard(
+        id=handle.name,
+        created=_STARTED,
+        model=handle.spec.model,
+        task=handle.task.value if handle.task else None,
+        backend=handle.resolved.backend,
+        state=handle.state.value,
+        default=handle.spec.default,
+        aliases=list(handle.spec.aliases),
+        memory_bytes=handle.memory_bytes,
+        reason=handle.reason or None,
+    )

@@ -1,0 +1,121 @@
+"""corral's task endpoints: ``/v1/rerank`` (Cohere/TEI shape), ``/v1/classify``, ``/v1/ner``."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Depends, Response
+
+from corral.config import Task
+from corral.experts.classify import ClassifyInput
+from corral.experts.ner import NerInput
+from corral.experts.rerank import RerankInput
+from corral.runtime import Runtime
+from corral.server.deps import get_runtime, mark_expert
+from corral.server.limits import check_labels, check_texts
+from corral.server.schemas import (
+    ClassifyData,
+    ClassifyRequest,
+    ClassifyResponse,
+    EntityOut,
+    LabelScore,
+    NerData,
+    NerRequest,
+    NerResponse,
+    RerankDocument,
+    RerankRequest,
+    RerankResponse,
+    RerankResult,
+    Usage,
+)
+
+router = APIRouter(prefix="/v1", tags=["tasks"])
+
+
+@router.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True)
+async def rerank(
+    body: RerankRequest, response: Response, runtime: Runtime = Depends(get_runtime)
+) -> RerankResponse:
+    limits = runtime.config.server.limits
+    documents = body.document_texts
+    check_texts([body.query], limits, param="query")
+    check_texts(documents, limits, param="documents")
+    handle = runtime.find(Task.RERANK, body.model)
+    if not documents:
+        return RerankResponse(id=uuid.uuid4().hex, model=handle.name, results=[],
+                              usage=Usage(prompt_tokens=0, total_tokens=0))
+    scored = await runtime.submit(handle, RerankInput(query=body.query, documents=documents))
+    values = scored.raw if body.raw_scores else scored.scores
+    order = sorted(range(len(documents)), key=lambda i: -values[i])[: body.top_n]
+    with_docs = body.return_documents or body.return_text
+    mark_expert(response, handle)
+    return RerankResponse(
+        id=uuid.uuid4().hex,
+        model=handle.name,
+        results=[
+            RerankResult(
+                index=i,
+                relevance_score=values[i],
+                document=RerankDocument(text=documents[i]) if with_docs else None,
+            )
+            for i in order
+        ],
+        usage=Usage(prompt_tokens=scored.tokens, total_tokens=scored.tokens),
+    )
+
+
+@router.post("/classify", response_model=ClassifyResponse)
+async def classify(
+    body: ClassifyRequest, response: Response, runtime: Runtime = Depends(get_runtime)
+) -> ClassifyResponse:
+    limits = runtime.config.server.limits
+    check_texts(body.texts, limits)
+    check_labels(body.labels, limits)
+    handle = runtime.find(Task.CLASSIFY, body.model)
+    request = ClassifyInput(
+        texts=body.texts,
+        labels=body.labels,
+        multi_label=body.multi_label,
+        hypothesis_template=body.hypothesis_template,
+    )
+    results = await runtime.submit(handle, request)
+    tokens = sum(r.tokens for r in results)
+    mark_expert(response, handle)
+    return ClassifyResponse(
+        model=handle.name,
+        data=[
+            ClassifyData(
+                index=i,
+                label=r.labels[0],
+                score=r.scores[0],
+                labels=[LabelScore(label=lb, score=s) for lb, s in zip(r.labels, r.scores, strict=True)],
+            )
+            for i, r in enumerate(results)
+        ],
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+@router.post("/ner", response_model=NerResponse)
+async def ner(
+    body: NerRequest, response: Response, runtime: Runtime = Depends(get_runtime)
+) -> NerResponse:
+    check_texts(body.texts, runtime.config.server.limits)
+    handle = runtime.find(Task.NER, body.model)
+    results = await runtime.submit(handle, NerInput(texts=body.texts))
+    tokens = sum(r.tokens for r in results)
+    mark_expert(response, handle)
+    return NerResponse(
+        model=handle.name,
+        data=[
+            NerData(
+                index=i,
+                entities=[
+                    EntityOut(type=e.type, text=e.text, start=e.start, end=e.end, score=e.score)
+                    for e in r.entities
+                ],
+            )
+            for i, r in enumerate(results)
+        ],
+        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )

@@ -1,0 +1,191 @@
+"""HTTP request and response bodies: OpenAI, Cohere/TEI shapes, and corral's task APIs.
+
+Requests forbid unknown fields (a misspelt ``top_n`` should fail loudly, as OpenAI's API
+does). Responses are plain models so ``/openapi.json`` documents them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str | None = Field(None, description="Expert name or alias; omitted: the task default.")
+
+
+def _as_list(value: str | list[str]) -> list[str]:
+    return [value] if isinstance(value, str) else value
+
+
+# --- embeddings (OpenAI) --------------------------------------------------------------
+class EmbeddingsRequest(_Request):
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _texts_only(cls, value: object) -> object:
+        if isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
+            raise ValueError(
+                "token-id arrays are not supported (the tokenizer is the model's, not OpenAI's);"
+                " send the text"
+            )
+        if isinstance(value, list) and not value:
+            raise ValueError("input must not be empty")
+        return value
+
+    @property
+    def texts(self) -> list[str]:
+        return _as_list(self.input)  # type: ignore[arg-type]
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    embedding: list[float] | str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: Usage
+
+
+# --- models (OpenAI, extended) --------------------------------------------------------
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "corral"
+    model: str = Field(description="The model id from the config (hub id, package, tag).")
+    task: str | None
+    backend: str | None
+    state: str
+    default: bool
+    aliases: list[str]
+    memory_bytes: int | None = None
+    reason: str | None = Field(None, description="Why the expert is unavailable, if it is.")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+# --- rerank (Cohere / TEI) ------------------------------------------------------------
+class RerankDocument(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    text: str
+
+
+class RerankRequest(_Request):
+    query: str = Field(min_length=1)
+    documents: list[str | RerankDocument] | None = None
+    texts: list[str] | None = Field(None, description="TEI's name for documents.")
+    top_n: int | None = Field(None, ge=1)
+    return_documents: bool = False
+    return_text: bool = Field(False, description="TEI's name for return_documents.")
+    raw_scores: bool = Field(False, description="Raw model scores instead of [0, 1].")
+    truncate: bool = True
+
+    @property
+    def document_texts(self) -> list[str]:
+        docs = self.documents if self.documents is not None else self.texts or []
+        return [d if isinstance(d, str) else d.text for d in docs]
+
+
+class RerankResult(BaseModel):
+    index: int
+    relevance_score: float
+    document: RerankDocument | None = None
+
+
+class RerankResponse(BaseModel):
+    id: str
+    model: str
+    results: list[RerankResult]
+    usage: Usage
+
+
+# --- classify -------------------------------------------------------------------------
+class ClassifyRequest(_Request):
+    input: str | list[str]
+    labels: list[str] | None = Field(None, description="Candidate labels for zero-shot.")
+    multi_label: bool = False
+    hypothesis_template: str | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return _as_list(self.input)
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ClassifyData(BaseModel):
+    index: int
+    label: str = Field(description="The highest-scoring label.")
+    score: float
+    labels: list[LabelScore] = Field(description="Every label, highest score first.")
+
+
+class ClassifyResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    data: list[ClassifyData]
+    usage: Usage
+
+
+# --- ner ------------------------------------------------------------------------------
+class NerRequest(_Request):
+    input: str | list[str]
+
+    @property
+    def texts(self) -> list[str]:
+        return _as_list(self.input)
+
+
+class EntityOut(BaseModel):
+    type: str
+    text: str
+    start: int = Field(description="Character offset of the first character.")
+    end: int = Field(description="Character offset just past the last character.")
+    score: float | None = Field(None, description="Confidence; null when the backend has none.")
+
+
+class NerData(BaseModel):
+    index: int
+    entities: list[EntityOut]
+
+
+class NerResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    data: list[NerData]
+    usage: Usage
+
+
+# --- errors ---------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

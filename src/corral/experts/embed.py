@@ -39,10 +39,6 @@ class SentenceTransformerEmbedder(Expert[EmbedInput, str, Embedding, list[Embedd
         self.context.shared.release(self._key)
         del self.model
 
-    @property
-    def dimensions(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
-
     def prepare(self, request: EmbedInput) -> list[str]:
         return request.texts
 

@@ -73,7 +73,7 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
             logits = logits[:, -1] - logits[:, 0]
         encoded = self.model.tokenizer(
             [q for q, _ in items], [d for _, d in items], truncation=True,
-            max_length=self.model.max_length,
+            max_length=self.model.max_seq_length,
         )
         tokens = [len(ids) for ids in encoded["input_ids"]]
         return list(zip(logits.tolist(), tokens, strict=True))

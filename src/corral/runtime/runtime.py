@@ -93,7 +93,7 @@ class Runtime:
         if spec is None or self.handles[spec.name].task != task:
             names = ", ".join(h.name for h in candidates) or "none configured"
             raise ModelNotFound(
-                f"model {name!r} is not a {task.value} expert (task {task.value!r}); available: {names}", param="model"
+                f"no {task.value} expert named {name!r}; available: {names}", param="model"
             )
         return self.handles[spec.name]
 

@@ -1,0 +1,62 @@
+"""Run a real corral server (uvicorn) on 127.0.0.1 in a background thread for tests."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import httpx
+import uvicorn
+
+from corral.config import Config
+from corral.runtime import Runtime
+from corral.server import create_app
+
+
+@dataclass
+class RunningServer:
+    url: str
+    runtime: Runtime
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serve(
+    config: Config, *, environ: dict[str, str] | None = None, ready_timeout: float = 180.0
+) -> Iterator[RunningServer]:
+    """Start the server, wait until /readyz says every loadable expert is loaded."""
+    runtime = Runtime(config, environ=environ)
+    app = create_app(config, runtime)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout
+    try:
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError("corral server did not become ready")
+            time.sleep(0.1)
+        yield RunningServer(url, runtime)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

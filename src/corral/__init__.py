@@ -6,8 +6,8 @@ endpoint, and send each request to the smallest expert that can do the job.
 
 __version__ = "0.1.0"
 
-from corral.config import Config, Task, default_config, load_config, parse_config  # noqa: E402
-from corral.errors import (  # noqa: E402
+from corral.config import Config, Task, default_config, load_config, parse_config
+from corral.errors import (
     ConfigError,
     CorralError,
     ExpertFailed,
@@ -26,6 +26,7 @@ __all__ = [
     "InvalidRequest",
     "ModelNotFound",
     "PayloadTooLarge",
+    "Runtime",
     "Task",
     "__version__",
     "create_app",

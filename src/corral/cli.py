@@ -23,8 +23,12 @@ from corral.errors import ConfigError
 
 __all__ = ["main"]
 
-_TASK_PATHS = {"embed": "/v1/embeddings", "rerank": "/v1/rerank", "classify": "/v1/classify",
-               "ner": "/v1/ner"}
+_TASK_PATHS = {
+    "embed": "/v1/embeddings",
+    "rerank": "/v1/rerank",
+    "classify": "/v1/classify",
+    "ner": "/v1/ner",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,12 +49,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("config", nargs="?", type=Path, help="YAML config file")
     serve.add_argument("--host", help="bind address (default: server.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: server.port, 8000)")
-    serve.add_argument("--strict", action="store_true",
-                       help="refuse to start if any expert's weights are missing")
+    serve.add_argument(
+        "--strict", action="store_true", help="refuse to start if any expert's weights are missing"
+    )
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     serve.set_defaults(handler=_serve)
 
-    check = sub.add_parser("check", help="validate a config and show where each model's weights are")
+    check = sub.add_parser(
+        "check", help="validate a config and show where each model's weights are"
+    )
     check.add_argument("config", nargs="?", type=Path)
     check.set_defaults(handler=_check)
 
@@ -92,18 +99,28 @@ def _check(args: argparse.Namespace) -> int:
     from corral.experts.registry import REGISTRY
 
     console = Console()
-    table = Table("name", "model", "task", "backend", "weights",
-                  title=f"corral check: {args.config or 'built-in default config'}")
+    table = Table(
+        "name",
+        "model",
+        "task",
+        "backend",
+        "weights",
+        title=f"corral check: {args.config or 'built-in default config'}",
+    )
     details: list[str] = []
     resolved = _resolved(config)
     for r in resolved:
         served = r.task is not None and (r.task, r.backend) in REGISTRY
         backend = (r.backend or "?") + ("" if served else " [yellow](not in this version)[/]")
-        weights = f"[green]{'upstream' if r.base_url else 'found'}[/]" if r.found else "[red]missing[/]"
+        weights = (
+            f"[green]{'upstream' if r.base_url else 'found'}[/]" if r.found else "[red]missing[/]"
+        )
         table.add_row(r.name, r.model, r.task.value if r.task else "?", backend, weights)
         details.append(f"[bold]{r.name}[/] ({r.model})")
-        details += [f"  {'found' if r.found else 'looked in'}: {r.weights if r.found else place}"
-                    for place in ([None] if r.found else r.looked)]
+        details += [
+            f"  {'found' if r.found else 'looked in'}: {r.weights if r.found else place}"
+            for place in ([None] if r.found else r.looked)
+        ]
         if not r.found and r.hint:
             details.append(f"  supply: {r.hint}")
         if r.note:
@@ -134,8 +151,14 @@ def _models(args: argparse.Namespace) -> int:
     table = Table("name", "model", "task", "backend", "default", "weights")
     for r in _resolved(config):
         spec = config.model_named(r.name)
-        table.add_row(r.name, r.model, r.task.value if r.task else "?", r.backend or "?",
-                      "yes" if spec and spec.default else "", r.weights)
+        table.add_row(
+            r.name,
+            r.model,
+            r.task.value if r.task else "?",
+            r.backend or "?",
+            "yes" if spec and spec.default else "",
+            r.weights,
+        )
     console.print(table)
     return 0
 
@@ -151,7 +174,9 @@ def _serve(args: argparse.Namespace) -> int:
     from corral.server.progress import RichLoadProgress
 
     level = args.log_level or config.observe.log_level
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     runtime = Runtime(config)
     unavailable = [h for h in runtime.handles.values() if h.reason]
     console = Console(stderr=True)
@@ -160,7 +185,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.strict and unavailable:
         console.print("[red]--strict: refusing to start with unavailable experts[/]")
         return 1
-    app = create_app(config, runtime, listener=RichLoadProgress(console, total=len(runtime.handles) - len(unavailable)))
+    app = create_app(
+        config,
+        runtime,
+        listener=RichLoadProgress(console, total=len(runtime.handles) - len(unavailable)),
+    )
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     uvicorn.run(app, host=host, port=port, log_level=level, timeout_graceful_shutdown=30)
@@ -179,11 +208,14 @@ def _ask(args: argparse.Namespace) -> int:
         body["labels"] = [label.strip() for label in args.labels.split(",")]
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:
-        reply = httpx.post(args.url.rstrip("/") + _TASK_PATHS[args.task], json=body,
-                           headers=headers, timeout=120)
+        reply = httpx.post(
+            args.url.rstrip("/") + _TASK_PATHS[args.task], json=body, headers=headers, timeout=120
+        )
     except httpx.HTTPError as exc:
-        print(f"cannot reach corral at {args.url}: {exc} (is `corral serve` running?)",
-              file=sys.stderr)
+        print(
+            f"cannot reach corral at {args.url}: {exc} (is `corral serve` running?)",
+            file=sys.stderr,
+        )
         return 1
     print(json.dumps(reply.json(), indent=2))
     return 0 if reply.is_success else 1

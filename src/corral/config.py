@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from corral._yaml import LocatedYaml, Loc, interpolate_env
+from corral._yaml import Loc, LocatedYaml, interpolate_env
 from corral.errors import ConfigError
 
 __all__ = [
@@ -163,7 +163,9 @@ def parse_config(
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise ConfigError([f"{where}invalid YAML: {exc}"], source=source) from None
     if not isinstance(located.data, dict):
-        raise ConfigError(["line 1: the config must be a mapping with a 'models:' list"], source)
+        raise ConfigError(
+            ["line 1: the config must be a mapping with a 'models:' list"], source=source
+        )
     data, missing = interpolate_env(located.data, environ)
     problems = [
         f"line {located.line_of(loc)}: {_dotted(loc)}: environment variable ${{{name}}} is "
@@ -175,7 +177,7 @@ def parse_config(
     except ValidationError as exc:
         problems += [_describe(error, located) for error in exc.errors()]
     if problems:
-        raise ConfigError(problems, source=source)
+        raise ConfigError(sorted(problems, key=_line_number), source=source)
     return config
 
 
@@ -193,6 +195,11 @@ def default_config() -> Config:
     """The built-in config: models shipped in PyPI packages, runs offline on a CPU."""
     text = resources.files("corral").joinpath("default.yaml").read_text(encoding="utf-8")
     return parse_config(text, source="<built-in default>")
+
+
+def _line_number(problem: str) -> int:
+    head = problem.split(":", 1)[0]
+    return int(head[5:]) if head.startswith("line ") and head[5:].isdigit() else 0
 
 
 def _dotted(loc: Loc) -> str:

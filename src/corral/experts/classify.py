@@ -23,8 +23,8 @@ from corral.experts.base import Expert, require
 from corral.experts.embed import Embedding
 
 __all__ = [
-    "ClassifyInput",
     "Classification",
+    "ClassifyInput",
     "NliClassifier",
     "SequenceClassifier",
     "SimilarityClassifier",
@@ -172,7 +172,9 @@ class SequenceClassifier(_TransformersClassifier):
         self, request: ClassifyInput, outputs: list[tuple[np.ndarray, int]]
     ) -> list[Classification]:
         logits = np.stack([o[0] for o in outputs])
-        multi = request.multi_label or self.model.config.problem_type == "multi_label_classification"
+        multi = (
+            request.multi_label or self.model.config.problem_type == "multi_label_classification"
+        )
         scores = 1.0 / (1.0 + np.exp(-logits)) if multi else _softmax(logits)
         names = self.labels or []
         keep = [i for i, n in enumerate(names) if request.labels is None or n in request.labels]
@@ -207,10 +209,15 @@ class SimilarityClassifier(Expert[ClassifyInput, str, Embedding, list[Classifica
 
     def forward(self, items: list[str]) -> list[Embedding]:
         vectors: Any = self.model.encode(
-            items, batch_size=self.batch_size, convert_to_numpy=True,
-            normalize_embeddings=True, show_progress_bar=False,
+            items,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
-        return [Embedding(v, t) for v, t in zip(vectors, count_tokens(self.model, items), strict=True)]
+        return [
+            Embedding(v, t) for v, t in zip(vectors, count_tokens(self.model, items), strict=True)
+        ]
 
     def finish(self, request: ClassifyInput, outputs: list[Embedding]) -> list[Classification]:
         labels = _require_labels(request)

@@ -47,7 +47,10 @@ class SentenceTransformerEmbedder(Expert[EmbedInput, str, Embedding, list[Embedd
             items, batch_size=self.batch_size, convert_to_numpy=True, show_progress_bar=False
         )
         tokens = count_tokens(self.model, items)
-        return [Embedding(np.asarray(v, dtype=np.float32), t) for v, t in zip(vectors, tokens, strict=True)]
+        return [
+            Embedding(np.asarray(v, dtype=np.float32), t)
+            for v, t in zip(vectors, tokens, strict=True)
+        ]
 
     def finish(self, request: EmbedInput, outputs: list[Embedding]) -> list[Embedding]:
         return outputs

@@ -29,10 +29,14 @@ def expert_class(task: Task, backend: str) -> type[Expert]:  # type: ignore[type
     target = REGISTRY.get((task, backend))
     if target is None:
         known = sorted(b for t, b in REGISTRY if t == task)
-        available = f"available for {task.value}: {', '.join(known)}" if known else (
-            f"no {task.value} backend is implemented in this version of corral"
+        available = (
+            f"available for {task.value}: {', '.join(known)}"
+            if known
+            else (f"no {task.value} backend is implemented in this version of corral")
         )
-        raise ExpertUnavailable(f"backend {backend!r} cannot serve task {task.value!r}; {available}")
+        raise ExpertUnavailable(
+            f"backend {backend!r} cannot serve task {task.value!r}; {available}"
+        )
     module, _, name = target.partition(":")
     cls: type[Expert] = getattr(importlib.import_module(module), name)  # type: ignore[type-arg]
     return cls

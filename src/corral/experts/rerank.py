@@ -72,7 +72,9 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
         if logits.ndim == 2:  # two-label rerankers: relevant minus not relevant
             logits = logits[:, -1] - logits[:, 0]
         encoded = self.model.tokenizer(
-            [q for q, _ in items], [d for _, d in items], truncation=True,
+            [q for q, _ in items],
+            [d for _, d in items],
+            truncation=True,
             max_length=self.model.max_seq_length,
         )
         tokens = [len(ids) for ids in encoded["input_ids"]]
@@ -104,8 +106,11 @@ class BiEncoderReranker(Expert[RerankInput, str, Embedding, RerankScores]):
 
     def forward(self, items: list[str]) -> list[Embedding]:
         vectors: Any = self.model.encode(
-            items, batch_size=self.batch_size, convert_to_numpy=True,
-            normalize_embeddings=True, show_progress_bar=False,
+            items,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
         )
         tokens = count_tokens(self.model, items)
         return [Embedding(v, t) for v, t in zip(vectors, tokens, strict=True)]

@@ -9,6 +9,7 @@ with the traceback logged server-side, never sent to the client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -100,7 +101,9 @@ class Runtime:
     @property
     def ready(self) -> bool:
         """Every expert that can load has loaded."""
-        return all(h.state in (ExpertState.READY, ExpertState.UNAVAILABLE) for h in self.handles.values())
+        return all(
+            h.state in (ExpertState.READY, ExpertState.UNAVAILABLE) for h in self.handles.values()
+        )
 
     # --- loading ---------------------------------------------------------------------
     async def load_all(self, listener: LoadListener | None = None) -> None:
@@ -109,10 +112,9 @@ class Runtime:
             if handle.state == ExpertState.UNLOADED:
                 if listener:
                     listener.load_started(handle)
-                try:
+                # a failure is recorded on the handle; requests for it get a 503
+                with contextlib.suppress(ExpertUnavailable):
                     await self.ensure_loaded(handle)
-                except ExpertUnavailable:
-                    pass  # recorded on the handle; requests for it get a 503
                 if listener:
                     listener.load_finished(handle)
 
@@ -130,7 +132,9 @@ class Runtime:
                 expert = await asyncio.to_thread(self._load_blocking, handle)
             except Exception as exc:
                 handle.state = ExpertState.UNAVAILABLE
-                detail = exc.message if isinstance(exc, CorralError) else f"{type(exc).__name__}: {exc}"
+                detail = (
+                    exc.message if isinstance(exc, CorralError) else f"{type(exc).__name__}: {exc}"
+                )
                 handle.reason = f"expert {handle.name!r} failed to load: {detail}"
                 log.exception("loading expert %r failed", handle.name)
                 raise ExpertUnavailable(handle.reason) from None
@@ -159,8 +163,13 @@ class Runtime:
         expert.load()
         handle.load_seconds = time.perf_counter() - started
         handle.memory_bytes = max(0, process.memory_info().rss - rss_before)
-        log.info("loaded %s (%s/%s) in %.1fs", handle.name, resolved.task, resolved.backend,
-                 handle.load_seconds)
+        log.info(
+            "loaded %s (%s/%s) in %.1fs",
+            handle.name,
+            resolved.task,
+            resolved.backend,
+            handle.load_seconds,
+        )
         return expert
 
     def _mark_unavailable_early(self, handle: ExpertHandle) -> None:

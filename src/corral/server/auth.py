@@ -23,7 +23,11 @@ class ApiKeys:
         if not self.enabled:
             return
         header = request.headers.get("authorization", "")
-        key = header[7:] if header.lower().startswith("bearer ") else request.headers.get("x-api-key", "")
+        key = (
+            header[7:]
+            if header.lower().startswith("bearer ")
+            else request.headers.get("x-api-key", "")
+        )
         digest = hashlib.sha256(key.encode()).digest()
         matched = False
         for known in self._digests:

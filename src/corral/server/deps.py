@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request, Response
+from typing import Annotated
+
+from fastapi import Depends, Request, Response
 
 from corral.runtime import ExpertHandle, Runtime
 
@@ -16,3 +18,6 @@ def get_runtime(request: Request) -> Runtime:
 def mark_expert(response: Response, handle: ExpertHandle) -> None:
     """Say which expert answered, so clients and logs can tell without a trace lookup."""
     response.headers["x-corral-expert"] = handle.name
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]

@@ -7,6 +7,7 @@ and the client gets a generic 500, never the traceback.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,11 +30,15 @@ _STATUS_CODES = {
 
 
 def error_response(
-    status: int, message: str, code: str, param: str | None = None, headers: dict[str, str] | None = None
+    status: int,
+    message: str,
+    code: str,
+    param: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
     body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 
 async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
@@ -60,7 +65,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(500, "internal server error; the server log has the details", "internal_error")
+    return error_response(
+        500, "internal server error; the server log has the details", "internal_error"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from corral.runtime import ExpertHandle, ExpertState
 
@@ -15,15 +22,19 @@ class RichLoadProgress:
         self.console = console
         self.total = total
         self._progress: Progress | None = None
-        self._task_id: int | None = None
+        self._task_id: TaskID | None = None
         self._done = 0
 
     def load_started(self, handle: ExpertHandle) -> None:
         if self._progress is None:
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                console=self.console, transient=True,
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=True,
             )
             self._progress.start()
             self._task_id = self._progress.add_task("loading experts", total=self.total)
@@ -38,8 +49,9 @@ class RichLoadProgress:
         self._progress.update(self._task_id, completed=self._done)
         if handle.state == ExpertState.READY:
             mib = (handle.memory_bytes or 0) / 2**20
+            seconds = handle.load_seconds or 0.0
             self._progress.console.print(
-                f"[green]ready[/] {handle.name:<16} {handle.load_seconds or 0:5.1f}s  {mib:7.1f} MiB",
+                f"[green]ready[/] {handle.name:<16} {seconds:5.1f}s  {mib:7.1f} MiB",
                 highlight=False,
             )
         else:

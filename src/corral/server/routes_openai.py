@@ -6,13 +6,13 @@ import base64
 import time
 
 import numpy as np
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from corral.config import Task
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.experts.embed import EmbedInput
-from corral.runtime import ExpertHandle, Runtime
-from corral.server.deps import get_runtime, mark_expert
+from corral.runtime import ExpertHandle
+from corral.server.deps import RuntimeDep, mark_expert
 from corral.server.limits import check_texts
 from corral.server.schemas import (
     EmbeddingData,
@@ -29,7 +29,7 @@ _STARTED = int(time.time())
 
 @router.post("/embeddings", response_model=EmbeddingsResponse)
 async def create_embeddings(
-    body: EmbeddingsRequest, response: Response, runtime: Runtime = Depends(get_runtime)
+    body: EmbeddingsRequest, response: Response, runtime: RuntimeDep
 ) -> EmbeddingsResponse:
     texts = body.texts
     check_texts(texts, runtime.config.server.limits)
@@ -68,12 +68,12 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(runtime: Runtime = Depends(get_runtime)) -> ModelList:
+async def list_models(runtime: RuntimeDep) -> ModelList:
     return ModelList(data=[_card(h) for h in runtime.handles.values()])
 
 
 @router.get("/models/{name}", response_model=ModelCard)
-async def get_model(name: str, runtime: Runtime = Depends(get_runtime)) -> ModelCard:
+async def get_model(name: str, runtime: RuntimeDep) -> ModelCard:
     spec = runtime.config.model_named(name)
     if spec is None:
         raise ModelNotFound(

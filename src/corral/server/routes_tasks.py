@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
 from corral.config import Task
 from corral.experts.classify import ClassifyInput
 from corral.experts.ner import NerInput
 from corral.experts.rerank import RerankInput
-from corral.runtime import Runtime
-from corral.server.deps import get_runtime, mark_expert
+from corral.server.deps import RuntimeDep, mark_expert
 from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import (
     ClassifyData,
@@ -33,17 +32,19 @@ router = APIRouter(prefix="/v1", tags=["tasks"])
 
 
 @router.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True)
-async def rerank(
-    body: RerankRequest, response: Response, runtime: Runtime = Depends(get_runtime)
-) -> RerankResponse:
+async def rerank(body: RerankRequest, response: Response, runtime: RuntimeDep) -> RerankResponse:
     limits = runtime.config.server.limits
     documents = body.document_texts
     check_texts([body.query], limits, param="query")
     check_texts(documents, limits, param="documents")
     handle = runtime.find(Task.RERANK, body.model)
     if not documents:
-        return RerankResponse(id=uuid.uuid4().hex, model=handle.name, results=[],
-                              usage=Usage(prompt_tokens=0, total_tokens=0))
+        return RerankResponse(
+            id=uuid.uuid4().hex,
+            model=handle.name,
+            results=[],
+            usage=Usage(prompt_tokens=0, total_tokens=0),
+        )
     scored = await runtime.submit(handle, RerankInput(query=body.query, documents=documents))
     values = scored.raw if body.raw_scores else scored.scores
     order = sorted(range(len(documents)), key=lambda i: -values[i])[: body.top_n]
@@ -66,7 +67,7 @@ async def rerank(
 
 @router.post("/classify", response_model=ClassifyResponse)
 async def classify(
-    body: ClassifyRequest, response: Response, runtime: Runtime = Depends(get_runtime)
+    body: ClassifyRequest, response: Response, runtime: RuntimeDep
 ) -> ClassifyResponse:
     limits = runtime.config.server.limits
     check_texts(body.texts, limits)
@@ -88,7 +89,9 @@ async def classify(
                 index=i,
                 label=r.labels[0],
                 score=r.scores[0],
-                labels=[LabelScore(label=lb, score=s) for lb, s in zip(r.labels, r.scores, strict=True)],
+                labels=[
+                    LabelScore(label=lb, score=s) for lb, s in zip(r.labels, r.scores, strict=True)
+                ],
             )
             for i, r in enumerate(results)
         ],
@@ -97,9 +100,7 @@ async def classify(
 
 
 @router.post("/ner", response_model=NerResponse)
-async def ner(
-    body: NerRequest, response: Response, runtime: Runtime = Depends(get_runtime)
-) -> NerResponse:
+async def ner(body: NerRequest, response: Response, runtime: RuntimeDep) -> NerResponse:
     check_texts(body.texts, runtime.config.server.limits)
     handle = runtime.find(Task.NER, body.model)
     results = await runtime.submit(handle, NerInput(texts=body.texts))

@@ -1,0 +1,102 @@
+"""The micro-batcher coalesces, fans out, and never hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from corral.runtime import MicroBatcher
+
+
+def test_concurrent_submits_share_one_forward() -> None:
+    calls: list[list[int]] = []
+
+    def forward(items: list[int]) -> list[int]:
+        calls.append(items)
+        return [i * 10 for i in items]
+
+    async def run() -> list[list[int]]:
+        batcher = MicroBatcher(forward, max_size=64, max_wait_ms=20)
+        results = await asyncio.gather(*(batcher.submit([i, i + 100]) for i in range(8)))
+        await batcher.close()
+        return results
+
+    results = asyncio.run(run())
+    assert results == [[i * 10, (i + 100) * 10] for i in range(8)]
+    assert len(calls) == 1 and len(calls[0]) == 16
+
+
+def test_max_size_splits_batches() -> None:
+    sizes: list[int] = []
+
+    def forward(items: list[int]) -> list[int]:
+        sizes.append(len(items))
+        return items
+
+    async def run() -> None:
+        batcher = MicroBatcher(forward, max_size=4, max_wait_ms=50)
+        await asyncio.gather(*(batcher.submit([i]) for i in range(10)))
+        assert batcher.stats.requests == 10 and batcher.stats.items == 10
+        await batcher.close()
+
+    asyncio.run(run())
+    assert max(sizes) <= 4 and sum(sizes) == 10
+
+
+def test_failure_reaches_every_caller_and_batcher_recovers() -> None:
+    fail = threading.Event()
+    fail.set()
+
+    def forward(items: list[int]) -> list[int]:
+        if fail.is_set():
+            raise ValueError("boom")
+        return items
+
+    async def run() -> None:
+        batcher = MicroBatcher(forward, max_size=8, max_wait_ms=10)
+        results = await asyncio.gather(
+            *(batcher.submit([i]) for i in range(3)), return_exceptions=True
+        )
+        assert all(isinstance(r, ValueError) for r in results)
+        fail.clear()
+        assert await batcher.submit([7]) == [7]
+        await batcher.close()
+
+    asyncio.run(run())
+
+
+def test_wrong_output_count_is_an_error_not_a_hang() -> None:
+    async def run() -> None:
+        batcher = MicroBatcher(lambda items: items[:-1], max_size=8, max_wait_ms=1)
+        with pytest.raises(RuntimeError, match="outputs for"):
+            await asyncio.wait_for(batcher.submit([1, 2]), timeout=5)
+        await batcher.close()
+
+    asyncio.run(run())
+
+
+def test_cancelled_callers_are_dropped() -> None:
+    seen: list[list[int]] = []
+    gate = threading.Event()
+
+    def forward(items: list[int]) -> list[int]:
+        seen.append(items)
+        gate.wait(5)
+        return items
+
+    async def run() -> None:
+        batcher = MicroBatcher(forward, max_size=1, max_wait_ms=0)
+        first = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.05)  # first batch is running
+        doomed = asyncio.ensure_future(batcher.submit([2]))
+        await asyncio.sleep(0.01)
+        doomed.cancel()
+        gate.set()
+        assert await first == [1]
+        assert await batcher.submit([3]) == [3]
+        await batcher.close()
+
+    asyncio.run(run())
+    assert [2] not in seen

@@ -25,6 +25,8 @@ def test_bbc_news_subset_accuracy(default_server: RunningServer) -> None:
             timeout=120,
         )
         assert reply.status_code == 200, reply.text
-        correct += sum(d["label"] == a.label for d, a in zip(reply.json()["data"], chunk, strict=True))
+        correct += sum(
+            d["label"] == a.label for d, a in zip(reply.json()["data"], chunk, strict=True)
+        )
     accuracy = correct / len(articles)
     assert accuracy >= 0.6, f"zero-shot accuracy {accuracy:.2f} on {len(articles)} BBC articles"

@@ -54,10 +54,14 @@ class _Strict(BaseModel):
 
 
 class BatchConfig(_Strict):
-    """Dynamic micro-batching: collect up to ``max_size`` items or ``max_wait_ms``."""
+    """Dynamic micro-batching: collect up to ``max_size`` items or ``max_wait_ms``.
+
+    ``max_wait_ms: 0`` (the default) still batches: requests that arrive while a forward
+    pass runs go into the next one, so a lone request never waits for company.
+    """
 
     max_size: int = Field(32, ge=1, le=4096)
-    max_wait_ms: float = Field(2.0, ge=0, le=10_000)
+    max_wait_ms: float = Field(0.0, ge=0, le=10_000)
 
 
 class CostConfig(_Strict):

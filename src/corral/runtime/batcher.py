@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -46,6 +47,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         *,
         max_size: int,
         max_wait_ms: float,
+        executor: Executor | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._forward = forward
@@ -54,6 +56,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self._clock = clock
         self._queue: asyncio.Queue[_Pending[ItemT, OutT]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._executor = executor  # where ``forward`` runs; None: asyncio's default pool
         self.stats = BatchStats()
 
     async def submit(self, items: list[ItemT]) -> list[OutT]:
@@ -103,7 +106,8 @@ class MicroBatcher(Generic[ItemT, OutT]):
         flat: list[Any] = [item for pending in batch for item in pending.items]
         started = self._clock()
         try:
-            outputs = await asyncio.to_thread(self._forward, flat)
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, self._forward, flat)
             if len(outputs) != len(flat):
                 raise RuntimeError(f"forward returned {len(outputs)} outputs for {len(flat)} items")
         except BaseException as exc:  # every waiting caller learns of the failure

@@ -70,3 +70,10 @@ def test_no_command_prints_help(capsys) -> None:
     assert main([]) == 2
     with pytest.raises(SystemExit):
         main(["--version"])
+
+
+def test_serve_strict_refuses_when_weights_are_missing(capsys, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    assert main(["serve", str(ROOT / "examples" / "seed.yaml"), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "--strict" in err and "cross-encoder/ms-marco-MiniLM-L-6-v2" in err

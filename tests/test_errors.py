@@ -48,6 +48,8 @@ def _error(reply: httpx.Response, status: int) -> dict:
 def test_malformed_body_is_422_naming_the_field(server: RunningServer) -> None:
     error = _error(httpx.post(server.v1 + "/rerank", json={"documents": ["a"]}), 422)
     assert "query" in error["message"] and "required" in error["message"].lower()
+    error = _error(httpx.post(server.v1 + "/rerank", json={"query": "q"}), 422)
+    assert "documents" in error["message"]
     error = _error(
         httpx.post(server.v1 + "/embeddings", json={"input": "x", "encodng_format": "x"}), 422
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Request(BaseModel):
@@ -99,6 +99,12 @@ class RerankRequest(_Request):
     return_text: bool = Field(False, description="TEI's name for return_documents.")
     raw_scores: bool = Field(False, description="Raw model scores instead of [0, 1].")
     truncate: bool = True
+
+    @model_validator(mode="after")
+    def _has_documents(self) -> RerankRequest:
+        if self.documents is None and self.texts is None:
+            raise ValueError("give the passages to rank as 'documents' (or TEI's 'texts')")
+        return self
 
     @property
     def document_texts(self) -> list[str]:

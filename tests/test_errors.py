@@ -92,8 +92,10 @@ def test_unknown_model_is_404_listing_available(server: RunningServer) -> None:
 
 
 def test_openai_client_raises_typed_errors(server: RunningServer) -> None:
-    client = openai.OpenAI(base_url=server.v1, api_key="unused", max_retries=0)
-    with pytest.raises(openai.NotFoundError, match="available"):
+    with (
+        openai.OpenAI(base_url=server.v1, api_key="unused", max_retries=0) as client,
+        pytest.raises(openai.NotFoundError, match="available"),
+    ):
         client.embeddings.create(model="nope", input="x")
 
 
@@ -183,6 +185,6 @@ server:
             headers={"Authorization": "Bearer nope"},
         )
         assert _error(wrong, 401)
-        client = openai.OpenAI(base_url=running.v1, api_key="s3cret", max_retries=0)
-        assert len(client.embeddings.create(model="embedder", input="x").data) == 1
+        with openai.OpenAI(base_url=running.v1, api_key="s3cret", max_retries=0) as client:
+            assert len(client.embeddings.create(model="embedder", input="x").data) == 1
         assert httpx.get(running.url + "/healthz").status_code == 200  # probes need no key

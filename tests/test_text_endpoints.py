@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -20,8 +21,9 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def client(default_server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=default_server.v1, api_key="unused", max_retries=0)
+def client(default_server: RunningServer) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=default_server.v1, api_key="unused", max_retries=0) as client:
+        yield client
 
 
 def test_openai_embeddings_match_sentence_transformers(client, sentence_model) -> None:
@@ -66,7 +68,7 @@ def test_embeddings_dimensions_truncate_and_renormalise(client) -> None:
 
 def test_models_lists_every_expert_with_task_and_state(client) -> None:
     models = {m.id: m for m in client.models.list().data}
-    assert set(models) == {"embedder", "reranker", "classifier", "ner"}
+    assert set(models) == {"fast", "embedder", "reranker", "classifier", "ner"}
     card = models["reranker"].model_dump()
     assert card["task"] == "rerank" and card["backend"] == "bi-encoder" and card["state"] == "ready"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -24,7 +25,7 @@ from pydantic import BaseModel
 from corral.config import ModelConfig, Task
 from corral.errors import ExpertUnavailable
 
-__all__ = ["Expert", "LoadContext", "SharedModels"]
+__all__ = ["BaseExpert", "Expert", "LoadContext", "SharedModels", "require"]
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ItemT = TypeVar("ItemT")
@@ -64,33 +65,61 @@ class SharedModels:
 class LoadContext:
     """What an expert needs to load: where its weights are and where to run."""
 
-    path: Path
+    path: Path  # for upstream experts: unused (their ``base_url`` says where they are)
     device: str
     spec: ModelConfig
     shared: SharedModels = field(default_factory=SharedModels)
+    base_url: str | None = None
+    executor: Executor | None = None  # the thread this expert's blocking calls run on
 
     @property
     def options(self) -> dict[str, Any]:
         return self.spec.options
 
 
-class Expert(ABC, Generic[RequestT, ItemT, OutputT, ResultT]):
-    """Base class of all experts; subclasses set ``task``, ``backend`` and ``input_model``."""
+class BaseExpert(ABC):
+    """What every expert has: a task, a backend, and weights to load and unload."""
 
     task: ClassVar[Task]
     backend: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
+    # torch-based experts share their device's single worker thread (see Runtime);
+    # engines with their own thread pools (llama.cpp) or none (HTTP upstreams) do not.
+    uses_torch: ClassVar[bool] = True
 
     def __init__(self, context: LoadContext) -> None:
         self.context = context
-        self.batch_size = context.spec.batch.max_size
 
     @abstractmethod
     def load(self) -> None:
         """Load weights; runs in a worker thread. Raise ExpertUnavailable on failure."""
 
+    @abstractmethod
     def unload(self) -> None:
         """Drop references to the weights so their memory can be freed."""
+
+    async def aclose(self) -> None:
+        """Release everything on shutdown; experts holding async resources override this."""
+        self.unload()
+
+    def tool_schema(self) -> dict[str, Any]:
+        """A function-calling tool description, so an LLM coordinator can call this expert."""
+        return {
+            "type": "function",
+            "function": {
+                "name": f"{self.task.value}_{self.context.spec.name}".replace("-", "_"),
+                "description": (self.__doc__ or self.task.value).strip().splitlines()[0],
+                "parameters": self.input_model.model_json_schema(),
+            },
+        }
+
+
+class Expert(BaseExpert, Generic[RequestT, ItemT, OutputT, ResultT]):
+    """A batched expert: ``prepare`` / ``forward`` / ``finish`` (see the module docstring)."""
+
+    def __init__(self, context: LoadContext) -> None:
+        super().__init__(context)
+        self.batch_size = context.spec.batch.max_size
 
     @abstractmethod
     def prepare(self, request: RequestT) -> list[ItemT]: ...
@@ -105,17 +134,6 @@ class Expert(ABC, Generic[RequestT, ItemT, OutputT, ResultT]):
     def labels(self) -> list[str] | None:
         """Fixed labels when the model has its own; None when the caller chooses."""
         return None
-
-    def tool_schema(self) -> dict[str, Any]:
-        """A function-calling tool description, so an LLM coordinator can call this expert."""
-        return {
-            "type": "function",
-            "function": {
-                "name": f"{self.task.value}_{self.context.spec.name}".replace("-", "_"),
-                "description": (self.__doc__ or self.task.value).strip().splitlines()[0],
-                "parameters": self.input_model.model_json_schema(),
-            },
-        }
 
 
 def require(module: str, extra: str) -> Any:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from corral.config import Task
 from corral.errors import ExpertUnavailable
-from corral.experts.base import Expert
+from corral.experts.base import BaseExpert
 
 __all__ = ["REGISTRY", "expert_class"]
 
@@ -21,10 +21,13 @@ REGISTRY: Mapping[tuple[Task, str], str] = {
     (Task.CLASSIFY, "similarity"): "corral.experts.classify:SimilarityClassifier",
     (Task.NER, "spacy"): "corral.experts.ner:SpacyNer",
     (Task.NER, "token-classification"): "corral.experts.ner:TokenClassificationNer",
+    (Task.CHAT, "llama-cpp"): "corral.experts.llama_cpp:LlamaCppChat",
+    (Task.CHAT, "openai"): "corral.experts.upstream:OpenAIUpstreamChat",
+    (Task.CHAT, "ollama"): "corral.experts.upstream:OllamaChat",
 }
 
 
-def expert_class(task: Task, backend: str) -> type[Expert]:  # type: ignore[type-arg]
+def expert_class(task: Task, backend: str) -> type[BaseExpert]:
     """The class serving ``(task, backend)``; ExpertUnavailable when corral has none yet."""
     target = REGISTRY.get((task, backend))
     if target is None:
@@ -38,5 +41,5 @@ def expert_class(task: Task, backend: str) -> type[Expert]:  # type: ignore[type
             f"backend {backend!r} cannot serve task {task.value!r}; {available}"
         )
     module, _, name = target.partition(":")
-    cls: type[Expert] = getattr(importlib.import_module(module), name)  # type: ignore[type-arg]
+    cls: type[BaseExpert] = getattr(importlib.import_module(module), name)
     return cls

@@ -13,10 +13,11 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
@@ -24,7 +25,8 @@ import psutil
 from corral.catalog import ResolvedModel, resolve
 from corral.config import Config, ModelConfig, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
-from corral.experts.base import Expert, LoadContext, SharedModels
+from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
+from corral.experts.chat import ChatExpert
 from corral.experts.registry import expert_class
 from corral.runtime.batcher import MicroBatcher
 
@@ -56,7 +58,7 @@ class ExpertHandle:
     resolved: ResolvedModel
     state: ExpertState = ExpertState.UNLOADED
     reason: str = ""
-    expert: Expert | None = None  # type: ignore[type-arg]
+    expert: BaseExpert | None = None
     batcher: MicroBatcher[Any, Any] | None = None
     memory_bytes: int | None = None
     load_seconds: float | None = None
@@ -120,7 +122,7 @@ class Runtime:
                 if listener:
                     listener.load_finished(handle)
 
-    async def ensure_loaded(self, handle: ExpertHandle) -> Expert:  # type: ignore[type-arg]
+    async def ensure_loaded(self, handle: ExpertHandle) -> BaseExpert:
         """Load on first use; concurrent callers wait for the same single load."""
         if handle.state == ExpertState.READY and handle.expert is not None:
             return handle.expert
@@ -131,10 +133,13 @@ class Runtime:
                 raise ExpertUnavailable(handle.reason)
             handle.state = ExpertState.LOADING
             device = _resolve_device(handle.spec.device, self.config.runtime.device)
-            executor = self._executor_for(device)
             try:
+                cls = expert_class(handle.resolved.task, handle.resolved.backend)  # type: ignore[arg-type]
+                executor = self._executor_for(device if cls.uses_torch else f"expert:{handle.name}")
                 loop = asyncio.get_running_loop()
-                expert = await loop.run_in_executor(executor, self._load_blocking, handle, device)
+                expert = await loop.run_in_executor(
+                    executor, self._load_blocking, cls, handle, device, executor
+                )
             except Exception as exc:
                 handle.state = ExpertState.UNAVAILABLE
                 detail = (
@@ -144,35 +149,39 @@ class Runtime:
                 log.exception("loading expert %r failed", handle.name)
                 raise ExpertUnavailable(handle.reason) from None
             handle.expert = expert
-            handle.batcher = MicroBatcher(
-                expert.forward,
-                max_size=handle.spec.batch.max_size,
-                max_wait_ms=handle.spec.batch.max_wait_ms,
-                executor=executor,
-            )
+            if isinstance(expert, Expert):
+                handle.batcher = MicroBatcher(
+                    expert.forward,
+                    max_size=handle.spec.batch.max_size,
+                    max_wait_ms=handle.spec.batch.max_wait_ms,
+                    executor=executor,
+                )
             handle.state = ExpertState.READY
             return expert
 
     def _executor_for(self, device: str) -> ThreadPoolExecutor:
-        """One worker thread per device runs every load and forward placed on it.
+        """One worker thread per device runs every torch load and forward placed on it.
 
         torch's OpenMP pool belongs to the calling thread: two threads driving torch on
         the same cores oversubscribe them, and a single-sentence encode measured 2.7x
         slower here (18 ms vs 6.7 ms). One thread per device keeps one pool per device.
+        Experts that do not use torch (llama.cpp, upstreams) get a thread of their own.
         """
         if device not in self._executors:
             self._executors[device] = ThreadPoolExecutor(1, thread_name_prefix=f"corral-{device}")
         return self._executors[device]
 
-    def _load_blocking(self, handle: ExpertHandle, device: str) -> Expert:  # type: ignore[type-arg]
+    def _load_blocking(
+        self, cls: type[BaseExpert], handle: ExpertHandle, device: str, executor: ThreadPoolExecutor
+    ) -> BaseExpert:
         resolved = handle.resolved
-        assert resolved.task and resolved.backend and resolved.path  # checked at construction
-        cls = expert_class(resolved.task, resolved.backend)
         context = LoadContext(
-            path=resolved.path,
+            path=resolved.path or Path(),
             device=device,
             spec=handle.spec,
             shared=self._shared,
+            base_url=resolved.base_url,
+            executor=executor,
         )
         process = psutil.Process(os.getpid())
         rss_before, started = process.memory_info().rss, time.perf_counter()
@@ -194,12 +203,9 @@ class Runtime:
         r = handle.resolved
         if r.task is None:
             handle.reason = f"expert {r.name!r}: cannot tell the task of {r.model!r}; set `task:`"
-        elif r.base_url is not None or r.backend is None:
-            handle.reason = (
-                f"expert {r.name!r}: {r.task.value} backend {r.backend or '?'} is not served by "
-                "this version of corral"
-            )
-        elif r.path is None:
+        elif r.backend is None:
+            handle.reason = f"expert {r.name!r}: no {r.task.value} backend known; set `backend:`"
+        elif not r.found:
             handle.reason = (
                 f"expert {r.name!r}: weights for {r.model!r} not found (looked in: "
                 f"{'; '.join(r.looked)}); supply them: {r.hint}"
@@ -214,13 +220,39 @@ class Runtime:
 
     # --- serving ---------------------------------------------------------------------
     async def submit(self, handle: ExpertHandle, request: Any) -> Any:
-        """The one path every request takes: load, prepare, batch, forward, finish."""
+        """The one path every batched request takes: load, prepare, batch, forward, finish."""
         expert = await self.ensure_loaded(handle)
-        assert handle.batcher is not None
+        assert isinstance(expert, Expert) and handle.batcher is not None
         items = expert.prepare(request)
-        try:
+        with self._failures_of(handle):
             outputs = await handle.batcher.submit(items)
             return expert.finish(request, outputs)
+
+    async def chat(self, handle: ExpertHandle, params: dict[str, Any]) -> dict[str, Any]:
+        """A whole chat completion from a chat expert (OpenAI-shaped dicts in and out)."""
+        expert = await self._chat_expert(handle)
+        with self._failures_of(handle):
+            return await expert.complete(params)
+
+    async def chat_stream(
+        self, handle: ExpertHandle, params: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Chat completion chunks from a chat expert, as they are generated."""
+        expert = await self._chat_expert(handle)
+        with self._failures_of(handle):
+            async for chunk in expert.stream(params):
+                yield chunk
+
+    async def _chat_expert(self, handle: ExpertHandle) -> ChatExpert:
+        expert = await self.ensure_loaded(handle)
+        assert isinstance(expert, ChatExpert)
+        return expert
+
+    @contextlib.contextmanager
+    def _failures_of(self, handle: ExpertHandle) -> Iterator[None]:
+        """Typed errors pass; anything else is logged and becomes a generic ExpertFailed."""
+        try:
+            yield
         except CorralError:
             raise
         except Exception as exc:
@@ -235,7 +267,7 @@ class Runtime:
             if handle.batcher is not None:
                 await handle.batcher.close()
             if handle.expert is not None:
-                handle.expert.unload()
+                await handle.expert.aclose()
             handle.expert, handle.batcher = None, None
             if handle.state == ExpertState.READY:
                 handle.state = ExpertState.UNLOADED

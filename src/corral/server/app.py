@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from corral import __version__
 from corral.config import Config
 from corral.runtime import LoadListener, Runtime
-from corral.server import routes_openai, routes_tasks
+from corral.server import routes_chat, routes_openai, routes_tasks
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
@@ -53,6 +53,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
     app.include_router(routes_openai.router)
+    app.include_router(routes_chat.router)
     app.include_router(routes_tasks.router)
 
     @app.get("/healthz", tags=["health"])

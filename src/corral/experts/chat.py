@@ -1,0 +1,41 @@
+"""Chat experts: one interface over in-process GGUF (llama.cpp) and OpenAI-style upstreams.
+
+Generation does not micro-batch like encoders do (an upstream batches for itself, and
+one llama.cpp context serves one request at a time), so chat experts expose
+``complete`` and ``stream`` that take and return OpenAI-shaped dicts. Both backends speak
+that shape natively, so the adapters stay thin.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from corral.config import Task
+from corral.experts.base import BaseExpert
+
+__all__ = ["ChatExpert", "ChatInput"]
+
+
+class ChatInput(BaseModel):
+    """What a coordinator passes when it escalates to another LLM."""
+
+    prompt: str = Field(min_length=1, description="The task or question for the larger model.")
+
+
+class ChatExpert(BaseExpert):
+    """Answer chat messages (OpenAI chat-completions parameters in, OpenAI dicts out)."""
+
+    task: ClassVar[Task] = Task.CHAT
+    input_model: ClassVar[type[BaseModel]] = ChatInput
+
+    @abstractmethod
+    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A whole ``chat.completion`` object."""
+
+    @abstractmethod
+    def stream(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """``chat.completion.chunk`` objects; the last carries ``usage``."""

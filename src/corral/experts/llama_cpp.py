@@ -1,0 +1,159 @@
+"""In-process GGUF chat through llama-cpp-python.
+
+One ``Llama`` context serves one request at a time, so every call runs on this expert's
+own worker thread (the runtime gives each llama.cpp expert one). Streaming hands chunks
+from that thread to the event loop through a queue; a client that disconnects stops
+the generation at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from corral.errors import ExpertUnavailable, InvalidRequest
+from corral.experts.base import require
+from corral.experts.chat import ChatExpert
+
+__all__ = ["LlamaCppChat"]
+
+_DONE = object()
+
+
+def find_gguf(path: Path) -> Path:
+    """The GGUF file itself, or the only/first one in a directory."""
+    if path.is_file():
+        return path
+    files = sorted(path.glob("*.gguf"))
+    if not files:
+        raise ExpertUnavailable(f"no .gguf file in {path}; set `path:` to the GGUF file")
+    return files[0]
+
+
+class LlamaCppChat(ChatExpert):
+    """Chat with a local GGUF model (llama.cpp)."""
+
+    backend: ClassVar[str] = "llama-cpp"
+    uses_torch: ClassVar[bool] = False
+
+    def load(self) -> None:
+        llama_cpp = require("llama_cpp", "llm")
+        options = self.context.options
+        model_file = find_gguf(self.context.path)
+        on_gpu = self.context.device.startswith("cuda")
+        self.llm = llama_cpp.Llama(
+            model_path=str(model_file),
+            n_ctx=int(options.get("n_ctx", 2048)),
+            n_threads=int(options.get("n_threads", os.cpu_count() or 2)),
+            n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
+            chat_format=options.get("chat_format", "chatml-function-calling"),
+            seed=int(options.get("seed", 0xC0221)),
+            verbose=False,
+        )
+
+    def unload(self) -> None:
+        self.llm.close()
+        del self.llm
+
+    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        kwargs = _llama_kwargs(params)
+        result: dict[str, Any] = await loop.run_in_executor(
+            self.context.executor, lambda: self._call(kwargs)
+        )
+        return result
+
+    async def stream(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        stop = threading.Event()
+        kwargs = _llama_kwargs(params) | {"stream": True}
+
+        def produce() -> None:
+            try:
+                for chunk in self._call(kwargs):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # handed to the consumer, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        producer = loop.run_in_executor(self.context.executor, produce)
+        completion_tokens = 0
+        last: dict[str, Any] | None = None
+        try:
+            while (item := await queue.get()) is not _DONE:
+                if isinstance(item, BaseException):
+                    raise item
+                completion_tokens += any(
+                    c["delta"].get("content") or c["delta"].get("tool_calls")
+                    for c in item["choices"]
+                )
+                last = item
+                yield item
+        finally:
+            stop.set()
+            await asyncio.shield(producer)
+        if last is not None:
+            total = int(self.llm.n_tokens)
+            prompt = max(0, total - completion_tokens)
+            yield {
+                **last,
+                "choices": [],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion_tokens,
+                    "total_tokens": prompt + completion_tokens,
+                },
+            }
+
+    def _call(self, kwargs: dict[str, Any]) -> Any:
+        try:
+            return self.llm.create_chat_completion(**kwargs)
+        except ValueError as exc:
+            if "context window" in str(exc) or "exceed" in str(exc):
+                raise InvalidRequest(str(exc), param="messages") from exc
+            raise
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False))
+
+
+def _llama_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI request fields -> ``Llama.create_chat_completion`` keyword arguments."""
+    kwargs = {k: v for k, v in params.items() if v is not None and k in _PASSED}
+    # llama.cpp's chat templates read ``content`` on every message; OpenAI allows it absent
+    # (or null) on an assistant message that only calls tools.
+    kwargs["messages"] = [{**m, "content": m.get("content") or ""} for m in params["messages"]]
+    response_format = params.get("response_format")
+    if response_format and response_format.get("type") == "json_schema":
+        schema = response_format.get("json_schema", {}).get("schema", {})
+        kwargs["response_format"] = {"type": "json_object", "schema": schema}
+    if params.get("max_completion_tokens") and not params.get("max_tokens"):
+        kwargs["max_tokens"] = params["max_completion_tokens"]
+    return kwargs
+
+
+_PASSED = frozenset(
+    {
+        "messages",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stop",
+        "seed",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "presence_penalty",
+        "frequency_penalty",
+        "logprobs",
+        "top_logprobs",
+    }
+)

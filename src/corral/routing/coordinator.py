@@ -1,0 +1,180 @@
+"""The coordinator: an LLM that calls the other experts as tools.
+
+Each configured, loadable non-chat expert is offered as a function whose JSON schema is
+the expert's input model; a second chat expert is offered as ``escalate``. One turn's
+tool calls run concurrently, their results go back to the LLM, and the loop ends with an
+answer, or after ``max_steps`` turns (then the LLM must answer without tools), or at the
+deadline (504). Every step is recorded with its arguments, time and result size.
+
+Local llama.cpp models decide between answering and calling under a grammar
+(``chatml-function-calling``), so every call they make parses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from corral.config import Task
+from corral.errors import CorralError, ExpertError, InvalidRequest
+from corral.experts.chat import ChatInput
+from corral.runtime import ExpertHandle, ExpertState, Runtime
+
+__all__ = ["Coordinator", "Step"]
+
+_NOT_TOOLS = frozenset({Task.CHAT, Task.EMBED})  # vectors mean nothing to an LLM
+_ESCALATE = "escalate"
+
+
+class CoordinatorTimeout(ExpertError):
+    status_code = 504
+    code = "coordinator_timeout"
+
+
+@dataclass
+class Step:
+    """One thing the coordinator did, for the request's trace."""
+
+    kind: str  # "llm" or "tool"
+    name: str
+    seconds: float
+    arguments: dict[str, Any] | None = None
+    result_chars: int = 0
+    error: str | None = None
+
+
+@dataclass
+class CoordinatorResult:
+    response: dict[str, Any]
+    steps: list[Step] = field(default_factory=list)
+
+
+class Coordinator:
+    """Runs one chat request through an LLM that may call experts as tools."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        llm: ExpertHandle,
+        *,
+        escalate_to: ExpertHandle | None = None,
+        max_steps: int = 4,
+        deadline_s: float = 120.0,
+    ) -> None:
+        self.runtime = runtime
+        self.llm = llm
+        self.escalate_to = escalate_to
+        self.max_steps = max_steps
+        self.deadline_s = deadline_s
+        self.tools = self._tools()
+
+    def _tools(self) -> dict[str, tuple[ExpertHandle, type[BaseModel], dict[str, Any]]]:
+        tools = {}
+        for handle in self.runtime.handles.values():
+            if handle.task in _NOT_TOOLS or handle.state == ExpertState.UNAVAILABLE:
+                continue
+            if handle.expert is None:
+                continue  # not loaded yet; offered once it is
+            schema = handle.expert.tool_schema()
+            tools[schema["function"]["name"]] = (handle, handle.expert.input_model, schema)
+        if self.escalate_to is not None:
+            schema = {
+                "type": "function",
+                "function": {
+                    "name": _ESCALATE,
+                    "description": "Hand a hard question to the larger model "
+                    f"{self.escalate_to.name!r}.",
+                    "parameters": ChatInput.model_json_schema(),
+                },
+            }
+            tools[_ESCALATE] = (self.escalate_to, ChatInput, schema)
+        return tools
+
+    async def run(self, params: dict[str, Any]) -> CoordinatorResult:
+        result = CoordinatorResult(response={})
+        try:
+            async with asyncio.timeout(self.deadline_s):
+                result.response = await self._loop(params, result.steps)
+        except TimeoutError:
+            raise CoordinatorTimeout(
+                f"coordinator passed its {self.deadline_s:g}s deadline after {len(result.steps)} "
+                "steps"
+            ) from None
+        return result
+
+    async def _loop(self, params: dict[str, Any], steps: list[Step]) -> dict[str, Any]:
+        messages = list(params["messages"])
+        offered = [schema for _, _, schema in self.tools.values()]
+        for turn in range(self.max_steps + 1):
+            last_turn = turn == self.max_steps or not offered
+            request = {**params, "messages": messages}
+            if not last_turn:
+                request |= {"tools": offered, "tool_choice": "auto"}
+            reply = await self._timed_llm(request, steps)
+            message = reply["choices"][0]["message"]
+            calls = message.get("tool_calls") or []
+            if last_turn or not calls:
+                return reply
+            messages.append(
+                {"role": "assistant", "content": message.get("content"), "tool_calls": calls}
+            )
+            outputs = await asyncio.gather(*(self._call(call, steps) for call in calls))
+            messages += [
+                {"role": "tool", "tool_call_id": call["id"], "content": output}
+                for call, output in zip(calls, outputs, strict=True)
+            ]
+        raise AssertionError("unreachable: the last turn always returns")
+
+    async def _timed_llm(self, request: dict[str, Any], steps: list[Step]) -> dict[str, Any]:
+        started = time.perf_counter()
+        reply = await self.runtime.chat(self.llm, request)
+        content = reply["choices"][0]["message"].get("content") or ""
+        steps.append(
+            Step("llm", self.llm.name, time.perf_counter() - started, result_chars=len(content))
+        )
+        return reply
+
+    async def _call(self, call: dict[str, Any], steps: list[Step]) -> str:
+        """Run one tool call; failures become a message to the LLM, not a failed request."""
+        name = call["function"]["name"]
+        started = time.perf_counter()
+        step = Step("tool", name, 0.0)
+        try:
+            arguments = json.loads(call["function"].get("arguments") or "{}")
+            step.arguments = arguments
+            output = await self._execute(name, arguments)
+        except (json.JSONDecodeError, ValidationError, CorralError) as exc:
+            step.error = exc.message if isinstance(exc, CorralError) else str(exc)
+            output = json.dumps({"error": step.error})
+        step.seconds = time.perf_counter() - started
+        step.result_chars = len(output)
+        steps.append(step)
+        return output
+
+    async def _execute(self, name: str, arguments: dict[str, Any]) -> str:
+        if name not in self.tools:
+            raise InvalidRequest(f"no tool named {name!r}; tools: {', '.join(self.tools)}")
+        handle, input_model, _ = self.tools[name]
+        request = input_model.model_validate(arguments)
+        if name == _ESCALATE:
+            assert isinstance(request, ChatInput)
+            reply = await self.runtime.chat(
+                handle, {"messages": [{"role": "user", "content": request.prompt}]}
+            )
+            return str(reply["choices"][0]["message"].get("content") or "")
+        return json.dumps(_plain(await self.runtime.submit(handle, request)))
+
+
+def _plain(value: Any) -> Any:
+    """Expert results (dataclasses, lists of them) as JSON-ready data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

@@ -61,8 +61,14 @@ def test_ask_talks_to_a_running_server(capsys, default_server) -> None:
     assert '"label": "sport"' in capsys.readouterr().out
 
 
+def test_ask_sends_a_prompt_through_the_coordinator(capsys, default_server) -> None:
+    assert main(["ask", "What is 2 + 3?", "--url", default_server.url]) == 0
+    err = capsys.readouterr().err
+    assert "[route: coordinator; answered by fast]" in err and "llm" in err
+
+
 def test_ask_without_server_says_so(capsys) -> None:
-    assert main(["ask", "ner", "hello", "--url", "http://127.0.0.1:9"]) == 1
+    assert main(["ask", "--task", "ner", "hello", "--url", "http://127.0.0.1:9"]) == 1
     assert "is `corral serve` running?" in capsys.readouterr().err
 
 

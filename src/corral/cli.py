@@ -10,8 +10,9 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -66,9 +67,16 @@ def _parser() -> argparse.ArgumentParser:
     models.add_argument("--catalog", action="store_true", help="list the model ids corral knows")
     models.set_defaults(handler=_models)
 
-    ask = sub.add_parser("ask", help="send one request to a running server")
-    ask.add_argument("task", choices=sorted(_TASK_PATHS))
-    ask.add_argument("text", nargs="+", help="the text; for rerank: the query, then documents")
+    ask = sub.add_parser(
+        "ask", help="ask a running server: a prompt through the coordinator, or one task"
+    )
+    ask.add_argument("text", nargs="+", help="the prompt; for rerank: the query, then documents")
+    ask.add_argument(
+        "--task",
+        choices=sorted(_TASK_PATHS),
+        default="chat",
+        help="default chat: the coordinator (model 'auto') answers",
+    )
     ask.add_argument("--labels", help="comma-separated labels (classify)")
     ask.add_argument("--model", help="expert name (default: the task's default expert)")
     ask.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
@@ -200,7 +208,12 @@ def _ask(args: argparse.Namespace) -> int:
     import httpx
 
     body: dict[str, object] = {"model": args.model} if args.model else {}
-    if args.task == "rerank":
+    if args.task == "chat":
+        body = {
+            "model": args.model or "auto",
+            "messages": [{"role": "user", "content": " ".join(args.text)}],
+        }
+    elif args.task == "rerank":
         body |= {"query": args.text[0], "documents": args.text[1:], "return_documents": True}
     else:
         body["input"] = " ".join(args.text)
@@ -217,8 +230,25 @@ def _ask(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    print(json.dumps(reply.json(), indent=2))
+    data = reply.json()
+    if args.task == "chat" and reply.is_success:
+        _print_answer(data, reply.headers)
+    else:
+        print(json.dumps(data, indent=2))
     return 0 if reply.is_success else 1
+
+
+def _print_answer(data: dict[str, Any], headers: Mapping[str, str]) -> None:
+    """The answer, then the route it took (coordinator steps, if any)."""
+    message = data["choices"][0]["message"]
+    print(message.get("content") or json.dumps(message.get("tool_calls"), indent=2))
+    route = headers.get("x-corral-route", "direct")
+    print(f"\n[route: {route}; answered by {headers.get('x-corral-expert')}]", file=sys.stderr)
+    for step in data.get("corral", {}).get("steps", []):
+        detail = f" {json.dumps(step['arguments'])}" if step.get("arguments") else ""
+        error = f"  error: {step['error']}" if step.get("error") else ""
+        took = f"{step['seconds'] * 1000:7.0f} ms"
+        print(f"  {step['kind']:<4} {step['name']:<24} {took}{detail}{error}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -125,7 +125,7 @@ class ServerConfig(_Strict):
 class RoutingConfig(_Strict):
     coordinator: str | None = Field(None, description="Chat expert for model 'auto'.")
     escalate_to: str | None = Field(None, description="Chat expert offered as `escalate`.")
-    max_steps: int = Field(4, ge=1, le=32)
+    max_steps: int = Field(2, ge=1, le=32, description="Tool-calling turns before answering.")
     deadline_s: float = Field(120.0, gt=0)
     fallbacks: dict[str, list[str]] = {}
 

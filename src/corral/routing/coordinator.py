@@ -44,6 +44,7 @@ class Step:
     kind: str  # "llm" or "tool"
     name: str
     seconds: float
+    started: float = 0.0  # seconds after the request began
     arguments: dict[str, Any] | None = None
     result_chars: int = 0
     error: str | None = None
@@ -64,7 +65,7 @@ class Coordinator:
         llm: ExpertHandle,
         *,
         escalate_to: ExpertHandle | None = None,
-        max_steps: int = 4,
+        max_steps: int = 2,
         deadline_s: float = 120.0,
     ) -> None:
         self.runtime = runtime
@@ -73,6 +74,7 @@ class Coordinator:
         self.max_steps = max_steps
         self.deadline_s = deadline_s
         self.tools = self._tools()
+        self._t0 = time.perf_counter()
 
     def _tools(self) -> dict[str, tuple[ExpertHandle, type[BaseModel], dict[str, Any]]]:
         tools = {}
@@ -82,6 +84,7 @@ class Coordinator:
             if handle.expert is None:
                 continue  # not loaded yet; offered once it is
             schema = handle.expert.tool_schema()
+            schema["function"]["parameters"] = _bounded(schema["function"]["parameters"])
             tools[schema["function"]["name"]] = (handle, handle.expert.input_model, schema)
         if self.escalate_to is not None:
             schema = {
@@ -98,6 +101,7 @@ class Coordinator:
 
     async def run(self, params: dict[str, Any]) -> CoordinatorResult:
         result = CoordinatorResult(response={})
+        self._t0 = time.perf_counter()
         try:
             async with asyncio.timeout(self.deadline_s):
                 result.response = await self._loop(params, result.steps)
@@ -115,8 +119,19 @@ class Coordinator:
             last_turn = turn == self.max_steps or not offered
             request = {**params, "messages": messages}
             if not last_turn:
-                request |= {"tools": offered, "tool_choice": "auto"}
-            reply = await self._timed_llm(request, steps)
+                request |= {
+                    "tools": offered,
+                    "tool_choice": params.get("tool_choice", "auto"),
+                    "max_tokens": params.get("max_tokens") or _TOOL_TURN_TOKENS,
+                }
+            params = {k: v for k, v in params.items() if k != "tool_choice"}  # first turn only
+            try:
+                reply = await self._timed_llm(request, steps)
+            except InvalidRequest:
+                if last_turn or turn == 0:
+                    raise
+                # the tool history outgrew the context: answer from the conversation alone
+                return await self._timed_llm({**params, "messages": params["messages"]}, steps)
             message = reply["choices"][0]["message"]
             calls = message.get("tool_calls") or []
             if last_turn or not calls:
@@ -144,7 +159,7 @@ class Coordinator:
         """Run one tool call; failures become a message to the LLM, not a failed request."""
         name = call["function"]["name"]
         started = time.perf_counter()
-        step = Step("tool", name, 0.0)
+        step = Step("tool", name, 0.0, started - self._t0)
         try:
             arguments = json.loads(call["function"].get("arguments") or "{}")
             step.arguments = arguments
@@ -154,6 +169,7 @@ class Coordinator:
             output = json.dumps({"error": step.error})
         step.seconds = time.perf_counter() - started
         step.result_chars = len(output)
+        output = output[:_MAX_RESULT_CHARS]
         steps.append(step)
         return output
 
@@ -169,6 +185,30 @@ class Coordinator:
             )
             return str(reply["choices"][0]["message"].get("content") or "")
         return json.dumps(_plain(await self.runtime.submit(handle, request)))
+
+
+_TOOL_TURN_TOKENS = 256
+_MAX_RESULT_CHARS = 4000  # what one tool result may add to the LLM's context
+_MAX_ITEMS, _MAX_CHARS = 8, 1000
+
+
+def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
+    """Cap list and string sizes in a tool schema: under a llama.cpp grammar a small model
+    then cannot run away repeating one list item until the context is full."""
+    bounded = dict(schema)
+    if bounded.get("type") == "array":
+        bounded.setdefault("maxItems", _MAX_ITEMS)
+    if bounded.get("type") == "string":
+        bounded.setdefault("maxLength", _MAX_CHARS)
+    for key in ("properties", "$defs"):
+        if isinstance(bounded.get(key), dict):
+            bounded[key] = {k: _bounded(v) for k, v in bounded[key].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(bounded.get(key), dict):
+            bounded[key] = _bounded(bounded[key])
+    if isinstance(bounded.get("anyOf"), list):
+        bounded["anyOf"] = [_bounded(v) for v in bounded["anyOf"]]
+    return bounded
 
 
 def _plain(value: Any) -> Any:

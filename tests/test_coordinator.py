@@ -1,0 +1,236 @@
+"""The coordinator (``model: "auto"``).
+
+Mechanics (concurrent tool calls, results fed back, max_steps, deadline, bad arguments)
+are checked with a scripted LLM: a small OpenAI-compatible server on 127.0.0.1 whose
+replies are fixed, so the assertions do not depend on a 135M model's judgement. The tools
+it calls are the real experts of the default config. The last tests run the real
+default config end to end with the package-shipped SmolLM2 as coordinator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+
+from corral.config import parse_config
+
+from ._server import RunningServer, _free_port, serve
+
+TICKET = "Is this ticket about billing or a bug: 'I was charged twice'"
+
+
+def _scripted_llm(state: dict[str, Any]) -> FastAPI:
+    """Turn 1: call classify and ner at once. Later turns: keep calling if told to, else
+    answer with the label the classifier returned (read from the tool message)."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def complete(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        state["requests"].append(body)
+        await asyncio.sleep(state.get("delay", 0.0))
+        tool_results = [m for m in body["messages"] if m["role"] == "tool"]
+        if body.get("tools") and (not tool_results or state.get("always_call")):
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    _call(
+                        "c1",
+                        "classify_classifier",
+                        state.get(
+                            "classify_args",
+                            {"texts": ["I was charged twice"], "labels": ["billing", "bug"]},
+                        ),
+                    ),
+                    _call("c2", "ner_ner", {"texts": ["Tim Cook works at Apple."]}),
+                ],
+            }
+        else:
+            label = "unknown"
+            for m in tool_results:
+                data = json.loads(m["content"])
+                if isinstance(data, list) and data and "labels" in data[0]:
+                    label = data[0]["labels"][0]
+            message = {"role": "assistant", "content": f"This ticket is about {label}."}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "scripted",
+            "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
+
+    return app
+
+
+def _call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": call_id,
+        "type": "function",
+        "function": {"name": name, "arguments": json.dumps(arguments)},
+    }
+
+
+@pytest.fixture(scope="module")
+def llm_state() -> dict[str, Any]:
+    return {"requests": []}
+
+
+@pytest.fixture(scope="module")
+def llm_url(llm_state: dict[str, Any]) -> Iterator[str]:
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(_scripted_llm(llm_state), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}/v1"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(llm_url: str) -> Iterator[RunningServer]:
+    config = parse_config(f"""
+models:
+  - name: planner
+    model: scripted
+    task: chat
+    backend: openai
+    base_url: {llm_url}
+  - name: classifier
+    model: sentence-transformers/all-MiniLM-L6-v2
+    task: classify
+  - name: ner
+    model: spacy/en_core_web_sm
+routing:
+  coordinator: planner
+  max_steps: 3
+  deadline_s: 1.5
+""")
+    with serve(config) as running:
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _reset(llm_state: dict[str, Any]) -> Iterator[None]:
+    yield
+    llm_state.clear()
+    llm_state["requests"] = []
+
+
+def _auto(server: RunningServer, **extra: Any) -> httpx.Response:
+    body = {"model": "auto", "messages": [{"role": "user", "content": TICKET}], **extra}
+    return httpx.post(server.v1 + "/chat/completions", json=body, timeout=60)
+
+
+def test_tool_results_from_real_experts_reach_the_answer(server: RunningServer, llm_state) -> None:
+    reply = _auto(server)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-corral-route"] == "coordinator"
+    assert reply.json()["choices"][0]["message"]["content"] == "This ticket is about billing."
+    steps = reply.json()["corral"]["steps"]
+    assert [s["kind"] for s in steps] == ["llm", "tool", "tool", "llm"]
+    classify = next(s for s in steps if s["name"] == "classify_classifier")
+    assert classify["arguments"]["labels"] == ["billing", "bug"] and classify["error"] is None
+    # every expert was offered with its input schema, sizes capped for small models
+    tools = {t["function"]["name"]: t for t in llm_state["requests"][0]["tools"]}
+    assert set(tools) == {"classify_classifier", "ner_ner"}
+    assert (
+        tools["classify_classifier"]["function"]["parameters"]["properties"]["texts"]["maxItems"]
+        == 8
+    )
+
+
+def test_one_turns_tool_calls_run_concurrently(server: RunningServer) -> None:
+    steps = _auto(server).json()["corral"]["steps"]
+    tools = [s for s in steps if s["kind"] == "tool"]
+    first_end = min(s["started"] + s["seconds"] for s in tools)
+    assert all(s["started"] < first_end for s in tools)  # both began before either ended
+
+
+def test_max_steps_then_an_answer_without_tools(server: RunningServer, llm_state) -> None:
+    llm_state["always_call"] = True
+    reply = _auto(server)
+    assert reply.status_code == 200, reply.text
+    llm_turns = [s for s in reply.json()["corral"]["steps"] if s["kind"] == "llm"]
+    assert len(llm_turns) == 3 + 1
+    assert "tools" not in llm_state["requests"][-1]
+
+
+def test_deadline_is_enforced(server: RunningServer, llm_state) -> None:
+    llm_state["delay"] = 1.0
+    started = time.perf_counter()
+    reply = _auto(server)
+    assert reply.status_code == 504, reply.text
+    assert "deadline" in reply.json()["error"]["message"]
+    assert time.perf_counter() - started < 3.0
+
+
+def test_bad_tool_arguments_go_back_to_the_llm(server: RunningServer, llm_state) -> None:
+    llm_state["classify_args"] = {"texts": "not a list"}
+    reply = _auto(server)
+    assert reply.status_code == 200, reply.text
+    classify = next(
+        s for s in reply.json()["corral"]["steps"] if s["name"] == "classify_classifier"
+    )
+    assert classify["error"] and "texts" in classify["error"]
+    tool_messages = [m for m in llm_state["requests"][1]["messages"] if m["role"] == "tool"]
+    assert "error" in json.loads(tool_messages[0]["content"])
+
+
+def test_streaming_auto_replays_the_answer(server: RunningServer) -> None:
+    with httpx.stream(
+        "POST",
+        server.v1 + "/chat/completions",
+        timeout=60,
+        json={
+            "model": "auto",
+            "stream": True,
+            "messages": [{"role": "user", "content": TICKET}],
+        },
+    ) as reply:
+        lines = [line for line in reply.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    text = "".join(
+        json.loads(line[6:])["choices"][0]["delta"].get("content") or "" for line in lines[:-1]
+    )
+    assert text == "This ticket is about billing."
+
+
+def test_auto_end_to_end_on_the_default_config(default_server: RunningServer) -> None:
+    """SmolLM2-135M coordinates: whatever it decides, calls parse, steps are traced, and the
+    request ends with an answer within the step and time bounds."""
+    reply = httpx.post(
+        default_server.v1 + "/chat/completions",
+        timeout=180,
+        json={
+            "model": "auto",
+            "messages": [{"role": "user", "content": TICKET}],
+            "temperature": 0.0,
+            "seed": 7,
+            "max_tokens": 48,
+        },
+    )
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["choices"][0]["message"]["role"] == "assistant"
+    steps = body["corral"]["steps"]
+    assert steps[0]["kind"] == "llm" and steps[-1]["kind"] == "llm"
+    assert len([s for s in steps if s["kind"] == "llm"]) <= 2 + 1
+    for step in steps:
+        if step["kind"] == "tool":
+            assert isinstance(step["arguments"], dict) or step["error"]

@@ -48,6 +48,7 @@ def test_ask_talks_to_a_running_server(capsys, default_server) -> None:
         main(
             [
                 "ask",
+                "--task",
                 "classify",
                 "The striker scored twice",
                 "--labels",
@@ -62,7 +63,8 @@ def test_ask_talks_to_a_running_server(capsys, default_server) -> None:
 
 
 def test_ask_sends_a_prompt_through_the_coordinator(capsys, default_server) -> None:
-    assert main(["ask", "What is 2 + 3?", "--url", default_server.url]) == 0
+    ticket = "Is this ticket about billing or a bug: 'I was charged twice'"
+    assert main(["ask", ticket, "--max-tokens", "48", "--url", default_server.url]) == 0
     err = capsys.readouterr().err
     assert "[route: coordinator; answered by fast]" in err and "llm" in err
 

@@ -151,7 +151,7 @@ def test_tool_results_from_real_experts_reach_the_answer(server: RunningServer, 
     assert set(tools) == {"classify_classifier", "ner_ner"}
     assert (
         tools["classify_classifier"]["function"]["parameters"]["properties"]["texts"]["maxItems"]
-        == 8
+        == 4
     )
 
 

@@ -25,6 +25,7 @@ from corral.errors import ConfigError
 __all__ = ["main"]
 
 _TASK_PATHS = {
+    "chat": "/v1/chat/completions",
     "embed": "/v1/embeddings",
     "rerank": "/v1/rerank",
     "classify": "/v1/classify",
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
         help="default chat: the coordinator (model 'auto') answers",
     )
     ask.add_argument("--labels", help="comma-separated labels (classify)")
+    ask.add_argument("--max-tokens", type=int, help="cap on generated tokens (chat)")
     ask.add_argument("--model", help="expert name (default: the task's default expert)")
     ask.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     ask.add_argument("--api-key", default=None, help="API key, if the server requires one")
@@ -213,6 +215,8 @@ def _ask(args: argparse.Namespace) -> int:
             "model": args.model or "auto",
             "messages": [{"role": "user", "content": " ".join(args.text)}],
         }
+        if args.max_tokens:
+            body["max_tokens"] = args.max_tokens
     elif args.task == "rerank":
         body |= {"query": args.text[0], "documents": args.text[1:], "return_documents": True}
     else:
@@ -222,7 +226,7 @@ def _ask(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     try:
         reply = httpx.post(
-            args.url.rstrip("/") + _TASK_PATHS[args.task], json=body, headers=headers, timeout=120
+            args.url.rstrip("/") + _TASK_PATHS[args.task], json=body, headers=headers, timeout=600
         )
     except httpx.HTTPError as exc:
         print(

@@ -12,6 +12,7 @@ hands each request back exactly its own slice of outputs.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -99,8 +100,10 @@ class BaseExpert(ABC):
         """Drop references to the weights so their memory can be freed."""
 
     async def aclose(self) -> None:
-        """Release everything on shutdown; experts holding async resources override this."""
-        self.unload()
+        """Release everything on shutdown, on the expert's own thread: after any call still
+        running there (freeing a llama.cpp context mid-generation crashes the process)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self.context.executor, self.unload)
 
     def tool_schema(self) -> dict[str, Any]:
         """A function-calling tool description, so an LLM coordinator can call this expert."""

@@ -61,7 +61,7 @@ class LlamaCppChat(ChatExpert):
 
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
-        kwargs = _llama_kwargs(params)
+        kwargs = self._kwargs(params)
         result: dict[str, Any] = await loop.run_in_executor(
             self.context.executor, lambda: self._call(kwargs)
         )
@@ -71,7 +71,7 @@ class LlamaCppChat(ChatExpert):
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
-        kwargs = _llama_kwargs(params) | {"stream": True}
+        kwargs = self._kwargs(params) | {"stream": True}
 
         def produce() -> None:
             try:
@@ -112,6 +112,13 @@ class LlamaCppChat(ChatExpert):
                     "total_tokens": prompt + completion_tokens,
                 },
             }
+
+    def _kwargs(self, params: dict[str, Any]) -> dict[str, Any]:
+        kwargs = _llama_kwargs(params)
+        # OpenAI's default is "until done"; a small local model may ramble to the end of its
+        # context, so the config sets a cap (options.max_tokens) for requests that give none.
+        kwargs.setdefault("max_tokens", int(self.context.options.get("max_tokens", 512)))
+        return kwargs
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
         try:

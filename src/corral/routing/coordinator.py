@@ -187,9 +187,9 @@ class Coordinator:
         return json.dumps(_plain(await self.runtime.submit(handle, request)))
 
 
-_TOOL_TURN_TOKENS = 256
+_TOOL_TURN_TOKENS = 160
 _MAX_RESULT_CHARS = 4000  # what one tool result may add to the LLM's context
-_MAX_ITEMS, _MAX_CHARS = 8, 1000
+_MAX_ITEMS, _MAX_CHARS = 4, 500
 
 
 def _bounded(schema: dict[str, Any]) -> dict[str, Any]:

@@ -36,10 +36,27 @@ def _scripted_llm(state: dict[str, Any]) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def complete(request: Request) -> dict[str, Any]:
         body = await request.json()
+        if body["model"] == "scripted-big":  # the larger model behind `escalate`
+            message = {"role": "assistant", "content": "42"}
+            return {
+                "id": "y",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "big",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
         state["requests"].append(body)
         await asyncio.sleep(state.get("delay", 0.0))
         tool_results = [m for m in body["messages"] if m["role"] == "tool"]
-        if body.get("tools") and (not tool_results or state.get("always_call")):
+        if body.get("tools") and state.get("escalate") and not tool_results:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    _call("e1", "escalate", {"prompt": "What is the answer to everything?"})
+                ],
+            }
+        elif body.get("tools") and (not tool_results or state.get("always_call")):
             message = {
                 "role": "assistant",
                 "content": None,
@@ -58,8 +75,11 @@ def _scripted_llm(state: dict[str, Any]) -> FastAPI:
         else:
             label = "unknown"
             for m in tool_results:
+                if not m["content"].startswith("["):
+                    label = m["content"]  # a plain-text answer from another LLM
+                    continue
                 data = json.loads(m["content"])
-                if isinstance(data, list) and data and "labels" in data[0]:
+                if data and "labels" in data[0]:
                     label = data[0]["labels"][0]
             message = {"role": "assistant", "content": f"This ticket is about {label}."}
         return {
@@ -116,6 +136,15 @@ models:
     task: classify
   - name: ner
     model: spacy/en_core_web_sm
+  - name: big
+    model: scripted-big
+    task: chat
+    backend: openai
+    base_url: {llm_url}
+  - name: coder
+    model: deepseek-ai/deepseek-coder-6.7b-instruct
+    backend: openai
+    base_url: {llm_url}
 routing:
   coordinator: planner
   max_steps: 3
@@ -148,7 +177,7 @@ def test_tool_results_from_real_experts_reach_the_answer(server: RunningServer, 
     assert classify["arguments"]["labels"] == ["billing", "bug"] and classify["error"] is None
     # every expert was offered with its input schema, sizes capped for small models
     tools = {t["function"]["name"]: t for t in llm_state["requests"][0]["tools"]}
-    assert set(tools) == {"classify_classifier", "ner_ner"}
+    assert set(tools) == {"classify_classifier", "ner_ner", "escalate", "code_coder"}
     assert (
         tools["classify_classifier"]["function"]["parameters"]["properties"]["texts"]["maxItems"]
         == 4
@@ -234,3 +263,12 @@ def test_auto_end_to_end_on_the_default_config(default_server: RunningServer) ->
     for step in steps:
         if step["kind"] == "tool":
             assert isinstance(step["arguments"], dict) or step["error"]
+
+
+def test_escalate_hands_the_question_to_the_larger_model(server: RunningServer, llm_state) -> None:
+    llm_state["escalate"] = True
+    reply = _auto(server)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["choices"][0]["message"]["content"] == "This ticket is about 42."
+    escalate = next(s for s in reply.json()["corral"]["steps"] if s["name"] == "escalate")
+    assert escalate["error"] is None and escalate["result_chars"] == 2

@@ -87,16 +87,13 @@ class Coordinator:
             schema["function"]["parameters"] = _bounded(schema["function"]["parameters"])
             tools[schema["function"]["name"]] = (handle, handle.expert.input_model, schema)
         if self.escalate_to is not None:
-            schema = {
-                "type": "function",
-                "function": {
-                    "name": _ESCALATE,
-                    "description": "Hand a hard question to the larger model "
-                    f"{self.escalate_to.name!r}.",
-                    "parameters": ChatInput.model_json_schema(),
-                },
-            }
-            tools[_ESCALATE] = (self.escalate_to, ChatInput, schema)
+            description = f"Hand a hard question to the larger model {self.escalate_to.name!r}."
+            tools[_ESCALATE] = (self.escalate_to, ChatInput, _chat_tool(_ESCALATE, description))
+        for handle in self.runtime.handles.values():  # code models (the catalog's `code` role)
+            if handle.resolved.role == "code" and handle.state != ExpertState.UNAVAILABLE:
+                name = f"code_{handle.name}".replace("-", "_")
+                description = f"Write or explain code with the code model {handle.name!r}."
+                tools[name] = (handle, ChatInput, _chat_tool(name, description))
         return tools
 
     async def run(self, params: dict[str, Any]) -> CoordinatorResult:
@@ -178,13 +175,20 @@ class Coordinator:
             raise InvalidRequest(f"no tool named {name!r}; tools: {', '.join(self.tools)}")
         handle, input_model, _ = self.tools[name]
         request = input_model.model_validate(arguments)
-        if name == _ESCALATE:
-            assert isinstance(request, ChatInput)
+        if isinstance(request, ChatInput):  # another LLM: escalate, or a code model
             reply = await self.runtime.chat(
                 handle, {"messages": [{"role": "user", "content": request.prompt}]}
             )
             return str(reply["choices"][0]["message"].get("content") or "")
         return json.dumps(_plain(await self.runtime.submit(handle, request)))
+
+
+def _chat_tool(name: str, description: str) -> dict[str, Any]:
+    parameters = _bounded(ChatInput.model_json_schema())
+    return {
+        "type": "function",
+        "function": {"name": name, "description": description, "parameters": parameters},
+    }
 
 
 _TOOL_TURN_TOKENS = 160

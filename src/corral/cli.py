@@ -245,7 +245,10 @@ def _ask(args: argparse.Namespace) -> int:
 def _print_answer(data: dict[str, Any], headers: Mapping[str, str]) -> None:
     """The answer, then the route it took (coordinator steps, if any)."""
     message = data["choices"][0]["message"]
-    print(message.get("content") or json.dumps(message.get("tool_calls"), indent=2))
+    if message.get("tool_calls"):
+        print(json.dumps(message["tool_calls"], indent=2))
+    else:
+        print(message.get("content") or "(the model gave an empty answer)")
     route = headers.get("x-corral-route", "direct")
     print(f"\n[route: {route}; answered by {headers.get('x-corral-expert')}]", file=sys.stderr)
     for step in data.get("corral", {}).get("steps", []):

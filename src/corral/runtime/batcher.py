@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 __all__ = ["BatchStats", "MicroBatcher"]
@@ -35,7 +35,7 @@ class BatchStats:
 class _Pending(Generic[ItemT, OutT]):
     items: list[ItemT]
     future: asyncio.Future[list[OutT]]
-    enqueued: float = field(default_factory=time.perf_counter)
+    enqueued: float
 
 
 class MicroBatcher(Generic[ItemT, OutT]):
@@ -48,6 +48,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         max_size: int,
         max_wait_ms: float,
         executor: Executor | None = None,
+        on_batch: Callable[[int, list[float]], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._forward = forward
@@ -57,6 +58,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self._queue: asyncio.Queue[_Pending[ItemT, OutT]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self._executor = executor  # where ``forward`` runs; None: asyncio's default pool
+        self._on_batch = on_batch  # told (items, each caller's queue wait) per forward pass
         self.stats = BatchStats()
 
     async def submit(self, items: list[ItemT]) -> list[OutT]:
@@ -64,7 +66,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         future: asyncio.Future[list[OutT]] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(list(items), future))
+        await self._queue.put(_Pending(list(items), future, self._clock()))
         return await future
 
     async def close(self) -> None:
@@ -105,6 +107,8 @@ class MicroBatcher(Generic[ItemT, OutT]):
     async def _execute(self, batch: list[_Pending[ItemT, OutT]]) -> None:
         flat: list[Any] = [item for pending in batch for item in pending.items]
         started = self._clock()
+        if self._on_batch is not None:
+            self._on_batch(len(flat), [started - pending.enqueued for pending in batch])
         try:
             loop = asyncio.get_running_loop()
             outputs = await loop.run_in_executor(self._executor, self._forward, flat)

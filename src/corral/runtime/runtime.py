@@ -13,7 +13,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +28,7 @@ from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNot
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
 from corral.experts.chat import ChatExpert
 from corral.experts.registry import expert_class
+from corral.observe.metrics import Metrics
 from corral.runtime.batcher import MicroBatcher
 
 __all__ = ["ExpertHandle", "ExpertState", "LoadListener", "Runtime"]
@@ -62,6 +63,7 @@ class ExpertHandle:
     batcher: MicroBatcher[Any, Any] | None = None
     memory_bytes: int | None = None
     load_seconds: float | None = None
+    device: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -76,8 +78,15 @@ class ExpertHandle:
 class Runtime:
     """Holds the experts of one config; create one per server (no globals)."""
 
-    def __init__(self, config: Config, *, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        environ: Mapping[str, str] | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.config = config
+        self.metrics = metrics
         self._shared = SharedModels()
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self.handles: dict[str, ExpertHandle] = {}
@@ -155,9 +164,21 @@ class Runtime:
                     max_size=handle.spec.batch.max_size,
                     max_wait_ms=handle.spec.batch.max_wait_ms,
                     executor=executor,
+                    on_batch=self._batch_observer(handle.name),
                 )
             handle.state = ExpertState.READY
+            handle.device = device
+            if self.metrics is not None:
+                self.metrics.observe_load(
+                    handle.name, handle.load_seconds or 0.0, handle.memory_bytes or 0, device
+                )
             return expert
+
+    def _batch_observer(self, name: str) -> Callable[[int, list[float]], None] | None:
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        return lambda size, waits: metrics.observe_batch(name, size, waits)
 
     def _executor_for(self, device: str) -> ThreadPoolExecutor:
         """One worker thread per device runs every torch load and forward placed on it.
@@ -268,6 +289,8 @@ class Runtime:
                 await handle.batcher.close()
             if handle.expert is not None:
                 await handle.expert.aclose()
+                if self.metrics is not None and handle.device:
+                    self.metrics.unloaded(handle.name, handle.device)
             handle.expert, handle.batcher = None, None
             if handle.state == ExpertState.READY:
                 handle.state = ExpertState.UNLOADED

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException
 
 from corral import __version__
 from corral.config import Config
+from corral.observe import Metrics, MetricsMiddleware
 from corral.runtime import LoadListener, Runtime
 from corral.server import routes_chat, routes_openai, routes_tasks
 from corral.server.auth import ApiKeys
@@ -29,6 +32,9 @@ def create_app(
 ) -> FastAPI:
     """Build the app. Experts pre-warm in the background so /healthz answers at once."""
     runtime = runtime or Runtime(config)
+    if runtime.metrics is None:
+        runtime.metrics = Metrics()  # experts report loads and batches to the app's registry
+    metrics = runtime.metrics
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -52,9 +58,19 @@ def create_app(
     app.state.api_keys = ApiKeys(config.server.api_keys)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
+    if config.observe.metrics:
+        app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(routes_openai.router)
     app.include_router(routes_chat.router)
     app.include_router(routes_tasks.router)
+
+    @app.get("/metrics", tags=["health"], include_in_schema=config.observe.metrics)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus text exposition of corral's metrics (needs an API key if keys are set)."""
+        if not config.observe.metrics:
+            raise HTTPException(404, "metrics are off (observe.metrics: false)")
+        request.app.state.api_keys.check(request)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:

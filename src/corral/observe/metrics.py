@@ -1,0 +1,112 @@
+"""Prometheus metrics, in a registry owned by one app (no global state, so several apps
+and tests can live in one process).
+
+Labels are bounded: endpoints are route templates (an unknown path counts as
+``unmatched``), experts are config names.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["Metrics", "MetricsMiddleware"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class Metrics:
+    """Every metric corral exports, named ``corral_*`` as Prometheus conventions ask."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "corral_requests",
+            "HTTP requests by endpoint, expert and status",
+            ["endpoint", "expert", "status"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "corral_request_duration_seconds",
+            "HTTP request latency, to the last byte",
+            ["endpoint", "expert"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "corral_batch_size",
+            "Items per forward pass",
+            ["expert"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "corral_queue_wait_seconds",
+            "Time a request waited for its forward pass to start",
+            ["expert"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.load_seconds = Histogram(
+            "corral_model_load_seconds",
+            "Time to load an expert",
+            ["expert"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.resident_bytes = Gauge(
+            "corral_resident_bytes",
+            "Memory measured for a loaded expert",
+            ["expert", "device"],
+            registry=r,
+        )
+
+    def observe_batch(self, expert: str, size: int, waits: list[float]) -> None:
+        self.batch_size.labels(expert).observe(size)
+        for wait in waits:
+            self.queue_wait.labels(expert).observe(wait)
+
+    def observe_load(self, expert: str, seconds: float, memory_bytes: int, device: str) -> None:
+        self.load_seconds.labels(expert).observe(seconds)
+        self.resident_bytes.labels(expert, device).set(memory_bytes)
+
+    def unloaded(self, expert: str, device: str) -> None:
+        self.resident_bytes.labels(expert, device).set(0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request; the expert comes from ``x-corral-expert``."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status, expert = 500, ""
+
+        async def observed_send(message: Message) -> None:
+            nonlocal status, expert
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = dict(message.get("headers", []))
+                expert = headers.get(b"x-corral-expert", b"").decode("latin-1")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observed_send)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(endpoint, expert, str(status)).inc()
+            self.metrics.duration.labels(endpoint, expert).observe(time.perf_counter() - started)

@@ -1,0 +1,61 @@
+"""/metrics: Prometheus names and labels, moving after real requests."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from ._server import RunningServer
+
+
+def _samples(server: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    reply = httpx.get(server.url + "/metrics")
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(reply.text)
+        for s in family.samples
+    }
+
+
+def _value(samples, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_move_after_real_requests(default_server: RunningServer) -> None:
+    before = _samples(default_server)
+    for _ in range(3):
+        assert (
+            httpx.post(default_server.v1 + "/embeddings", json={"input": ["a", "b"]}).status_code
+            == 200
+        )
+    assert (
+        httpx.post(
+            default_server.v1 + "/embeddings", json={"input": "x", "model": "nope"}
+        ).status_code
+        == 404
+    )
+    httpx.get(default_server.url + "/no/such/path")
+    after = _samples(default_server)
+
+    ok = dict(endpoint="/v1/embeddings", expert="embedder", status="200")
+    assert (
+        _value(after, "corral_requests_total", **ok) - _value(before, "corral_requests_total", **ok)
+        == 3
+    )
+    failed = dict(endpoint="/v1/embeddings", expert="", status="404")
+    assert _value(after, "corral_requests_total", **failed) >= 1
+    assert (
+        _value(after, "corral_requests_total", endpoint="unmatched", expert="", status="404") >= 1
+    )
+    latency = dict(endpoint="/v1/embeddings", expert="embedder")
+    assert _value(after, "corral_request_duration_seconds_count", **latency) >= 3
+    assert (
+        _value(after, "corral_batch_size_sum", expert="embedder")
+        - _value(before, "corral_batch_size_sum", expert="embedder")
+        >= 6
+    )
+    assert _value(after, "corral_queue_wait_seconds_count", expert="embedder") >= 3
+    assert _value(after, "corral_model_load_seconds_count", expert="embedder") == 1
+    assert _value(after, "corral_resident_bytes", expert="ner", device="cpu") > 0

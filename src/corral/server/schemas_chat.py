@@ -6,20 +6,24 @@ JSON schemas (checked as JSON Schema documents), ``n`` (only 1 is served).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from corral.server.schemas import _Request
 
 
-def _check_json_schema(schema: dict[str, Any], where: str) -> None:
+def _check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
-        raise ValueError(f"{where} is not a valid JSON Schema: {exc.message}") from None
+        raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+    return schema
+
+
+JsonSchema = Annotated[dict[str, Any], AfterValidator(_check_json_schema)]
 
 
 class ChatMessage(BaseModel):
@@ -35,14 +39,8 @@ class FunctionDefinition(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
-    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    parameters: JsonSchema = Field(default_factory=lambda: {"type": "object", "properties": {}})
     strict: bool | None = None
-
-    @field_validator("parameters")
-    @classmethod
-    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_json_schema(value, "parameters")
-        return value
 
 
 class Tool(BaseModel):
@@ -59,15 +57,9 @@ class NamedToolChoice(BaseModel):
 
 class JsonSchemaFormat(BaseModel):
     name: str = "response"
-    schema_: dict[str, Any] = Field(alias="schema")
+    schema_: JsonSchema = Field(alias="schema")
     strict: bool | None = None
     description: str | None = None
-
-    @field_validator("schema_")
-    @classmethod
-    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
-        _check_json_schema(value, "response_format.json_schema.schema")
-        return value
 
 
 class ResponseFormat(BaseModel):

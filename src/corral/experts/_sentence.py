@@ -1,10 +1,28 @@
-"""Loading a SentenceTransformer once, shared by every expert that uses the same weights."""
+"""The sentence-transformers encoder every embedding-based expert runs on.
+
+Embedding, bi-encoder rerank and similarity classification all embed a flat list of
+texts; they differ only in how a request becomes texts (``prepare``) and what the
+vectors mean (``finish``). One copy of the weights is shared by all of them.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
-from corral.experts.base import LoadContext, require
+import numpy as np
+from pydantic import BaseModel
+
+from corral.experts.base import Expert, LoadContext, require
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+ResultT = TypeVar("ResultT")
+
+
+@dataclass(frozen=True)
+class Embedding:
+    vector: np.ndarray
+    tokens: int
 
 
 def shared_sentence_transformer(context: LoadContext) -> tuple[Any, tuple[str, ...]]:
@@ -26,3 +44,32 @@ def count_tokens(model: Any, texts: list[str]) -> list[int]:
         texts, add_special_tokens=True, truncation=True, max_length=model.max_seq_length
     )
     return [len(ids) for ids in encoded["input_ids"]]
+
+
+class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
+    """Loads the shared SentenceTransformer and embeds a batch of texts in one ``encode``."""
+
+    # unit-length vectors for experts that compare them by dot product; embeddings are
+    # returned exactly as the model's own pipeline makes them
+    normalize: ClassVar[bool] = True
+
+    def load(self) -> None:
+        self.model, self._key = shared_sentence_transformer(self.context)
+
+    def unload(self) -> None:
+        self.context.shared.release(self._key)
+        del self.model
+
+    def forward(self, items: list[str]) -> list[Embedding]:
+        vectors: Any = self.model.encode(
+            items,
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=self.normalize,
+            show_progress_bar=False,
+        )
+        tokens = count_tokens(self.model, items)
+        return [
+            Embedding(np.asarray(v, dtype=np.float32), t)
+            for v, t in zip(vectors, tokens, strict=True)
+        ]

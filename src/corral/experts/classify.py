@@ -18,9 +18,8 @@ from pydantic import BaseModel, Field
 
 from corral.config import Task
 from corral.errors import ExpertUnavailable, InvalidRequest
-from corral.experts._sentence import count_tokens, shared_sentence_transformer
+from corral.experts._sentence import Embedding, SentenceEncoderExpert
 from corral.experts.base import Expert, require
-from corral.experts.embed import Embedding
 
 __all__ = [
     "Classification",
@@ -184,7 +183,7 @@ class SequenceClassifier(_TransformersClassifier):
         ]
 
 
-class SimilarityClassifier(Expert[ClassifyInput, str, Embedding, list[Classification]]):
+class SimilarityClassifier(SentenceEncoderExpert[ClassifyInput, list[Classification]]):
     """Classify text into caller-chosen labels (embedding similarity to label descriptions)."""
 
     task = Task.CLASSIFY
@@ -193,31 +192,15 @@ class SimilarityClassifier(Expert[ClassifyInput, str, Embedding, list[Classifica
     default_template = "This text is about {}."
 
     def load(self) -> None:
-        self.model, self._key = shared_sentence_transformer(self.context)
+        super().load()
         # Softmax temperature over cosines, and the cosine where a multi-label score is 0.5.
         self.temperature = float(self.context.options.get("temperature", 0.05))
         self.multi_label_midpoint = float(self.context.options.get("multi_label_midpoint", 0.25))
-
-    def unload(self) -> None:
-        self.context.shared.release(self._key)
-        del self.model
 
     def prepare(self, request: ClassifyInput) -> list[str]:
         labels = _require_labels(request)
         template = _template(request, self.default_template)
         return [*request.texts, *(template.format(label) for label in labels)]
-
-    def forward(self, items: list[str]) -> list[Embedding]:
-        vectors: Any = self.model.encode(
-            items,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return [
-            Embedding(v, t) for v, t in zip(vectors, count_tokens(self.model, items), strict=True)
-        ]
 
     def finish(self, request: ClassifyInput, outputs: list[Embedding]) -> list[Classification]:
         labels = _require_labels(request)

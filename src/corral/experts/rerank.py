@@ -15,9 +15,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from corral.config import Task
-from corral.experts._sentence import count_tokens, shared_sentence_transformer
+from corral.experts._sentence import Embedding, SentenceEncoderExpert
 from corral.experts.base import Expert, require
-from corral.experts.embed import Embedding
 
 __all__ = ["BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankScores"]
 
@@ -87,33 +86,15 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
         )
 
 
-class BiEncoderReranker(Expert[RerankInput, str, Embedding, RerankScores]):
+class BiEncoderReranker(SentenceEncoderExpert[RerankInput, RerankScores]):
     """Rank documents by relevance to a query (embedding similarity)."""
 
     task = Task.RERANK
     backend = "bi-encoder"
     input_model = RerankInput
 
-    def load(self) -> None:
-        self.model, self._key = shared_sentence_transformer(self.context)
-
-    def unload(self) -> None:
-        self.context.shared.release(self._key)
-        del self.model
-
     def prepare(self, request: RerankInput) -> list[str]:
         return [request.query, *request.documents]
-
-    def forward(self, items: list[str]) -> list[Embedding]:
-        vectors: Any = self.model.encode(
-            items,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        tokens = count_tokens(self.model, items)
-        return [Embedding(v, t) for v, t in zip(vectors, tokens, strict=True)]
 
     def finish(self, request: RerankInput, outputs: list[Embedding]) -> RerankScores:
         query, *docs = (o.vector for o in outputs)

@@ -173,6 +173,7 @@ def test_tool_results_from_real_experts_reach_the_answer(server: RunningServer, 
     assert reply.json()["choices"][0]["message"]["content"] == "This ticket is about billing."
     steps = reply.json()["corral"]["steps"]
     assert [s["kind"] for s in steps] == ["llm", "tool", "tool", "llm"]
+    assert steps[-1]["started"] >= max(s["started"] + s["seconds"] for s in steps[:-1])
     classify = next(s for s in steps if s["name"] == "classify_classifier")
     assert classify["arguments"]["labels"] == ["billing", "bug"] and classify["error"] is None
     # every expert was offered with its input schema, sizes capped for small models

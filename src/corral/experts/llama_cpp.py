@@ -128,9 +128,6 @@ class LlamaCppChat(ChatExpert):
                 raise InvalidRequest(str(exc), param="messages") from exc
             raise
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False))
-
 
 def _llama_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """OpenAI request fields -> ``Llama.create_chat_completion`` keyword arguments."""

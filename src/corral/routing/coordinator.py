@@ -128,7 +128,7 @@ class Coordinator:
                 if last_turn or turn == 0:
                     raise
                 # the tool history outgrew the context: answer from the conversation alone
-                return await self._timed_llm({**params, "messages": params["messages"]}, steps)
+                return await self._timed_llm(params, steps)
             message = reply["choices"][0]["message"]
             calls = message.get("tool_calls") or []
             if last_turn or not calls:
@@ -148,7 +148,13 @@ class Coordinator:
         reply = await self.runtime.chat(self.llm, request)
         content = reply["choices"][0]["message"].get("content") or ""
         steps.append(
-            Step("llm", self.llm.name, time.perf_counter() - started, result_chars=len(content))
+            Step(
+                "llm",
+                self.llm.name,
+                time.perf_counter() - started,
+                started - self._t0,
+                result_chars=len(content),
+            )
         )
         return reply
 

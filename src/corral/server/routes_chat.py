@@ -14,7 +14,7 @@ from corral.config import Task
 from corral.errors import CorralError
 from corral.routing import Coordinator
 from corral.runtime import ExpertState, Runtime
-from corral.server.deps import RuntimeDep, mark_expert
+from corral.server.deps import RuntimeDep
 from corral.server.schemas_chat import ChatCompletionRequest
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -22,9 +22,7 @@ AUTO = "auto"  # the model name that hands a request to the coordinator
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(
-    body: ChatCompletionRequest, response: Response, runtime: RuntimeDep
-) -> Response:
+async def chat_completions(body: ChatCompletionRequest, runtime: RuntimeDep) -> Response:
     params = body.backend_params()
     if body.model == AUTO:
         return await _coordinate(runtime, params, body)
@@ -32,7 +30,6 @@ async def chat_completions(
     headers = {"x-corral-expert": handle.name}
     if not body.stream:
         result = await runtime.chat(handle, params)
-        mark_expert(response, handle)
         return JSONResponse({**result, "model": handle.name}, headers=headers)
     chunks = runtime.chat_stream(handle, params).__aiter__()
     first = await anext(chunks)  # errors before the first token still get a real status code

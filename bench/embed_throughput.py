@@ -113,6 +113,24 @@ def single_p50(url: str, body: dict, texts: list[str]) -> float:
     return statistics.median(times[10:])
 
 
+def measure_server(
+    cmd: list[str],
+    port: int,
+    ready_path: str,
+    embed_path: str,
+    model: str,
+    args: argparse.Namespace,
+    singles: list[str],
+) -> tuple[float, float]:
+    """Start one server, then (throughput under wrk, single-request p50), then stop it."""
+    proc = start(cmd, f"http://127.0.0.1:{port}{ready_path}", timeout=300)
+    try:
+        url = f"http://127.0.0.1:{port}{embed_path}"
+        return throughput(url, model, args.seconds), single_p50(url, {"model": model}, singles)
+    finally:
+        stop(proc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=15, help="wrk duration per system")
@@ -145,13 +163,9 @@ def main() -> None:
         f"    path: {model_dir}\n    batch: {{max_size: 64}}\n"
     )
     port = free_port()
-    proc = start(corral_command(config, port), f"http://127.0.0.1:{port}/readyz")
-    try:
-        url = f"http://127.0.0.1:{port}/v1/embeddings"
-        results["corral"] = throughput(url, "embedder", args.seconds)
-        results["corral_p50"] = single_p50(url, {"model": "embedder"}, singles)
-    finally:
-        stop(proc)
+    results["corral"], results["corral_p50"] = measure_server(
+        corral_command(config, port), port, "/readyz", "/v1/embeddings", "embedder", args, singles
+    )
     print(f"corral: {results['corral']:.0f}/s; single p50 {results['corral_p50'] * 1e3:.2f} ms")
 
     if Path(args.infinity).exists():
@@ -175,13 +189,9 @@ def main() -> None:
             "--batch-size",
             "64",
         ]
-        proc = start(cmd, f"http://127.0.0.1:{port}/health", timeout=300)
-        try:
-            url = f"http://127.0.0.1:{port}/embeddings"
-            results["infinity"] = throughput(url, "minilm", args.seconds)
-            results["infinity_p50"] = single_p50(url, {"model": "minilm"}, singles)
-        finally:
-            stop(proc)
+        results["infinity"], results["infinity_p50"] = measure_server(
+            cmd, port, "/health", "/embeddings", "minilm", args, singles
+        )
         print(
             f"infinity: {results['infinity']:.0f}/s; single p50 {results['infinity_p50'] * 1e3:.2f} ms"
         )

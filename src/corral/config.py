@@ -174,9 +174,13 @@ def parse_config(
             ["line 1: the config must be a mapping with a 'models:' list"], source=source
         )
     data, missing = interpolate_env(located.data, environ)
+    # (line, text) pairs, so the report can be sorted by line and formatted once
     problems = [
-        f"line {located.line_of(loc)}: {_dotted(loc)}: environment variable ${{{name}}} is "
-        f"not set (set it, or write ${{{name}:-default}})"
+        (
+            located.line_of(loc),
+            f"{_dotted(loc)}: environment variable ${{{name}}} is not set "
+            f"(set it, or write ${{{name}:-default}})",
+        )
         for loc, name in missing
     ]
     try:
@@ -184,7 +188,9 @@ def parse_config(
     except ValidationError as exc:
         problems += [_describe(error, located) for error in exc.errors()]
     if problems:
-        raise ConfigError(sorted(problems, key=_line_number), source=source)
+        problems.sort(key=lambda problem: problem[0] or 0)
+        lines = [f"line {line}: {text}" if line else text for line, text in problems]
+        raise ConfigError(lines, source=source)
     return config
 
 
@@ -204,25 +210,19 @@ def default_config() -> Config:
     return parse_config(text, source="<built-in default>")
 
 
-def _line_number(problem: str) -> int:
-    head = problem.split(":", 1)[0]
-    return int(head[5:]) if head.startswith("line ") and head[5:].isdigit() else 0
-
-
 def _dotted(loc: Loc) -> str:
     return ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
 
 
-def _describe(error: Any, located: LocatedYaml) -> str:
+def _describe(error: Any, located: LocatedYaml) -> tuple[int | None, str]:
     loc: Loc = tuple(p for p in error["loc"] if not str(p).startswith("function-"))
     line = located.line_of(loc)
-    prefix = f"line {line}: " if line else ""
     if error["type"] == "extra_forbidden":
         key = str(loc[-1])
         hint = _nearest_key(loc[:-1], key)
         suggestion = f" (did you mean {hint!r}?)" if hint else ""
-        return f"{prefix}{_dotted(loc)}: unknown key {key!r}{suggestion}"
-    return f"{prefix}{_dotted(loc) or 'config'}: {error['msg']}"
+        return line, f"{_dotted(loc)}: unknown key {key!r}{suggestion}"
+    return line, f"{_dotted(loc) or 'config'}: {error['msg']}"
 
 
 def _nearest_key(parent: Loc, key: str) -> str | None:

@@ -22,9 +22,14 @@ from corral.errors import ConfigError
 
 __all__ = [
     "BatchConfig",
+    "CascadeConfig",
+    "CascadeStage",
+    "CircuitConfig",
     "Config",
     "LimitsConfig",
     "ModelConfig",
+    "RouteConfig",
+    "RoutingConfig",
     "RuntimeConfig",
     "ServerConfig",
     "Task",
@@ -87,6 +92,7 @@ class ModelConfig(_Strict):
     cost: CostConfig | None = None
     labels: list[str] | None = None
     aliases: list[str] = []
+    timeout_s: float | None = Field(None, gt=0, description="Per-request limit; then fallback.")
     options: dict[str, Any] = {}
 
     @field_validator("device")
@@ -122,12 +128,60 @@ class ServerConfig(_Strict):
     limits: LimitsConfig = LimitsConfig()
 
 
+class RouteConfig(_Strict):
+    """A semantic route: chat requests (model "auto") that resemble ``examples`` go to
+    ``target`` when their best similarity clears ``threshold``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
+    target: str = Field(description="Expert that handles the route (chat, classify or ner).")
+    examples: list[str] = Field(min_length=1, max_length=1000)
+    threshold: float = Field(0.5, ge=-1.0, le=1.0)
+    labels: list[str] | None = Field(None, description="Labels for a classify target.")
+    answer: Literal["llm", "direct"] = Field(
+        "llm", description="Who words the reply for a non-chat target: an LLM, or the result as is."
+    )
+
+
+class CascadeStage(_Strict):
+    expert: str
+    threshold: float | None = Field(
+        None, ge=0.0, le=1.0, description="Accept when confidence >= this; else the next stage."
+    )
+
+
+class CascadeConfig(_Strict):
+    """Smallest expert first; escalate while its confidence is below the stage threshold."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
+    task: Literal[Task.CLASSIFY] = Task.CLASSIFY
+    stages: list[CascadeStage] = Field(min_length=2, max_length=8)
+
+
+class CircuitConfig(_Strict):
+    failures: int = Field(5, ge=1, description="Failures in a row that open the circuit.")
+    cooldown_s: float = Field(30.0, gt=0, description="Open this long before one trial request.")
+
+
 class RoutingConfig(_Strict):
     coordinator: str | None = Field(None, description="Chat expert for model 'auto'.")
     escalate_to: str | None = Field(None, description="Chat expert offered as `escalate`.")
     max_steps: int = Field(2, ge=1, le=32, description="Tool-calling turns before answering.")
     deadline_s: float = Field(120.0, gt=0)
+    embedder: str | None = Field(None, description="Embed expert for semantic routes.")
+    routes: list[RouteConfig] = []
+    cascades: list[CascadeConfig] = []
     fallbacks: dict[str, list[str]] = {}
+    circuit: CircuitConfig = CircuitConfig()
+
+    def expert_names(self) -> list[tuple[str, str]]:
+        """(where, name) of every expert this section refers to, for checking they exist."""
+        named = [("coordinator", self.coordinator), ("escalate_to", self.escalate_to)]
+        named.append(("embedder", self.embedder))
+        named += [(f"routes.{r.name}.target", r.target) for r in self.routes]
+        named += [(f"cascades.{c.name}", s.expert) for c in self.cascades for s in c.stages]
+        for source, targets in self.fallbacks.items():
+            named += [("fallbacks", source)] + [(f"fallbacks.{source}", t) for t in targets]
+        return [(where, name) for where, name in named if name is not None]
 
 
 class ObserveConfig(_Strict):
@@ -145,11 +199,24 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         seen: set[str] = set()
-        for model in self.models:
-            for name in (model.name, *model.aliases):
-                if name in seen:
-                    raise ValueError(f"model name or alias {name!r} is used twice")
-                seen.add(name)
+        for name in [n for m in self.models for n in (m.name, *m.aliases)] + [
+            c.name for c in self.routing.cascades
+        ]:
+            if name in seen:
+                raise ValueError(f"model, alias or cascade name {name!r} is used twice")
+            seen.add(name)
+        return self
+
+    @model_validator(mode="after")
+    def _routing_names_exist(self) -> Config:
+        unknown = [
+            f"routing.{where}: no model named {name!r}"
+            for where, name in self.routing.expert_names()
+            if self.model_named(name) is None
+        ]
+        if unknown:
+            known = ", ".join(m.name for m in self.models)
+            raise ValueError("; ".join(unknown) + f" (models: {known})")
         return self
 
     def model_named(self, name: str) -> ModelConfig | None:

@@ -8,6 +8,8 @@ that shape natively, so the adapters stay thin.
 
 from __future__ import annotations
 
+import time
+import uuid
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -17,7 +19,7 @@ from pydantic import BaseModel, Field
 from corral.config import Task
 from corral.experts.base import BaseExpert
 
-__all__ = ["ChatExpert", "ChatInput"]
+__all__ = ["ChatExpert", "ChatInput", "chat_completion"]
 
 
 class ChatInput(BaseModel):
@@ -39,3 +41,22 @@ class ChatExpert(BaseExpert):
     @abstractmethod
     def stream(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """``chat.completion.chunk`` objects; the last carries ``usage``."""
+
+
+def chat_completion(content: str, *, model: str) -> dict[str, Any]:
+    """A ``chat.completion`` object for an answer that no LLM generated (a routed
+    expert's result returned as is), so clients see the usual shape."""
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+    }

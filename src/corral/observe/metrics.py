@@ -65,6 +65,25 @@ class Metrics:
             registry=r,
         )
 
+        self.routes = Counter(
+            "corral_route_decisions",
+            "Routing decisions by stage (semantic, cascade) and the route or expert chosen",
+            ["stage", "choice"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "corral_escalations",
+            "Cascade items passed on from one stage's expert to the next",
+            ["cascade", "source", "target"],
+            registry=r,
+        )
+        self.fallbacks = Counter(
+            "corral_fallbacks",
+            "Requests sent to a fallback because the expert failed or its circuit was open",
+            ["expert", "fallback"],
+            registry=r,
+        )
+
     def observe_batch(self, expert: str, size: int, waits: list[float]) -> None:
         self.batch_size.labels(expert).observe(size)
         for wait in waits:

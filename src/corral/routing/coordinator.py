@@ -8,6 +8,11 @@ deadline (504). Every step is recorded with its arguments, time and result size.
 
 Local llama.cpp models decide between answering and calling under a grammar
 (``chatml-function-calling``), so every call they make parses.
+
+When a semantic route has already chosen the expert, ``answer_with`` makes that one call
+itself and the LLM only words the answer: small models fill tool arguments poorly
+(SmolLM2-135M repeats the text four times and forgets the labels) but reliably
+restate a result handed to them in a system message.
 """
 
 from __future__ import annotations
@@ -16,17 +21,22 @@ import asyncio
 import dataclasses
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from corral.config import Task
 from corral.errors import CorralError, ExpertError, InvalidRequest
-from corral.experts.chat import ChatInput
-from corral.runtime import ExpertHandle, ExpertState, Runtime
+from corral.experts.chat import ChatInput, chat_completion
+from corral.experts.classify import Classification
+from corral.experts.ner import Entities
+from corral.routing.trace import Step, current_trace
+from corral.runtime import ExpertHandle, ExpertState
 
-__all__ = ["Coordinator", "Step"]
+if TYPE_CHECKING:
+    from corral.routing.router import Router
+
+__all__ = ["Coordinator", "CoordinatorTimeout"]
 
 _NOT_TOOLS = frozenset({Task.CHAT, Task.EMBED})  # vectors mean nothing to an LLM
 _ESCALATE = "escalate"
@@ -37,44 +47,26 @@ class CoordinatorTimeout(ExpertError):
     code = "coordinator_timeout"
 
 
-@dataclass
-class Step:
-    """One thing the coordinator did, for the request's trace."""
-
-    kind: str  # "llm" or "tool"
-    name: str
-    seconds: float
-    started: float = 0.0  # seconds after the request began
-    arguments: dict[str, Any] | None = None
-    result_chars: int = 0
-    error: str | None = None
-
-
-@dataclass
-class CoordinatorResult:
-    response: dict[str, Any]
-    steps: list[Step] = field(default_factory=list)
-
-
 class Coordinator:
     """Runs one chat request through an LLM that may call experts as tools."""
 
     def __init__(
         self,
-        runtime: Runtime,
+        router: Router,
         llm: ExpertHandle,
         *,
         escalate_to: ExpertHandle | None = None,
         max_steps: int = 2,
         deadline_s: float = 120.0,
     ) -> None:
-        self.runtime = runtime
+        self.router = router
+        self.runtime = router.runtime
         self.llm = llm
         self.escalate_to = escalate_to
         self.max_steps = max_steps
         self.deadline_s = deadline_s
         self.tools = self._tools()
-        self._t0 = time.perf_counter()
+        self.trace = current_trace()
 
     def _tools(self) -> dict[str, tuple[ExpertHandle, type[BaseModel], dict[str, Any]]]:
         tools = {}
@@ -96,18 +88,44 @@ class Coordinator:
                 tools[name] = (handle, ChatInput, _chat_tool(name, description))
         return tools
 
-    async def run(self, params: dict[str, Any]) -> CoordinatorResult:
-        result = CoordinatorResult(response={})
-        self._t0 = time.perf_counter()
+    async def run(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The final chat completion; the steps taken go into the request's trace."""
+        steps_before = len(self.trace.steps)
         try:
             async with asyncio.timeout(self.deadline_s):
-                result.response = await self._loop(params, result.steps)
+                return await self._loop(params, self.trace.steps)
         except TimeoutError:
             raise CoordinatorTimeout(
-                f"coordinator passed its {self.deadline_s:g}s deadline after {len(result.steps)} "
-                "steps"
+                f"coordinator passed its {self.deadline_s:g}s deadline after "
+                f"{len(self.trace.steps) - steps_before} steps"
             ) from None
-        return result
+
+    async def answer_with(
+        self,
+        expert: ExpertHandle,
+        arguments: dict[str, Any],
+        params: dict[str, Any],
+        *,
+        worded_by_llm: bool,
+    ) -> dict[str, Any]:
+        """Call ``expert`` as the router planned; the LLM words the answer, or the result
+        is the answer as JSON (``worded_by_llm=False``: no LLM at all)."""
+        await self.runtime.ensure_loaded(expert)  # tools are offered once loaded
+        self.tools = self._tools()
+        name = next(n for n, (h, _, _) in self.tools.items() if h is expert)
+        call = {"id": "call_route", "function": {"name": name, "arguments": json.dumps(arguments)}}
+        output, result = await self._call(call, self.trace.steps)
+        if result is None:  # the expert failed: say so in the answer, as a tool error would
+            return chat_completion(output, model=expert.name)
+        if not worded_by_llm:
+            return chat_completion(output, model=expert.name)
+        note = f"The {expert.task} expert {expert.name!r} read the user's text: {_summary(result)}."
+        messages = [
+            {"role": "system", "content": note + " Answer the user in one sentence using it."},
+            *params["messages"],
+        ]
+        async with asyncio.timeout(self.deadline_s):
+            return await self._timed_llm({**params, "messages": messages}, self.trace.steps)
 
     async def _loop(self, params: dict[str, Any], steps: list[Step]) -> dict[str, Any]:
         messages = list(params["messages"])
@@ -139,54 +157,50 @@ class Coordinator:
             outputs = await asyncio.gather(*(self._call(call, steps) for call in calls))
             messages += [
                 {"role": "tool", "tool_call_id": call["id"], "content": output}
-                for call, output in zip(calls, outputs, strict=True)
+                for call, (output, _) in zip(calls, outputs, strict=True)
             ]
         raise AssertionError("unreachable: the last turn always returns")
 
     async def _timed_llm(self, request: dict[str, Any], steps: list[Step]) -> dict[str, Any]:
-        started = time.perf_counter()
-        reply = await self.runtime.chat(self.llm, request)
+        started_at, started = self.trace.elapsed(), time.perf_counter()
+        answered, reply = await self.router.chat(self.llm, request)
         content = reply["choices"][0]["message"].get("content") or ""
-        steps.append(
-            Step(
-                "llm",
-                self.llm.name,
-                time.perf_counter() - started,
-                started - self._t0,
-                result_chars=len(content),
-            )
-        )
+        seconds = time.perf_counter() - started
+        steps.append(Step("llm", answered.name, seconds, started_at, result_chars=len(content)))
         return reply
 
-    async def _call(self, call: dict[str, Any], steps: list[Step]) -> str:
-        """Run one tool call; failures become a message to the LLM, not a failed request."""
+    async def _call(self, call: dict[str, Any], steps: list[Step]) -> tuple[str, Any]:
+        """Run one tool call -> (text for the LLM, result or None on failure). Failures
+        become a message to the LLM, not a failed request."""
         name = call["function"]["name"]
         started = time.perf_counter()
-        step = Step("tool", name, 0.0, started - self._t0)
+        step = Step("tool", name, 0.0, self.trace.elapsed())
+        result: Any = None
         try:
             arguments = json.loads(call["function"].get("arguments") or "{}")
             step.arguments = arguments
-            output = await self._execute(name, arguments)
+            result = await self._execute(name, arguments)
+            output = result if isinstance(result, str) else json.dumps(_plain(result))
         except (json.JSONDecodeError, ValidationError, CorralError) as exc:
             step.error = exc.message if isinstance(exc, CorralError) else str(exc)
             output = json.dumps({"error": step.error})
         step.seconds = time.perf_counter() - started
         step.result_chars = len(output)
-        output = output[:_MAX_RESULT_CHARS]
         steps.append(step)
-        return output
+        return output[:_MAX_RESULT_CHARS], result
 
-    async def _execute(self, name: str, arguments: dict[str, Any]) -> str:
+    async def _execute(self, name: str, arguments: dict[str, Any]) -> Any:
         if name not in self.tools:
             raise InvalidRequest(f"no tool named {name!r}; tools: {', '.join(self.tools)}")
         handle, input_model, _ = self.tools[name]
         request = input_model.model_validate(arguments)
         if isinstance(request, ChatInput):  # another LLM: escalate, or a code model
-            reply = await self.runtime.chat(
+            _, reply = await self.router.chat(
                 handle, {"messages": [{"role": "user", "content": request.prompt}]}
             )
             return str(reply["choices"][0]["message"].get("content") or "")
-        return json.dumps(_plain(await self.runtime.submit(handle, request)))
+        _, result = await self.router.submit(handle, request)
+        return result
 
 
 def _chat_tool(name: str, description: str) -> dict[str, Any]:
@@ -219,6 +233,20 @@ def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
     if isinstance(bounded.get("anyOf"), list):
         bounded["anyOf"] = [_bounded(v) for v in bounded["anyOf"]]
     return bounded
+
+
+def _summary(result: Any) -> str:
+    """An expert's result in words a small LLM restates reliably (JSON it garbles)."""
+    if isinstance(result, list) and result and isinstance(result[0], Classification):
+        top = result[0]
+        others = ", ".join(
+            f"{lb} {sc:.2f}" for lb, sc in zip(top.labels[1:], top.scores[1:], strict=True)
+        )
+        return f"label {top.labels[0]!r} (score {top.scores[0]:.2f}; others: {others})"
+    if isinstance(result, list) and result and isinstance(result[0], Entities):
+        found = [f"{e.text} ({e.type})" for r in result for e in r.entities]
+        return "entities " + (", ".join(found) if found else "none found")
+    return json.dumps(_plain(result))[:_MAX_RESULT_CHARS]
 
 
 def _plain(value: Any) -> Any:

@@ -14,8 +14,9 @@ from starlette.exceptions import HTTPException
 from corral import __version__
 from corral.config import Config
 from corral.observe import Metrics, MetricsMiddleware
+from corral.routing import Router, TraceStore
 from corral.runtime import LoadListener, Runtime
-from corral.server import routes_chat, routes_openai, routes_tasks
+from corral.server import routes_chat, routes_openai, routes_tasks, tracing
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
@@ -55,14 +56,17 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.router = Router(runtime)
+    app.state.traces = TraceStore()
     app.state.api_keys = ApiKeys(config.server.api_keys)
     install_error_handlers(app)
+    # outermost last: metrics see the expert header that tracing adds
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
+    app.add_middleware(tracing.TraceMiddleware, store=app.state.traces)
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
-    app.include_router(routes_openai.router)
-    app.include_router(routes_chat.router)
-    app.include_router(routes_tasks.router)
+    for module in (routes_openai, routes_chat, routes_tasks, tracing):
+        app.include_router(module.api)
 
     @app.get("/metrics", tags=["health"], include_in_schema=config.observe.metrics)
     async def prometheus_metrics(request: Request) -> Response:

@@ -1,12 +1,13 @@
-"""FastAPI dependencies: the runtime and the API-key check, taken from ``app.state``."""
+"""FastAPI dependencies: the runtime and router, behind the API-key check."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Request
 
-from corral.runtime import ExpertHandle, Runtime
+from corral.routing import Router
+from corral.runtime import Runtime
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -15,9 +16,11 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def mark_expert(response: Response, handle: ExpertHandle) -> None:
-    """Say which expert answered, so clients and logs can tell without a trace lookup."""
-    response.headers["x-corral-expert"] = handle.name
+def get_router(request: Request) -> Router:
+    request.app.state.api_keys.check(request)
+    router: Router = request.app.state.router
+    return router
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RouterDep = Annotated[Router, Depends(get_router)]

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from corral.errors import CorralError, ExpertUnavailable
+from corral.routing.trace import active_trace
 
 log = logging.getLogger("corral.server")
 
@@ -37,7 +38,11 @@ def error_response(
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    body = {"error": {"message": message, "type": kind, "param": param, "code": code}}
+    error = {"message": message, "type": kind, "param": param, "code": code}
+    trace = active_trace()
+    if trace is not None:  # so a report of the error can be matched to its trace
+        error["trace_id"] = trace.id
+    body = {"error": error}
     return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
 

@@ -12,63 +12,52 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from corral.config import Task
 from corral.errors import CorralError
-from corral.routing import Coordinator
-from corral.runtime import ExpertState, Runtime
-from corral.server.deps import RuntimeDep
+from corral.routing import Router, current_trace
+from corral.server.deps import RouterDep
 from corral.server.schemas_chat import ChatCompletionRequest
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+api = APIRouter(prefix="/v1", tags=["openai"])
 AUTO = "auto"  # the model name that hands a request to the coordinator
 
 
-@router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest, runtime: RuntimeDep) -> Response:
+@api.post("/chat/completions", response_model=None)
+async def chat_completions(body: ChatCompletionRequest, router: RouterDep) -> Response:
     params = body.backend_params()
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
     if body.model == AUTO:
-        return await _coordinate(runtime, params, body)
-    handle = runtime.find(Task.CHAT, body.model)
-    headers = {"x-corral-expert": handle.name}
+        return await _auto(router, params, body.stream, include_usage)
+    handle = router.pick(Task.CHAT, body.model)
     if not body.stream:
-        result = await runtime.chat(handle, params)
-        return JSONResponse({**result, "model": handle.name}, headers=headers)
-    chunks = runtime.chat_stream(handle, params).__aiter__()
-    first = await anext(chunks)  # errors before the first token still get a real status code
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        answered, result = await router.chat(handle, params)
+        router.answered(handle, answered, "explicit")
+        return JSONResponse({**result, "model": answered.name})
+    # fallbacks apply until the first chunk, so errors before it still get a status code
+    answered, chunks = await router.chat_stream(handle, params)
+    router.answered(handle, answered, "explicit")
     return StreamingResponse(
-        _sse(first, chunks, handle.name, include_usage),
+        _sse(chunks, answered.name, include_usage),
         media_type="text/event-stream",
-        headers={**headers, "cache-control": "no-cache"},
+        headers={"cache-control": "no-cache"},
     )
 
 
-async def _coordinate(
-    runtime: Runtime, params: dict[str, Any], body: ChatCompletionRequest
-) -> Response:
-    """``model: "auto"``: the coordinator LLM answers, calling experts as tools."""
-    routing = runtime.config.routing
-    llm = runtime.find(Task.CHAT, routing.coordinator)
-    others = [h for h in runtime.handles.values() if h.task == Task.CHAT and h is not llm]
-    escalate = (
-        runtime.find(Task.CHAT, routing.escalate_to)
-        if routing.escalate_to
-        else (next((h for h in others if h.state != ExpertState.UNAVAILABLE), None))
-    )
-    coordinator = Coordinator(
-        runtime,
-        llm,
-        escalate_to=escalate,
-        max_steps=routing.max_steps,
-        deadline_s=routing.deadline_s,
-    )
-    result = await coordinator.run(params)
-    trace = {"route": "coordinator", "steps": [dataclasses.asdict(s) for s in result.steps]}
-    answer = {**result.response, "model": llm.name, "corral": trace}
-    headers = {"x-corral-expert": llm.name, "x-corral-route": "coordinator"}
-    if not body.stream:
-        return JSONResponse(answer, headers=headers)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+async def _auto(router: Router, params: dict[str, Any], stream: bool, usage: bool) -> Response:
+    """``model: "auto"``: semantic routes, else the coordinator LLM calling experts as tools."""
+    answered, result = await router.auto(params)
+    trace = current_trace()
+    summary = {
+        "trace_id": trace.id,
+        "route": trace.route,
+        "decisions": [dataclasses.asdict(d) for d in trace.decisions],
+        "steps": [dataclasses.asdict(s) for s in trace.steps],
+    }
+    answer = {**result, "model": result.get("model") or answered.name, "corral": summary}
+    if not stream:
+        return JSONResponse(answer)
     return StreamingResponse(
-        _replay_as_sse(answer, include_usage), media_type="text/event-stream", headers=headers
+        _replay_as_sse(answer, usage),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache"},
     )
 
 
@@ -95,15 +84,10 @@ async def _replay_as_sse(answer: dict[str, Any], include_usage: bool) -> AsyncIt
 
 
 async def _sse(
-    first: dict[str, Any], rest: AsyncIterator[dict[str, Any]], model: str, include_usage: bool
+    chunks: AsyncIterator[dict[str, Any]], model: str, include_usage: bool
 ) -> AsyncIterator[str]:
-    async def all_chunks() -> AsyncIterator[dict[str, Any]]:
-        yield first
-        async for chunk in rest:
-            yield chunk
-
     try:
-        async for chunk in all_chunks():
+        async for chunk in chunks:
             if not chunk.get("choices") and not include_usage:
                 continue  # the usage-only chunk is sent only when asked for
             if not include_usage:

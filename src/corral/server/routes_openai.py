@@ -6,13 +6,13 @@ import base64
 import time
 
 import numpy as np
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from corral.config import Task
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.experts.embed import EmbedInput
 from corral.runtime import ExpertHandle
-from corral.server.deps import RuntimeDep, mark_expert
+from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.limits import check_texts
 from corral.server.schemas import (
     EmbeddingData,
@@ -23,23 +23,19 @@ from corral.server.schemas import (
     Usage,
 )
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+api = APIRouter(prefix="/v1", tags=["openai"])
 _STARTED = int(time.time())
 
 
-@router.post("/embeddings", response_model=EmbeddingsResponse)
-async def create_embeddings(
-    body: EmbeddingsRequest, response: Response, runtime: RuntimeDep
-) -> EmbeddingsResponse:
+@api.post("/embeddings", response_model=EmbeddingsResponse)
+async def create_embeddings(body: EmbeddingsRequest, router: RouterDep) -> EmbeddingsResponse:
     texts = body.texts
-    check_texts(texts, runtime.config.server.limits)
-    handle = runtime.find(Task.EMBED, body.model)
-    results = await runtime.submit(handle, EmbedInput(texts=texts))
+    check_texts(texts, router.runtime.config.server.limits)
+    handle, results = await router.serve(Task.EMBED, body.model, EmbedInput(texts=texts))
     vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
     if body.dimensions is not None:
         vectors = _shorten(vectors, body.dimensions)
     tokens = sum(r.tokens for r in results)
-    mark_expert(response, handle)
     return EmbeddingsResponse(
         data=[
             EmbeddingData(index=i, embedding=_encode(v, body.encoding_format))
@@ -67,12 +63,12 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
     return vector.tolist()  # type: ignore[no-any-return]
 
 
-@router.get("/models", response_model=ModelList)
+@api.get("/models", response_model=ModelList)
 async def list_models(runtime: RuntimeDep) -> ModelList:
     return ModelList(data=[_card(h) for h in runtime.handles.values()])
 
 
-@router.get("/models/{name}", response_model=ModelCard)
+@api.get("/models/{name}", response_model=ModelCard)
 async def get_model(name: str, runtime: RuntimeDep) -> ModelCard:
     spec = runtime.config.model_named(name)
     if spec is None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter
 
 from corral.config import Task
 from corral.experts.classify import ClassifyInput
 from corral.experts.ner import NerInput
 from corral.experts.rerank import RerankInput
-from corral.server.deps import RuntimeDep, mark_expert
+from corral.server.deps import RouterDep
 from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import (
     ClassifyData,
@@ -28,28 +28,28 @@ from corral.server.schemas import (
     Usage,
 )
 
-router = APIRouter(prefix="/v1", tags=["tasks"])
+api = APIRouter(prefix="/v1", tags=["tasks"])
 
 
-@router.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True)
-async def rerank(body: RerankRequest, response: Response, runtime: RuntimeDep) -> RerankResponse:
-    limits = runtime.config.server.limits
+@api.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True)
+async def rerank(body: RerankRequest, router: RouterDep) -> RerankResponse:
+    limits = router.runtime.config.server.limits
     documents = body.document_texts
     check_texts([body.query], limits, param="query")
     check_texts(documents, limits, param="documents")
-    handle = runtime.find(Task.RERANK, body.model)
     if not documents:
+        handle = router.pick(Task.RERANK, body.model)
         return RerankResponse(
             id=uuid.uuid4().hex,
             model=handle.name,
             results=[],
             usage=Usage(prompt_tokens=0, total_tokens=0),
         )
-    scored = await runtime.submit(handle, RerankInput(query=body.query, documents=documents))
+    request = RerankInput(query=body.query, documents=documents)
+    handle, scored = await router.serve(Task.RERANK, body.model, request)
     values = scored.raw if body.raw_scores else scored.scores
     order = sorted(range(len(documents)), key=lambda i: -values[i])[: body.top_n]
     with_docs = body.return_documents or body.return_text
-    mark_expert(response, handle)
     return RerankResponse(
         id=uuid.uuid4().hex,
         model=handle.name,
@@ -65,23 +65,19 @@ async def rerank(body: RerankRequest, response: Response, runtime: RuntimeDep) -
     )
 
 
-@router.post("/classify", response_model=ClassifyResponse)
-async def classify(
-    body: ClassifyRequest, response: Response, runtime: RuntimeDep
-) -> ClassifyResponse:
-    limits = runtime.config.server.limits
+@api.post("/classify", response_model=ClassifyResponse)
+async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse:
+    limits = router.runtime.config.server.limits
     check_texts(body.texts, limits)
     check_labels(body.labels, limits)
-    handle = runtime.find(Task.CLASSIFY, body.model)
     request = ClassifyInput(
         texts=body.texts,
         labels=body.labels,
         multi_label=body.multi_label,
         hypothesis_template=body.hypothesis_template,
     )
-    results = await runtime.submit(handle, request)
+    handle, results = await router.serve(Task.CLASSIFY, body.model, request)
     tokens = sum(r.tokens for r in results)
-    mark_expert(response, handle)
     return ClassifyResponse(
         model=handle.name,
         data=[
@@ -99,13 +95,11 @@ async def classify(
     )
 
 
-@router.post("/ner", response_model=NerResponse)
-async def ner(body: NerRequest, response: Response, runtime: RuntimeDep) -> NerResponse:
-    check_texts(body.texts, runtime.config.server.limits)
-    handle = runtime.find(Task.NER, body.model)
-    results = await runtime.submit(handle, NerInput(texts=body.texts))
+@api.post("/ner", response_model=NerResponse)
+async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
+    check_texts(body.texts, router.runtime.config.server.limits)
+    handle, results = await router.serve(Task.NER, body.model, NerInput(texts=body.texts))
     tokens = sum(r.tokens for r in results)
-    mark_expert(response, handle)
     return NerResponse(
         model=handle.name,
         data=[

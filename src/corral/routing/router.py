@@ -1,0 +1,291 @@
+"""The router: turns a request into a plan and runs it, recording every decision.
+
+In order: an explicit model name or alias -> the task's default expert (fixed by the
+endpoint) -> for ``model: "auto"`` chat, semantic routes -> the coordinator LLM.
+Cascades (``routing.cascades``) are named like models. Every expert call goes through
+``call``, which applies the expert's timeout, its circuit breaker and its fallbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import numpy as np
+
+from corral.config import Task
+from corral.errors import ConfigError, ExpertError, ExpertUnavailable
+from corral.experts.embed import EmbedInput
+from corral.routing.circuit import CircuitBreaker
+from corral.routing.coordinator import Coordinator
+from corral.routing.semantic import RouteMatch, SemanticRouter
+from corral.routing.trace import current_trace
+from corral.runtime import ExpertHandle, ExpertState, Runtime
+
+__all__ = ["ExpertTimeout", "Router"]
+
+T = TypeVar("T")
+_ROUTE_TASKS = (Task.CHAT, Task.CLASSIFY, Task.NER)  # what a chat message can be routed to
+
+
+class ExpertTimeout(ExpertError):
+    status_code = 504
+    code = "expert_timeout"
+
+
+class Router:
+    """One per server, next to the runtime; holds the breakers and the route index."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.config = runtime.config.routing
+        circuit = self.config.circuit
+        self.breakers = {
+            name: CircuitBreaker(circuit.failures, circuit.cooldown_s) for name in runtime.handles
+        }
+        self.fallbacks = {
+            source: [self.handle(name) for name in targets]
+            for source, targets in self.config.fallbacks.items()
+        }
+        self._check_tasks()
+        self.semantic = (
+            SemanticRouter(self.config.routes, self._embed) if self.config.routes else None
+        )
+
+    def handle(self, name: str) -> ExpertHandle:
+        """The handle of a model named in the config (names were checked when it loaded)."""
+        spec = self.runtime.config.model_named(name)
+        assert spec is not None, name
+        return self.runtime.handles[spec.name]
+
+    def _check_tasks(self) -> None:
+        """Fallbacks must do the same task; route targets must take a chat message."""
+        problems = []
+        for source, targets in self.fallbacks.items():
+            task = self.handle(source).task
+            problems += [
+                f"fallback {t.name!r} of {source!r} does a different task ({t.task} vs {task})"
+                for t in targets
+                if t.task != task
+            ]
+        for route in self.config.routes:
+            task = self.handle(route.target).task
+            if task not in _ROUTE_TASKS:
+                problems.append(
+                    f"route {route.name!r}: target {route.target!r} is a {task} expert; "
+                    "a chat message can only be routed to a chat, classify or ner expert"
+                )
+        if problems:
+            raise ConfigError([f"routing: {p}" for p in problems])
+
+    # --- choosing -------------------------------------------------------------------
+    def pick(self, task: Task, model: str | None) -> ExpertHandle:
+        """The expert for ``task`` named ``model``, or the task's default; traced."""
+        handle = self.runtime.find(task, model)
+        stage = "explicit" if model else "default"
+        reason = f"model {model!r} requested" if model else f"default {task.value} expert"
+        current_trace().decide(stage, handle.name, reason)
+        return handle
+
+    async def serve(self, task: Task, model: str | None, request: Any) -> tuple[ExpertHandle, Any]:
+        """A task endpoint's request: the named (or default) expert, with its fallbacks."""
+        handle = self.pick(task, model)
+        answered, result = await self.submit(handle, request)
+        self.answered(handle, answered, "explicit" if model else "default")
+        return answered, result
+
+    def answered(self, chosen: ExpertHandle, answered: ExpertHandle, route: str) -> None:
+        """Record who answered: the chosen expert, or one of its fallbacks."""
+        current_trace().answered_by(answered.name, route if answered is chosen else "fallback")
+
+    # --- running, with timeouts, circuit breakers and fallbacks ------------------------
+    async def call(
+        self, handle: ExpertHandle, run: Callable[[ExpertHandle], Awaitable[T]]
+    ) -> tuple[ExpertHandle, T]:
+        """``run(expert)`` on ``handle``, then on each fallback while server-side errors
+        last. Request errors (4xx) are the caller's and return at once."""
+        trace = current_trace()
+        error: ExpertError | None = None
+        for candidate in [handle, *self.fallbacks.get(handle.name, [])]:
+            breaker = self.breakers[candidate.name]
+            if not breaker.allow():
+                wait = breaker.retry_after()
+                trace.decide(
+                    "circuit", "", f"circuit of {candidate.name!r} open ({wait:.0f}s left)"
+                )
+                error = error or ExpertUnavailable(
+                    f"expert {candidate.name!r} failed {breaker.threshold} times in a row; "
+                    f"its circuit is open for {wait:.0f}s more"
+                )
+                continue
+            if error is not None:
+                trace.decide("fallback", candidate.name, f"after: {error.message}")
+                self._count_fallback(handle.name, candidate.name)
+            try:
+                result = await self._within_timeout(candidate, run)
+            except ExpertError as exc:
+                breaker.record_failure()
+                error = exc
+                continue
+            except BaseException:  # the caller went away or the request was invalid
+                breaker.record_cancelled()
+                raise
+            breaker.record_success()
+            return candidate, result
+        assert error is not None
+        raise error
+
+    async def _within_timeout(
+        self, handle: ExpertHandle, run: Callable[[ExpertHandle], Awaitable[T]]
+    ) -> T:
+        limit = handle.spec.timeout_s
+        try:
+            async with asyncio.timeout(limit):
+                return await run(handle)
+        except TimeoutError:
+            raise ExpertTimeout(f"expert {handle.name!r} took longer than {limit:g}s") from None
+
+    def _count_fallback(self, source: str, target: str) -> None:
+        if self.runtime.metrics is not None:
+            self.runtime.metrics.fallbacks.labels(source, target).inc()
+
+    async def submit(self, handle: ExpertHandle, request: Any) -> tuple[ExpertHandle, Any]:
+        return await self.call(handle, lambda h: self.runtime.submit(h, request))
+
+    async def chat(
+        self, handle: ExpertHandle, params: dict[str, Any]
+    ) -> tuple[ExpertHandle, dict[str, Any]]:
+        return await self.call(handle, lambda h: self.runtime.chat(h, params))
+
+    async def chat_stream(
+        self, handle: ExpertHandle, params: dict[str, Any]
+    ) -> tuple[ExpertHandle, AsyncIterator[dict[str, Any]]]:
+        """Fallbacks apply until the first chunk; after that the stream is committed."""
+
+        async def start(h: ExpertHandle) -> AsyncIterator[dict[str, Any]]:
+            chunks = self.runtime.chat_stream(h, params).__aiter__()
+            first = await anext(chunks)
+            return _prepend(first, chunks)
+
+        return await self.call(handle, start)
+
+    # --- model "auto" -------------------------------------------------------------------
+    async def auto(self, params: dict[str, Any]) -> tuple[ExpertHandle, dict[str, Any]]:
+        """Semantic routes first; if none matches, the coordinator LLM with tools."""
+        trace = current_trace()
+        text = _last_user_text(params.get("messages", []))
+        if self.semantic is not None and text:
+            match = await self.semantic.match(text)
+            self._trace_match(match)
+            if match.accepted:
+                return await self._follow(match, params, text)
+        llm = self.runtime.find(Task.CHAT, self.config.coordinator)
+        reason = "no semantic route matched" if self.semantic else "no semantic routes configured"
+        trace.decide("coordinator", llm.name, f"{reason}; the LLM decides which experts to call")
+        response = await self.coordinator(llm).run(params)
+        trace.answered_by(llm.name, "coordinator")
+        return llm, response
+
+    def coordinator(self, llm: ExpertHandle) -> Coordinator:
+        return Coordinator(
+            self,
+            llm,
+            escalate_to=self._escalation_target(llm),
+            max_steps=self.config.max_steps,
+            deadline_s=self.config.deadline_s,
+        )
+
+    def _escalation_target(self, llm: ExpertHandle) -> ExpertHandle | None:
+        if self.config.escalate_to:
+            return self.handle(self.config.escalate_to)
+        others = (h for h in self.runtime.handles.values() if h.task == Task.CHAT and h is not llm)
+        return next((h for h in others if h.state != ExpertState.UNAVAILABLE), None)
+
+    def _trace_match(self, match: RouteMatch) -> None:
+        route = match.route
+        verdict = ">=" if match.accepted else "<"
+        current_trace().decide(
+            "semantic",
+            route.name if match.accepted else "",
+            f"best route {route.name!r} scored {match.score:.3f} {verdict} {route.threshold:g} "
+            f"(embedding {match.embed_seconds * 1000:.1f} ms, "
+            f"decision {match.decide_seconds * 1000:.2f} ms)",
+            score=match.score,
+            seconds=match.embed_seconds + match.decide_seconds,
+        )
+        if self.runtime.metrics is not None:
+            chosen = route.name if match.accepted else "none"
+            self.runtime.metrics.routes.labels("semantic", chosen).inc()
+
+    async def _follow(
+        self, match: RouteMatch, params: dict[str, Any], text: str
+    ) -> tuple[ExpertHandle, dict[str, Any]]:
+        route = match.route
+        target = self.handle(route.target)
+        label = f"semantic:{route.name}"
+        if target.task == Task.CHAT:
+            answered, reply = await self.chat(target, params)
+            current_trace().answered_by(answered.name, label)
+            return answered, reply
+        llm = self.runtime.find(Task.CHAT, self.config.coordinator)
+        arguments = _route_arguments(route.labels, text)
+        reply = await self.coordinator(llm).answer_with(
+            target, arguments, params, worded_by_llm=route.answer == "llm"
+        )
+        current_trace().answered_by(target.name, label)
+        return target, reply
+
+    async def _embed(self, texts: list[str]) -> np.ndarray:
+        handle = self.runtime.find(Task.EMBED, self.config.embedder)
+        vectors = []
+        for start in range(0, len(texts), 256):  # route examples may be many: stay in limits
+            _, embeddings = await self.submit(handle, EmbedInput(texts=texts[start : start + 256]))
+            vectors += [e.vector for e in embeddings]
+        return np.stack(vectors)
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, str):
+                return content
+            if isinstance(content, list):
+                return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+    return ""
+
+
+# a quoted passage: opening quote after a space/colon/start, closing before a space,
+# punctuation or the end, so apostrophes inside words ("don't") are not quotes
+_QUOTED = [
+    re.compile(rf"(?:^|(?<=[\s:(])){o}([^{c}]+){c}(?=$|[\s.,;:!?)])")
+    for o, c in (("'", "'"), ('"', '"'), ("\u201c", "\u201d"), ("\u2018", "\u2019"))
+]
+
+
+def quoted_subject(text: str) -> str:
+    """The last quoted passage of a message ("... a bug: 'I was charged twice'"), which is
+    what the user asks about; the whole message when nothing is quoted."""
+    matches = [m for pattern in _QUOTED for m in pattern.finditer(text) if m.group(1).strip()]
+    if not matches:
+        return text
+    return max(matches, key=lambda m: m.start()).group(1).strip()
+
+
+def _route_arguments(labels: list[str] | None, text: str) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"texts": [quoted_subject(text)]}
+    if labels:
+        arguments["labels"] = labels
+    return arguments
+
+
+async def _prepend(
+    first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]
+) -> AsyncIterator[dict[str, Any]]:
+    yield first
+    with contextlib.suppress(StopAsyncIteration):
+        async for chunk in rest:
+            yield chunk

@@ -1,0 +1,73 @@
+"""One trace per API request: created here, filled in by the router, stored on the way out.
+
+The middleware sets the trace as current for the request, adds ``x-corral-trace-id``,
+``x-corral-expert`` and ``x-corral-route`` to the response, then records status and
+duration and keeps the trace for ``GET /v1/traces/{id}``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral.routing.trace import Trace, TraceStore, activate, new_trace_id
+
+__all__ = ["TraceMiddleware", "api"]
+
+_TRACED_PREFIX = "/v1/"
+_NOT_TRACED = ("/v1/traces",)  # looking at traces is not itself traced
+
+
+class TraceMiddleware:
+    def __init__(self, app: ASGIApp, store: TraceStore) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if (
+            scope["type"] != "http"
+            or not path.startswith(_TRACED_PREFIX)
+            or path.startswith(_NOT_TRACED)
+        ):
+            await self.app(scope, receive, send)
+            return
+        trace = Trace(id=new_trace_id(), method=scope["method"], path=path)
+
+        async def traced_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                trace.status = message["status"]
+                message["headers"] = [*message.get("headers", []), *_headers(trace, message)]
+            await send(message)
+
+        try:
+            with activate(trace):
+                await self.app(scope, receive, traced_send)
+        finally:
+            trace.seconds = trace.elapsed()
+            self.store.add(trace)
+
+
+def _headers(trace: Trace, message: Message) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in message.get("headers", [])}
+    headers = [(b"x-corral-trace-id", trace.id.encode())]
+    if trace.expert and b"x-corral-expert" not in present:
+        headers.append((b"x-corral-expert", trace.expert.encode()))
+    if trace.route:
+        headers.append((b"x-corral-route", trace.route.encode()))
+    return headers
+
+
+api = APIRouter(prefix="/v1", tags=["observe"])
+
+
+@api.get("/traces/{trace_id}")
+async def get_trace(trace_id: str, request: Request) -> dict[str, object]:
+    """Every routing decision and expert step of a recent request (the newest 2048 kept)."""
+    request.app.state.api_keys.check(request)
+    store: TraceStore = request.app.state.traces
+    trace = store.get(trace_id)
+    if trace is None:
+        raise HTTPException(404, f"no trace {trace_id!r}: unknown, or older than the newest kept")
+    return trace.to_dict()

@@ -35,12 +35,16 @@ def _free_port() -> int:
 
 @contextmanager
 def serve(
-    config: Config, *, environ: dict[str, str] | None = None, ready_timeout: float = 180.0
+    config: Config,
+    *,
+    environ: dict[str, str] | None = None,
+    ready_timeout: float = 180.0,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
     """Start the server, wait until /readyz says every loadable expert is loaded."""
     runtime = Runtime(config, environ=environ)
     app = create_app(config, runtime)
-    port = _free_port()
+    port = port or _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

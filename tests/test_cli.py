@@ -62,11 +62,13 @@ def test_ask_talks_to_a_running_server(capsys, default_server) -> None:
     assert '"label": "sport"' in capsys.readouterr().out
 
 
-def test_ask_sends_a_prompt_through_the_coordinator(capsys, default_server) -> None:
+def test_ask_prints_the_answer_and_the_route_it_took(capsys, default_server) -> None:
     ticket = "Is this ticket about billing or a bug: 'I was charged twice'"
     assert main(["ask", ticket, "--max-tokens", "48", "--url", default_server.url]) == 0
     err = capsys.readouterr().err
-    assert "[route: coordinator; answered by fast]" in err and "llm" in err
+    assert "[route: semantic:ticket-triage; answered by classifier]" in err
+    assert "semantic    best route 'ticket-triage' scored" in err
+    assert "tool classify_classifier" in err and "llm  fast" in err
 
 
 def test_ask_without_server_says_so(capsys) -> None:

@@ -243,7 +243,7 @@ def _ask(args: argparse.Namespace) -> int:
 
 
 def _print_answer(data: dict[str, Any], headers: Mapping[str, str]) -> None:
-    """The answer, then the route it took (coordinator steps, if any)."""
+    """The answer, then the route it took: why (routing decisions) and what ran (steps)."""
     message = data["choices"][0]["message"]
     if message.get("tool_calls"):
         print(json.dumps(message["tool_calls"], indent=2))
@@ -251,6 +251,8 @@ def _print_answer(data: dict[str, Any], headers: Mapping[str, str]) -> None:
         print(message.get("content") or "(the model gave an empty answer)")
     route = headers.get("x-corral-route", "direct")
     print(f"\n[route: {route}; answered by {headers.get('x-corral-expert')}]", file=sys.stderr)
+    for decision in data.get("corral", {}).get("decisions", []):
+        print(f"  {decision['stage']:<11} {decision['reason']}", file=sys.stderr)
     for step in data.get("corral", {}).get("steps", []):
         detail = f" {json.dumps(step['arguments'])}" if step.get("arguments") else ""
         error = f"  error: {step['error']}" if step.get("error") else ""

@@ -54,6 +54,22 @@ class LlamaCppChat(ChatExpert):
             seed=int(options.get("seed", 0xC0221)),
             verbose=False,
         )
+        self._budget = 512
+        self._cap_completions()
+
+    def _cap_completions(self) -> None:
+        """llama-cpp-python's ``chatml-function-calling`` handler ignores the request's
+        max_tokens in "auto" tool mode: it writes tool arguments and messages with
+        ``max_tokens=None``, i.e. until the context is full. Under a JSON grammar a small
+        model then spent 115 s on one runaway string argument (or failed with "Requested
+        tokens exceed context window"). Every completion this instance makes is capped at
+        the current request's budget instead."""
+        create_completion = self.llm.create_completion
+
+        def capped(*args: Any, max_tokens: int | None = None, **kwargs: Any) -> Any:
+            return create_completion(*args, max_tokens=max_tokens or self._budget, **kwargs)
+
+        self.llm.create_completion = capped  # type: ignore[method-assign]
 
     def unload(self) -> None:
         self.llm.close()
@@ -121,6 +137,7 @@ class LlamaCppChat(ChatExpert):
         return kwargs
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
+        self._budget = kwargs["max_tokens"]  # one request at a time runs on this thread
         try:
             return self.llm.create_chat_completion(**kwargs)
         except ValueError as exc:

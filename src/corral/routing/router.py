@@ -178,10 +178,11 @@ class Router:
         trace = current_trace()
         text = _last_user_text(params.get("messages", []))
         if self.semantic is not None and text:
-            match = await self.semantic.match(text)
+            instruction, subject = split_quoted(text)
+            match = await self.semantic.match(instruction)
             self._trace_match(match)
             if match.accepted:
-                return await self._follow(match, params, text)
+                return await self._follow(match, params, subject)
         llm = self.runtime.find(Task.CHAT, self.config.coordinator)
         reason = "no semantic route matched" if self.semantic else "no semantic routes configured"
         trace.decide("coordinator", llm.name, f"{reason}; the LLM decides which experts to call")
@@ -221,7 +222,7 @@ class Router:
             self.runtime.metrics.routes.labels("semantic", chosen).inc()
 
     async def _follow(
-        self, match: RouteMatch, params: dict[str, Any], text: str
+        self, match: RouteMatch, params: dict[str, Any], subject: str
     ) -> tuple[ExpertHandle, dict[str, Any]]:
         route = match.route
         target = self.handle(route.target)
@@ -231,7 +232,7 @@ class Router:
             current_trace().answered_by(answered.name, label)
             return answered, reply
         llm = self.runtime.find(Task.CHAT, self.config.coordinator)
-        arguments = _route_arguments(route.labels, text)
+        arguments = _route_arguments(route.labels, subject)
         reply = await self.coordinator(llm).answer_with(
             target, arguments, params, worded_by_llm=route.answer == "llm"
         )
@@ -266,17 +267,22 @@ _QUOTED = [
 ]
 
 
-def quoted_subject(text: str) -> str:
-    """The last quoted passage of a message ("... a bug: 'I was charged twice'"), which is
-    what the user asks about; the whole message when nothing is quoted."""
+def split_quoted(text: str) -> tuple[str, str]:
+    """(instruction, subject) of a message such as "Is this about billing or a bug:
+    'I was charged twice'": the last quoted passage is what the user asks about, the rest
+    is what they ask. Routing on the instruction alone separates routes far better
+    (MiniLM: 0.79-0.99 for route messages vs <= 0.27 for others, against 0.27-0.82 with
+    the passage left in). Without quotes, both are the whole message."""
     matches = [m for pattern in _QUOTED for m in pattern.finditer(text) if m.group(1).strip()]
     if not matches:
-        return text
-    return max(matches, key=lambda m: m.start()).group(1).strip()
+        return text, text
+    last = max(matches, key=lambda m: m.start())
+    instruction = (text[: last.start()] + text[last.end() :]).strip().rstrip(":").strip()
+    return instruction or text, last.group(1).strip()
 
 
-def _route_arguments(labels: list[str] | None, text: str) -> dict[str, Any]:
-    arguments: dict[str, Any] = {"texts": [quoted_subject(text)]}
+def _route_arguments(labels: list[str] | None, subject: str) -> dict[str, Any]:
+    arguments: dict[str, Any] = {"texts": [subject]}
     if labels:
         arguments["labels"] = labels
     return arguments

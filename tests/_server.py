@@ -13,6 +13,7 @@ import httpx
 import uvicorn
 
 from corral.config import Config
+from corral.routing import FittedRouting
 from corral.runtime import Runtime
 from corral.server import create_app
 
@@ -40,10 +41,11 @@ def serve(
     environ: dict[str, str] | None = None,
     ready_timeout: float = 180.0,
     port: int | None = None,
+    fitted: FittedRouting | None = None,
 ) -> Iterator[RunningServer]:
     """Start the server, wait until /readyz says every loadable expert is loaded."""
     runtime = Runtime(config, environ=environ)
-    app = create_app(config, runtime)
+    app = create_app(config, runtime, fitted=fitted)
     port = port or _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -1,4 +1,4 @@
-"""``corral serve | check | models | ask``.
+"""``corral serve | check | models | ask | route fit``.
 
 With no config file, ``serve``, ``check`` and ``models`` use the built-in default
 (models shipped in PyPI packages; runs offline on a laptop CPU).
@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -20,7 +20,10 @@ from rich.table import Table
 from corral import __version__
 from corral.catalog import CATALOG, ResolvedModel, resolve
 from corral.config import Config, default_config, load_config
-from corral.errors import ConfigError
+from corral.errors import ConfigError, CorralError
+
+if TYPE_CHECKING:
+    from corral.routing.calibration import FittedRouting
 
 __all__ = ["main"]
 
@@ -84,6 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     ask.add_argument("--api-key", default=None, help="API key, if the server requires one")
     ask.set_defaults(handler=_ask)
+
+    route = sub.add_parser("route", help="fit routing state (cascade thresholds) on labelled data")
+    route_sub = route.add_subparsers(metavar="ACTION")
+    fit = route_sub.add_parser(
+        "fit", help="calibrate a cascade's first stage; saves <config>.fitted.json beside it"
+    )
+    fit.add_argument("config", type=Path, help="YAML config with the cascade")
+    fit.add_argument("data", type=Path, help='JSONL: {"text": ..., "label": ...} per line')
+    fit.add_argument("--cascade", required=True, help="cascade name in routing.cascades")
+    target = fit.add_mutually_exclusive_group(required=True)
+    target.add_argument("--escalation", type=float, help="target fraction passed on, e.g. 0.3")
+    target.add_argument("--accuracy", type=float, help="target accuracy of the items kept")
+    fit.set_defaults(handler=_route_fit)
     return parser
 
 
@@ -173,6 +189,16 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fitted(config_path: Path | None, console: Console) -> FittedRouting | None:
+    """The routing state `corral route fit` saved beside the config, if any."""
+    from corral.routing.calibration import FittedRouting, fitted_path
+
+    if config_path is None or not fitted_path(config_path).exists():
+        return None
+    console.print(f"routing: fitted state from {fitted_path(config_path)}", highlight=False)
+    return FittedRouting.load(fitted_path(config_path))
+
+
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
@@ -195,14 +221,52 @@ def _serve(args: argparse.Namespace) -> int:
     if args.strict and unavailable:
         console.print("[red]--strict: refusing to start with unavailable experts[/]")
         return 1
+    fitted = _fitted(args.config, console)
     app = create_app(
         config,
         runtime,
         listener=RichLoadProgress(console, total=len(runtime.handles) - len(unavailable)),
+        fitted=fitted,
     )
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     uvicorn.run(app, host=host, port=port, log_level=level, timeout_graceful_shutdown=30)
+    return 0
+
+
+def _route_fit(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from corral.routing.calibration import FittedRouting, fitted_path
+    from corral.routing.fit import fit_cascade, read_labelled
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    err = Console(stderr=True)
+    try:
+        examples = read_labelled(args.data)
+        fit = asyncio.run(
+            fit_cascade(
+                config,
+                args.cascade,
+                examples,
+                escalation=args.escalation,
+                accuracy=args.accuracy,
+            )
+        )
+    except (CorralError, OSError) as exc:
+        err.print(f"[red]route fit failed:[/] {getattr(exc, 'message', exc)}", highlight=False)
+        return 1
+    path = fitted_path(args.config)
+    fitted = FittedRouting.load(path) if path.exists() else FittedRouting()
+    fitted.cascades[args.cascade] = fit
+    fitted.save(path)
+    print(
+        f"{args.cascade}: temperature {fit.temperature:.3f}, threshold {fit.threshold:.3f} "
+        f"({fit.target}) on {fit.examples} examples: escalates {fit.escalation:.1%}, "
+        f"kept accuracy {fit.kept_accuracy:.1%}\nsaved {path}"
+    )
     return 0
 
 

@@ -52,6 +52,8 @@ class LlamaCppChat(ChatExpert):
             n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
             chat_format=options.get("chat_format", "chatml-function-calling"),
             seed=int(options.get("seed", 0xC0221)),
+            # logprobs need every position's logits kept: about 4x slower generation here
+            logits_all=bool(options.get("logprobs", False)),
             verbose=False,
         )
         self._budget = 512

@@ -1,6 +1,8 @@
 """Routing: turn a request into a plan (explicit name, task default, semantic routes,
 cascades, the coordinator LLM), run it with fallbacks, and trace every decision."""
 
+from corral.routing.calibration import CascadeFit, FittedRouting
+from corral.routing.cascade import CascadeAnswer, ClassifyCascade
 from corral.routing.circuit import CircuitBreaker, CircuitState
 from corral.routing.coordinator import Coordinator
 from corral.routing.router import ExpertTimeout, Router
@@ -8,11 +10,15 @@ from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.trace import Decision, Step, Trace, TraceStore, current_trace
 
 __all__ = [
+    "CascadeAnswer",
+    "CascadeFit",
     "CircuitBreaker",
     "CircuitState",
+    "ClassifyCascade",
     "Coordinator",
     "Decision",
     "ExpertTimeout",
+    "FittedRouting",
     "RouteMatch",
     "Router",
     "SemanticRouter",

@@ -17,8 +17,11 @@ from typing import Any, TypeVar
 import numpy as np
 
 from corral.config import Task
-from corral.errors import ConfigError, ExpertError, ExpertUnavailable
+from corral.errors import ConfigError, ExpertError, ExpertUnavailable, InvalidRequest
+from corral.experts.classify import ClassifyInput
 from corral.experts.embed import EmbedInput
+from corral.routing.calibration import FittedRouting
+from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with_llm
 from corral.routing.circuit import CircuitBreaker
 from corral.routing.coordinator import Coordinator
 from corral.routing.semantic import RouteMatch, SemanticRouter
@@ -39,7 +42,7 @@ class ExpertTimeout(ExpertError):
 class Router:
     """One per server, next to the runtime; holds the breakers and the route index."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, fitted: FittedRouting | None = None) -> None:
         self.runtime = runtime
         self.config = runtime.config.routing
         circuit = self.config.circuit
@@ -51,6 +54,10 @@ class Router:
             for source, targets in self.config.fallbacks.items()
         }
         self._check_tasks()
+        fits = fitted.cascades if fitted else {}
+        self.cascades = {
+            c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
+        }
         self.semantic = (
             SemanticRouter(self.config.routes, self._embed) if self.config.routes else None
         )
@@ -96,6 +103,29 @@ class Router:
         answered, result = await self.submit(handle, request)
         self.answered(handle, answered, "explicit" if model else "default")
         return answered, result
+
+    async def classify(self, model: str | None, request: ClassifyInput) -> list[CascadeAnswer]:
+        """``/v1/classify``: a cascade when ``model`` names one, an LLM picking a label when
+        it names a chat expert (to compare "LLM as classifier"), else a classifier."""
+        cascade = self.cascades.get(model or "")
+        spec = self.runtime.config.model_named(model) if model else None
+        if spec is not None and self.runtime.handles[spec.name].task == Task.CHAT:
+            if request.multi_label or not request.labels:
+                raise InvalidRequest(
+                    "an LLM classifies into given labels, one per text", param="labels"
+                )
+            handle = self.pick(Task.CHAT, model)
+            picked = await classify_with_llm(self, handle, request.texts, request.labels)
+            current_trace().answered_by(handle.name, "explicit")
+            return [CascadeAnswer(result, handle.name, confidence) for result, confidence in picked]
+        if cascade is None:
+            handle, results = await self.serve(Task.CLASSIFY, model, request)
+            return [CascadeAnswer(r, handle.name, None) for r in results]
+        current_trace().decide("explicit", cascade.config.name, f"cascade {model!r} requested")
+        answers = await cascade.run(request)
+        used = [s.name for s in cascade.stages if any(a.expert == s.name for a in answers)]
+        current_trace().answered_by(",".join(used), f"cascade:{cascade.config.name}")
+        return answers
 
     def answered(self, chosen: ExpertHandle, answered: ExpertHandle, route: str) -> None:
         """Record who answered: the chosen expert, or one of its fallbacks."""

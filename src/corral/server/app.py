@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 from corral import __version__
 from corral.config import Config
 from corral.observe import Metrics, MetricsMiddleware
-from corral.routing import Router, TraceStore
+from corral.routing import FittedRouting, Router, TraceStore
 from corral.runtime import LoadListener, Runtime
 from corral.server import routes_chat, routes_openai, routes_tasks, tracing
 from corral.server.auth import ApiKeys
@@ -30,8 +30,10 @@ def create_app(
     *,
     listener: LoadListener | None = None,
     prewarm: bool = True,
+    fitted: FittedRouting | None = None,
 ) -> FastAPI:
-    """Build the app. Experts pre-warm in the background so /healthz answers at once."""
+    """Build the app. Experts pre-warm in the background so /healthz answers at once.
+    ``fitted`` is the routing state ``corral route fit`` saved (calibrated cascades)."""
     runtime = runtime or Runtime(config)
     if runtime.metrics is None:
         runtime.metrics = Metrics()  # experts report loads and batches to the app's registry
@@ -56,7 +58,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.router = Router(runtime)
+    app.state.router = Router(runtime, fitted)
     app.state.traces = TraceStore()
     app.state.api_keys = ApiKeys(config.server.api_keys)
     install_error_handlers(app)

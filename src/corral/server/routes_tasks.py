@@ -76,20 +76,23 @@ async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse
         multi_label=body.multi_label,
         hypothesis_template=body.hypothesis_template,
     )
-    handle, results = await router.serve(Task.CLASSIFY, body.model, request)
-    tokens = sum(r.tokens for r in results)
+    answers = await router.classify(body.model, request)
+    tokens = sum(a.classification.tokens for a in answers)
     return ClassifyResponse(
-        model=handle.name,
+        model=body.model or answers[0].expert,
         data=[
             ClassifyData(
                 index=i,
-                label=r.labels[0],
-                score=r.scores[0],
+                label=a.classification.labels[0],
+                score=a.classification.scores[0],
                 labels=[
-                    LabelScore(label=lb, score=s) for lb, s in zip(r.labels, r.scores, strict=True)
+                    LabelScore(label=lb, score=s)
+                    for lb, s in zip(a.classification.labels, a.classification.scores, strict=True)
                 ],
+                expert=a.expert,
+                confidence=a.confidence,
             )
-            for i, r in enumerate(results)
+            for i, a in enumerate(answers)
         ],
         usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
     )

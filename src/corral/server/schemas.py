@@ -147,6 +147,10 @@ class ClassifyData(BaseModel):
     label: str = Field(description="The highest-scoring label.")
     score: float
     labels: list[LabelScore] = Field(description="Every label, highest score first.")
+    expert: str = Field(description="The expert that answered (differs per item in a cascade).")
+    confidence: float | None = Field(
+        None, description="Calibrated confidence the cascade compared with its threshold."
+    )
 
 
 class ClassifyResponse(BaseModel):

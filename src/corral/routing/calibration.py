@@ -1,0 +1,103 @@
+"""Calibrated confidence for cascades, and the fitted state ``corral route fit`` saves.
+
+A classifier's top score is not a probability of being right. Temperature scaling
+(Guo et al., 2017) fits one number T on labelled data so that ``softmax(log p / T)``
+is; the cascade threshold is then chosen on the calibrated confidences, to hit either
+a target escalation rate (the fraction of items passed to the next, costlier stage) or
+a target accuracy of the items the first stage keeps. The same idea as RouteLLM's
+threshold calibration, applied to any classifier.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CascadeFit",
+    "FittedRouting",
+    "calibrated",
+    "fit_temperature",
+    "fitted_path",
+    "threshold_for_accuracy",
+    "threshold_for_escalation",
+]
+
+
+def calibrated(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Rows of class probabilities rescaled by ``temperature`` (1.0 leaves them as they are)."""
+    logits = np.log(np.clip(scores, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=-1, keepdims=True)
+    exp = np.exp(logits)
+    return np.asarray(exp / exp.sum(axis=-1, keepdims=True))
+
+
+def fit_temperature(scores: np.ndarray, gold: np.ndarray) -> float:
+    """The temperature minimising the negative log-likelihood of the gold classes
+    (a log-spaced grid: one parameter, a smooth convex-ish curve, no optimiser needed)."""
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 241))
+    rows = np.arange(len(gold))
+    nll = [-np.log(calibrated(scores, t)[rows, gold] + 1e-12).mean() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def threshold_for_escalation(confidence: np.ndarray, rate: float) -> float:
+    """The threshold below which a fraction ``rate`` of the items fall."""
+    return float(np.quantile(confidence, rate, method="higher")) if rate > 0 else 0.0
+
+
+def threshold_for_accuracy(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
+    """The lowest threshold at which the items kept (confidence >= it) are at least
+    ``target`` accurate; 1.0 (keep nothing) when no threshold reaches it."""
+    order = np.argsort(-confidence)
+    kept_accuracy = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
+    reaching = np.nonzero(kept_accuracy >= target)[0]
+    if len(reaching) == 0:
+        return 1.0
+    return float(confidence[order][reaching[-1]])
+
+
+@dataclass
+class CascadeFit:
+    """What ``corral route fit`` learned for one cascade's first stage."""
+
+    temperature: float
+    threshold: float
+    target: str  # e.g. "escalation=0.30" or "accuracy=0.90"
+    examples: int
+    escalation: float  # on the fit data
+    kept_accuracy: float  # accuracy of the items the first stage keeps, on the fit data
+
+
+@dataclass
+class FittedRouting:
+    cascades: dict[str, CascadeFit] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> FittedRouting:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return cls({name: CascadeFit(**fit) for name, fit in data.get("cascades", {}).items()})
+
+    def save(self, path: Path) -> None:
+        """Write atomically (temp file + rename): a crash leaves the old file or the new."""
+        text = json.dumps({"cascades": {k: asdict(v) for k, v in self.cascades.items()}}, indent=2)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as file:
+                file.write(text + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def fitted_path(config_path: Path) -> Path:
+    """Fitted state lives next to its config: ``corral.yaml`` -> ``corral.fitted.json``."""
+    return config_path.with_name(config_path.stem + ".fitted.json")

@@ -1,0 +1,107 @@
+"""``corral route fit``: calibrate a cascade's first stage on labelled examples.
+
+Runs the first-stage classifier over a JSONL file of ``{"text": ..., "label": ...}``
+lines (the label set is every label in the file), fits the temperature, then picks the
+threshold for the target escalation rate or kept-items accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from corral.config import Config
+from corral.errors import ConfigError, InvalidRequest
+from corral.eval.datasets import LabelledText
+from corral.experts.classify import ClassifyInput
+from corral.routing.calibration import (
+    CascadeFit,
+    calibrated,
+    fit_temperature,
+    threshold_for_accuracy,
+    threshold_for_escalation,
+)
+from corral.runtime import Runtime
+
+__all__ = ["first_stage_scores", "fit_cascade", "read_labelled"]
+
+_CHUNK = 32
+
+
+def read_labelled(path: Path) -> list[LabelledText]:
+    """Parse a JSONL file; a bad line is reported with its number."""
+    examples = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            examples.append(LabelledText(str(row["text"]), str(row["label"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InvalidRequest(
+                f'{path}:{number}: expected {{"text": ..., "label": ...}} ({exc})'
+            ) from None
+    if len({e.label for e in examples}) < 2:
+        raise InvalidRequest(f"{path}: needs examples of at least two labels")
+    return examples
+
+
+async def first_stage_scores(
+    runtime: Runtime, expert: str, examples: list[LabelledText], labels: list[str]
+) -> np.ndarray:
+    """(n_examples, n_labels) scores of the first-stage classifier, in ``labels`` order."""
+    handle = runtime.handles[expert]
+    rows = []
+    for start in range(0, len(examples), _CHUNK):
+        chunk = [e.text for e in examples[start : start + _CHUNK]]
+        results = await runtime.submit(handle, ClassifyInput(texts=chunk, labels=labels))
+        rows += [[r.scores[r.labels.index(label)] for label in labels] for r in results]
+    return np.array(rows)
+
+
+async def fit_cascade(
+    config: Config,
+    cascade: str,
+    examples: list[LabelledText],
+    *,
+    escalation: float | None = None,
+    accuracy: float | None = None,
+) -> CascadeFit:
+    """Calibrate ``cascade``'s first stage for a target escalation rate or accuracy."""
+    spec = next((c for c in config.routing.cascades if c.name == cascade), None)
+    if spec is None:
+        known = ", ".join(c.name for c in config.routing.cascades) or "none configured"
+        raise ConfigError([f"no cascade named {cascade!r} (cascades: {known})"])
+    if (escalation is None) == (accuracy is None):
+        raise InvalidRequest("give exactly one target: an escalation rate or an accuracy")
+    labels = sorted({e.label for e in examples})
+    gold = np.array([labels.index(e.label) for e in examples])
+    runtime = Runtime(config)
+    try:
+        scores = await first_stage_scores(runtime, spec.stages[0].expert, examples, labels)
+    finally:
+        await runtime.close()
+    temperature = fit_temperature(scores, gold)
+    probabilities = calibrated(scores, temperature)
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == gold
+    if escalation is not None:
+        threshold, target = (
+            threshold_for_escalation(confidence, escalation),
+            f"escalation={escalation:.2f}",
+        )
+    else:
+        assert accuracy is not None
+        threshold = threshold_for_accuracy(confidence, correct, accuracy)
+        target = f"accuracy={accuracy:.2f}"
+    kept = confidence >= threshold
+    return CascadeFit(
+        temperature=temperature,
+        threshold=threshold,
+        target=target,
+        examples=len(examples),
+        escalation=float(1.0 - kept.mean()),
+        kept_accuracy=float(correct[kept].mean()) if kept.any() else 0.0,
+    )

@@ -122,3 +122,32 @@ def test_cascade_needs_labels_and_single_label(server: RunningServer) -> None:
         json={"model": "triage", "input": ["x"], "labels": LABELS, "multi_label": True},
     )
     assert reply.status_code == 422 and "cascade 'triage'" in reply.json()["error"]["message"]
+
+
+def test_eval_compares_routes_side_by_side(
+    server: RunningServer, articles: list[LabelledText], tmp_path: Path, capsys
+) -> None:
+    items = [a for i, a in enumerate(articles) if i % 40 in (30, 31)]  # held out, 2 per topic
+    data = tmp_path / "held_out.jsonl"
+    data.write_text("".join(json.dumps({"text": a.text, "label": a.label}) + "\n" for a in items))
+    out = tmp_path / "eval"
+    argv = ["eval", str(data), "--routes", "classifier,triage", "--url", server.url]
+    assert main([*argv, "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "classifier" in table and "triage" in table and "escalated" in table
+    reports = {r["route"]: r for r in json.loads((out / "eval.json").read_text())}
+    assert reports["classifier"]["escalated"] == 0.0
+    assert reports["classifier"]["experts"] == {"classifier": 10}
+    triage = reports["triage"]
+    assert sum(triage["experts"].values()) == 10
+    assert triage["escalated"] == pytest.approx(triage["experts"].get("fast", 0) / 10)
+    assert 0.0 <= triage["accuracy"] <= 1.0 and triage["p95_ms"] >= triage["p50_ms"] > 0
+    assert (out / "eval.png").read_bytes().startswith(b"\x89PNG")
+    page = (out / "eval.html").read_text()
+    assert "<svg" in page and "triage" in page and "http" not in page.split("<svg")[0]
+
+
+def test_models_lists_cascades_with_their_stages(server: RunningServer) -> None:
+    cards = {c["id"]: c for c in httpx.get(server.v1 + "/models").json()["data"]}
+    assert cards["triage"]["stages"] == ["classifier", "fast"]
+    assert cards["triage"]["task"] == "classify" and cards["triage"]["backend"] == "cascade"

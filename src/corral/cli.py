@@ -1,4 +1,4 @@
-"""``corral serve | check | models | ask | route fit``.
+"""``corral serve | check | models | ask | eval | route fit``.
 
 With no config file, ``serve``, ``check`` and ``models`` use the built-in default
 (models shipped in PyPI packages; runs offline on a laptop CPU).
@@ -87,6 +87,18 @@ def _parser() -> argparse.ArgumentParser:
     ask.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     ask.add_argument("--api-key", default=None, help="API key, if the server requires one")
     ask.set_defaults(handler=_ask)
+
+    evaluate = sub.add_parser(
+        "eval", help="replay a labelled JSONL through routes of a running server, side by side"
+    )
+    evaluate.add_argument("data", type=Path, help='JSONL: {"text": ..., "label": ...} per line')
+    evaluate.add_argument(
+        "--routes", required=True, help="comma-separated models: classifiers, LLMs, cascades"
+    )
+    evaluate.add_argument("--out", type=Path, default=Path("corral-eval"), help="output folder")
+    evaluate.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
+    evaluate.add_argument("--api-key", default=None, help="API key, if the server requires one")
+    evaluate.set_defaults(handler=_eval)
 
     route = sub.add_parser("route", help="fit routing state (cascade thresholds) on labelled data")
     route_sub = route.add_subparsers(metavar="ACTION")
@@ -234,11 +246,36 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import httpx
+
+    from corral.eval.datasets import read_labelled
+    from corral.eval.replay import replay
+    from corral.eval.report import print_table, write_files
+
+    err = Console(stderr=True)
+    routes = [r.strip() for r in args.routes.split(",") if r.strip()]
+    try:
+        items = read_labelled(args.data)
+        reports = asyncio.run(replay(args.url, routes, items, api_key=args.api_key))
+    except (CorralError, OSError, RuntimeError, httpx.HTTPError) as exc:
+        err.print(f"[red]eval failed:[/] {getattr(exc, 'message', exc)}", highlight=False)
+        return 1
+    title = f"{args.data.name}: {len(items)} items"
+    print_table(reports, Console(), title)
+    for path in write_files(reports, args.out, title):
+        print(f"wrote {path}")
+    return 0
+
+
 def _route_fit(args: argparse.Namespace) -> int:
     import asyncio
 
+    from corral.eval.datasets import read_labelled
     from corral.routing.calibration import FittedRouting, fitted_path
-    from corral.routing.fit import fit_cascade, read_labelled
+    from corral.routing.fit import fit_cascade
 
     config = _load(args.config)
     if config is None:

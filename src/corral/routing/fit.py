@@ -1,14 +1,11 @@
 """``corral route fit``: calibrate a cascade's first stage on labelled examples.
 
-Runs the first-stage classifier over a JSONL file of ``{"text": ..., "label": ...}``
-lines (the label set is every label in the file), fits the temperature, then picks the
-threshold for the target escalation rate or kept-items accuracy.
+Runs the first-stage classifier over labelled examples (``read_labelled``: JSONL of
+``{"text": ..., "label": ...}``; the label set is every label in the file), fits the
+temperature, then picks the threshold for the target escalation rate or kept accuracy.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import numpy as np
 
@@ -25,27 +22,9 @@ from corral.routing.calibration import (
 )
 from corral.runtime import Runtime
 
-__all__ = ["first_stage_scores", "fit_cascade", "read_labelled"]
+__all__ = ["first_stage_scores", "fit_cascade"]
 
 _CHUNK = 32
-
-
-def read_labelled(path: Path) -> list[LabelledText]:
-    """Parse a JSONL file; a bad line is reported with its number."""
-    examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            examples.append(LabelledText(str(row["text"]), str(row["label"])))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InvalidRequest(
-                f'{path}:{number}: expected {{"text": ..., "label": ...}} ({exc})'
-            ) from None
-    if len({e.label for e in examples}) < 2:
-        raise InvalidRequest(f"{path}: needs examples of at least two labels")
-    return examples
 
 
 async def first_stage_scores(

@@ -8,7 +8,7 @@ import time
 import numpy as np
 from fastapi import APIRouter
 
-from corral.config import Task
+from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.experts.embed import EmbedInput
 from corral.runtime import ExpertHandle
@@ -65,7 +65,9 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 @api.get("/models", response_model=ModelList)
 async def list_models(runtime: RuntimeDep) -> ModelList:
-    return ModelList(data=[_card(h) for h in runtime.handles.values()])
+    """Every expert, then every cascade (usable as ``model`` on its task's endpoint)."""
+    experts = [_card(h) for h in runtime.handles.values()]
+    return ModelList(data=experts + [_cascade_card(c) for c in runtime.config.routing.cascades])
 
 
 @api.get("/models/{name}", response_model=ModelCard)
@@ -76,6 +78,20 @@ async def get_model(name: str, runtime: RuntimeDep) -> ModelCard:
             f"no model {name!r}; available: {', '.join(runtime.handles)}", param="model"
         )
     return _card(runtime.handles[spec.name])
+
+
+def _cascade_card(cascade: CascadeConfig) -> ModelCard:
+    return ModelCard(
+        id=cascade.name,
+        created=_STARTED,
+        model=" -> ".join(stage.expert for stage in cascade.stages),
+        task=cascade.task.value,
+        backend="cascade",
+        state="ready",
+        default=False,
+        aliases=[],
+        stages=[stage.expert for stage in cascade.stages],
+    )
 
 
 def _card(handle: ExpertHandle) -> ModelCard:

@@ -77,6 +77,7 @@ class ModelCard(BaseModel):
     aliases: list[str]
     memory_bytes: int | None = None
     reason: str | None = Field(None, description="Why the expert is unavailable, if it is.")
+    stages: list[str] | None = Field(None, description="A cascade's experts, smallest first.")
 
 
 class ModelList(BaseModel):

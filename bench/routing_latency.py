@@ -30,7 +30,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from _harness import machine, write_section
@@ -122,15 +122,18 @@ def split_corpus(per_route: int) -> Split:
     return Split(routes, queries)
 
 
-def corral_router(split: Split, encoder: TimedEncoder) -> SemanticRouter:
+def corral_router(split: Split, encoder: TimedEncoder, k: int = TOP_K) -> SemanticRouter:
+    """corral's router; k=5 (its default) votes, k=1 is "the best example wins"."""
     configs = [
         RouteConfig(name=topic, target=topic, examples=texts, threshold=THRESHOLD)
         for topic, texts in split.routes.items()
     ]
-    return SemanticRouter(configs, encoder.embed)
+    return SemanticRouter(configs, encoder.embed, k=k)
 
 
-def peer_router(split: Split, encoder: SharedEncoder, aggregation: str) -> IndexedRouter:
+def peer_router(
+    split: Split, encoder: SharedEncoder, aggregation: Literal["max", "mean"]
+) -> IndexedRouter:
     routes = [
         Route(name=topic, utterances=texts, confidence_threshold=THRESHOLD)
         for topic, texts in split.routes.items()
@@ -175,11 +178,11 @@ async def time_core_steps(
 ) -> dict[str, list[float]]:
     """The decision step alone on precomputed unit vectors: corral's public ``decide``, and
     semantic-router's private ``_query`` + ``_choose`` (what ``acall`` runs after encoding)."""
-    examples = await corral._example_matrix()
+    await corral.prepare()
     steps: dict[str, list[float]] = {"corral": [], "peer": []}
     for rounds, vector in enumerate(np.concatenate([vectors[:WARMUP], vectors])):
         started = time.perf_counter()
-        corral.decide(vector, examples)
+        corral.decide(vector)
         middle = time.perf_counter()
         peer._choose(await peer._query(vector, None), 1, None)
         ended = time.perf_counter()
@@ -189,12 +192,11 @@ async def time_core_steps(
     return steps
 
 
-def corral_accuracy(
-    router: SemanticRouter, examples: np.ndarray, vectors: np.ndarray, gold: list[str]
-) -> float:
+async def corral_accuracy(router: SemanticRouter, vectors: np.ndarray, gold: list[str]) -> float:
+    await router.prepare()
     hits = 0
     for vector, topic in zip(vectors, gold, strict=True):
-        best, score = router.decide(vector, examples)
+        best, score = router.decide(vector)
         route = router.routes[best]
         hits += score >= route.threshold and route.name == topic
     return hits / len(gold)
@@ -230,40 +232,60 @@ class Results:
     n_timed: int
 
 
+async def measure_latency(
+    corral: SemanticRouter, peer: IndexedRouter, encoder: TimedEncoder, texts: list[str]
+) -> tuple[dict[str, Timings], dict[str, list[float]]]:
+    """Whole calls (corral, semantic-router async and sync), then the bare decision steps."""
+
+    async def peer_sync(text: str) -> object:
+        """semantic-router's sync ``router(text)``: it blocks on its own background loop,
+        which runs the encoder and the index query in worker threads."""
+        return peer(text)
+
+    calls = {"corral": corral.match, "peer": peer.acall, "peer_sync": peer_sync}
+    latency = await time_calls(calls, encoder, texts)
+    core = await time_core_steps(corral, peer, encoder.encode(texts))
+    return latency, core
+
+
+async def measure_accuracy(
+    split: Split,
+    corral: SemanticRouter,
+    peers: dict[str, IndexedRouter],
+    encoder: TimedEncoder,
+) -> dict[str, float]:
+    """Top-1 accuracy on every held-out query; semantic-router through its own
+    ``aevaluate`` (threshold applied, so "no route" is wrong), the rest on the same vectors."""
+    texts = [text for text, _ in split.queries]
+    gold = [topic for _, topic in split.queries]
+    vectors = encoder.encode(texts)
+    examples = encoder.encode([t for utterances in split.routes.values() for t in utterances])
+    labels = [topic for topic, utterances in split.routes.items() for _ in utterances]
+    accuracy = {
+        "corral": await corral_accuracy(corral, vectors, gold),
+        "corral_k1": await corral_accuracy(corral_router(split, encoder, k=1), vectors, gold),
+        "knn": knn_accuracy(examples, labels, vectors, gold),
+    }
+    for name, peer in peers.items():
+        accuracy[name] = await peer.aevaluate(texts, gold)
+    return accuracy
+
+
 async def run(per_route: int, n_queries: int) -> tuple[Split, Results]:
     split = split_corpus(per_route)
     encoder = TimedEncoder()
     shared = SharedEncoder(timed=encoder)
     corral = corral_router(split, encoder)
-    peer_max = peer_router(split, shared, "max")
-    peer_mean = peer_router(split, shared, "mean")
-    examples = await corral._example_matrix()
-
-    timed_texts = [text for text, _ in split.queries[:n_queries]]
-
-    async def peer_sync(text: str) -> object:
-        """semantic-router's sync ``router(text)``: it blocks on its own background loop,
-        which runs the encoder and the index query in worker threads."""
-        return peer_max(text)
-
-    latency = await time_calls(
-        {"corral": corral.match, "peer": peer_max.acall, "peer_sync": peer_sync},
-        encoder,
-        timed_texts,
-    )
-    core = await time_core_steps(corral, peer_max, encoder.encode(timed_texts))
-
-    texts = [text for text, _ in split.queries]
-    gold = [topic for _, topic in split.queries]
-    vectors = encoder.encode(texts)
-    labels = [topic for topic, utterances in split.routes.items() for _ in utterances]
-    accuracy = {
-        "corral": corral_accuracy(corral, examples, vectors, gold),
-        "peer": await peer_max.aevaluate(texts, gold),
-        "peer_mean": await peer_mean.aevaluate(texts, gold),
-        "knn": knn_accuracy(examples, labels, vectors, gold),
+    peers = {
+        "peer": peer_router(split, shared, "max"),
+        "peer_mean": peer_router(split, shared, "mean"),
     }
-    return split, Results(latency, core, accuracy, len(labels), len(texts), len(timed_texts))
+    await corral.prepare()  # embed the examples now, not inside the first timed call
+    timed = [text for text, _ in split.queries[:n_queries]]
+    latency, core = await measure_latency(corral, peers["peer"], encoder, timed)
+    accuracy = await measure_accuracy(split, corral, peers, encoder)
+    n_examples = sum(len(utterances) for utterances in split.routes.values())
+    return split, Results(latency, core, accuracy, n_examples, len(split.queries), len(timed))
 
 
 def report(split: Split, r: Results) -> str:
@@ -295,14 +317,15 @@ body sentence of {r.n_examples // len(split.routes)} articles as its utterances
 held-out queries. One all-MiniLM-L6-v2 SentenceTransformer object serves both routers; every
 route's threshold is {THRESHOLD} (so every query gets a route). semantic-router 1.1.1
 `IndexedRouter` with a local index, top_k {TOP_K}, `aggregation="max"` (a route scores its best
-example among the top {TOP_K}, which is corral's rule; its default `mean` is in the accuracy
+example among the top {TOP_K}, as corral's score does; its default `mean` is in the accuracy
 column too). Latency: {r.n_timed} queries one at a time after {WARMUP} warm-up calls, the
 routers' calls interleaved; "excl. embedding" is each call's wall time minus the encoder's
 own time, measured inside the encoder wrapper both call. {machine()}.
 
-| router | excl. embedding p50 (ms) | p95 (ms) | incl. embedding p50 (ms) | p95 (ms) | top-1 accuracy |
+| router (times in ms) | excl. embedding p50 | p95 | incl. embedding p50 | p95 | top-1 accuracy |
 |---|---:|---:|---:|---:|---:|
-{row("corral `await router.match(text)`", "corral", f"{acc['corral']:.3f}")}
+{row(f"corral `await router.match(text)` (k={TOP_K} vote)", "corral", f"{acc['corral']:.3f}")}
+| corral, k=1 (the best example wins) | | | | | {acc["corral_k1"]:.3f} |
 {row("semantic-router `await router.acall(text)`", "peer", f"{acc['peer']:.3f}")}
 {row("semantic-router `router(text)` (sync)", "peer_sync", "same")}
 | semantic-router, default `aggregation="mean"` | | | | | {acc["peer_mean"]:.3f} |
@@ -310,9 +333,12 @@ own time, measured inside the encoder wrapper both call. {machine()}.
 
 **corral / semantic-router (async call): {ratio("excl", 50):.2f}x p50, {ratio_p95:.2f}x p95
 excluding the embedding; {ratio("total", 50):.2f}x p50, {ratio("total", 95):.2f}x p95
-including it.** The decision step alone on a precomputed vector: corral `decide`
-{ms(core_c, 50) * 1000:.0f} µs p50 / {ms(core_c, 95) * 1000:.0f} µs p95, semantic-router
-`_query` + `_choose` {ms(core_p, 50) * 1000:.0f} µs / {ms(core_p, 95) * 1000:.0f} µs.
+including it.** The decision step alone, looped over precomputed vectors with no encoding
+in between (warm caches): corral `decide` {ms(core_c, 50) * 1000:.0f} µs p50 /
+{ms(core_c, 95) * 1000:.0f} µs p95, semantic-router `_query` + `_choose`
+{ms(core_p, 50) * 1000:.0f} µs / {ms(core_p, 95) * 1000:.0f} µs. Right after a forward pass
+the same step runs on cold caches, which is part of what the "excl. embedding" columns show.
+semantic-router's sync call adds its background event loop and two worker-thread hops.
 
 Targets: p95 ≤ {TARGET_P95_MS:g} ms excluding the embedding is {met_abs} ({excl_p95:.3f} ms),
 and ≤ {TARGET_RATIO:g}x semantic-router is {met_rel} ({ratio_p95:.2f}x at p95).
@@ -322,7 +348,9 @@ and ≤ {TARGET_RATIO:g}x semantic-router is {met_rel} ({ratio_p95:.2f}x at p95)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--per-route", type=int, default=50, help="utterances per route")
-    parser.add_argument("--queries", type=int, default=400, help="queries timed (>= 300)")
+    parser.add_argument(
+        "--queries", type=int, default=400, help="queries timed (the issue asks for >= 300)"
+    )
     args = parser.parse_args()
     split, results = asyncio.run(run(args.per_route, args.queries))
     body = report(split, results)

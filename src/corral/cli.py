@@ -103,14 +103,20 @@ def _parser() -> argparse.ArgumentParser:
     route = sub.add_parser("route", help="fit routing state (cascade thresholds) on labelled data")
     route_sub = route.add_subparsers(metavar="ACTION")
     fit = route_sub.add_parser(
-        "fit", help="calibrate a cascade's first stage; saves <config>.fitted.json beside it"
+        "fit", help="fit a cascade or the difficulty router; saves <config>.fitted.json beside it"
     )
-    fit.add_argument("config", type=Path, help="YAML config with the cascade")
+    fit.add_argument("config", type=Path, help="YAML config with the cascade or difficulty")
     fit.add_argument("data", type=Path, help='JSONL: {"text": ..., "label": ...} per line')
-    fit.add_argument("--cascade", required=True, help="cascade name in routing.cascades")
-    target = fit.add_mutually_exclusive_group(required=True)
-    target.add_argument("--escalation", type=float, help="target fraction passed on, e.g. 0.3")
-    target.add_argument("--accuracy", type=float, help="target accuracy of the items kept")
+    what = fit.add_mutually_exclusive_group(required=True)
+    what.add_argument("--cascade", help="cascade name in routing.cascades")
+    what.add_argument(
+        "--difficulty",
+        action="store_true",
+        help="routing.difficulty, on prompts labelled small or large",
+    )
+    target = fit.add_mutually_exclusive_group()
+    target.add_argument("--escalation", type=float, help="cascade: target fraction passed on")
+    target.add_argument("--accuracy", type=float, help="cascade: target accuracy of items kept")
     fit.set_defaults(handler=_route_fit)
     return parser
 
@@ -275,35 +281,45 @@ def _route_fit(args: argparse.Namespace) -> int:
 
     from corral.eval.datasets import read_labelled
     from corral.routing.calibration import FittedRouting, fitted_path
-    from corral.routing.fit import fit_cascade
+    from corral.routing.fit import fit_cascade, fit_difficulty_router
 
     config = _load(args.config)
     if config is None:
         return 1
-    err = Console(stderr=True)
-    try:
-        examples = read_labelled(args.data)
-        fit = asyncio.run(
-            fit_cascade(
-                config,
-                args.cascade,
-                examples,
-                escalation=args.escalation,
-                accuracy=args.accuracy,
-            )
-        )
-    except (CorralError, OSError) as exc:
-        err.print(f"[red]route fit failed:[/] {getattr(exc, 'message', exc)}", highlight=False)
-        return 1
     path = fitted_path(args.config)
     fitted = FittedRouting.load(path) if path.exists() else FittedRouting()
-    fitted.cascades[args.cascade] = fit
+    try:
+        examples = read_labelled(args.data)
+        if args.difficulty:
+            model = asyncio.run(fit_difficulty_router(config, examples))
+            fitted.difficulty = model
+            auc = ", ".join(f"{kind} {value:.3f}" for kind, value in model.auc.items())
+            summary = (
+                f"difficulty: kept {model.kind} (cross-validated AUC: {auc}); threshold "
+                f"{model.threshold:.3f} for {model.large_share:.0%} large"
+            )
+        else:
+            fit = asyncio.run(
+                fit_cascade(
+                    config,
+                    args.cascade,
+                    examples,
+                    escalation=args.escalation,
+                    accuracy=args.accuracy,
+                )
+            )
+            fitted.cascades[args.cascade] = fit
+            summary = (
+                f"{args.cascade}: temperature {fit.temperature:.3f}, threshold "
+                f"{fit.threshold:.3f} ({fit.target}) on {fit.examples} examples: escalates "
+                f"{fit.escalation:.1%}, kept accuracy {fit.kept_accuracy:.1%}"
+            )
+    except (CorralError, OSError) as exc:
+        message = getattr(exc, "message", exc)
+        Console(stderr=True).print(f"[red]route fit failed:[/] {message}", highlight=False)
+        return 1
     fitted.save(path)
-    print(
-        f"{args.cascade}: temperature {fit.temperature:.3f}, threshold {fit.threshold:.3f} "
-        f"({fit.target}) on {fit.examples} examples: escalates {fit.escalation:.1%}, "
-        f"kept accuracy {fit.kept_accuracy:.1%}\nsaved {path}"
-    )
+    print(f"{summary}\nsaved {path}")
     return 0
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "CascadeStage",
     "CircuitConfig",
     "Config",
+    "DifficultyConfig",
     "LimitsConfig",
     "ModelConfig",
     "RouteConfig",
@@ -157,6 +158,15 @@ class CascadeConfig(_Strict):
     stages: list[CascadeStage] = Field(min_length=2, max_length=8)
 
 
+class DifficultyConfig(_Strict):
+    """Small or large LLM for model "auto" chat, by a learned difficulty score
+    (fitted with ``corral route fit --difficulty``)."""
+
+    small: str
+    large: str
+    large_share: float = Field(0.3, gt=0, lt=1, description="Target share sent to `large`.")
+
+
 class CircuitConfig(_Strict):
     failures: int = Field(5, ge=1, description="Failures in a row that open the circuit.")
     cooldown_s: float = Field(30.0, gt=0, description="Open this long before one trial request.")
@@ -169,6 +179,8 @@ class RoutingConfig(_Strict):
     deadline_s: float = Field(120.0, gt=0)
     embedder: str | None = Field(None, description="Embed expert for semantic routes.")
     routes: list[RouteConfig] = []
+    route_vote_k: int = Field(5, ge=1, le=100, description="Nearest examples that vote.")
+    difficulty: DifficultyConfig | None = None
     cascades: list[CascadeConfig] = []
     fallbacks: dict[str, list[str]] = {}
     circuit: CircuitConfig = CircuitConfig()
@@ -177,6 +189,9 @@ class RoutingConfig(_Strict):
         """(where, name) of every expert this section refers to, for checking they exist."""
         named = [("coordinator", self.coordinator), ("escalate_to", self.escalate_to)]
         named.append(("embedder", self.embedder))
+        if self.difficulty is not None:
+            named += [("difficulty.small", self.difficulty.small)]
+            named += [("difficulty.large", self.difficulty.large)]
         named += [(f"routes.{r.name}.target", r.target) for r in self.routes]
         named += [(f"cascades.{c.name}", s.expert) for c in self.cascades for s in c.stages]
         for source, targets in self.fallbacks.items():

@@ -33,7 +33,7 @@ class OpenAIUpstreamChat(ChatExpert):
         self.client = openai.AsyncOpenAI(
             base_url=self.base_url,
             api_key=os.environ.get(key_env) or "unused",
-            timeout=float(options.get("timeout_s", 600)),
+            timeout=float(options.get("timeout_s", self.context.spec.timeout_s or 600)),
             max_retries=0,
         )
         self._openai = openai

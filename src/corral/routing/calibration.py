@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from corral.routing.difficulty import DifficultyModel
+
 __all__ = [
     "CascadeFit",
     "FittedRouting",
@@ -76,16 +78,25 @@ class CascadeFit:
 
 @dataclass
 class FittedRouting:
+    """Everything ``corral route fit`` learned; JSON on disk (never pickle)."""
+
     cascades: dict[str, CascadeFit] = field(default_factory=dict)
+    difficulty: DifficultyModel | None = None
 
     @classmethod
     def load(cls, path: Path) -> FittedRouting:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return cls({name: CascadeFit(**fit) for name, fit in data.get("cascades", {}).items()})
+        cascades = {name: CascadeFit(**fit) for name, fit in data.get("cascades", {}).items()}
+        difficulty = data.get("difficulty")
+        return cls(cascades, DifficultyModel(**difficulty) if difficulty else None)
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename): a crash leaves the old file or the new."""
-        text = json.dumps({"cascades": {k: asdict(v) for k, v in self.cascades.items()}}, indent=2)
+        data = {
+            "cascades": {k: asdict(v) for k, v in self.cascades.items()},
+            "difficulty": asdict(self.difficulty) if self.difficulty else None,
+        }
+        text = json.dumps(data, indent=2)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as file:

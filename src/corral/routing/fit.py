@@ -1,4 +1,5 @@
-"""``corral route fit``: calibrate a cascade's first stage on labelled examples.
+"""``corral route fit``: calibrate a cascade's first stage, or fit the difficulty router,
+on labelled examples.
 
 Runs the first-stage classifier over labelled examples (``read_labelled``: JSONL of
 ``{"text": ..., "label": ...}``; the label set is every label in the file), fits the
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from corral.config import Config
+from corral.config import Config, Task
 from corral.errors import ConfigError, InvalidRequest
 from corral.eval.datasets import LabelledText
 from corral.experts.classify import ClassifyInput
+from corral.experts.embed import EmbedInput
 from corral.routing.calibration import (
     CascadeFit,
     calibrated,
@@ -20,9 +22,10 @@ from corral.routing.calibration import (
     threshold_for_accuracy,
     threshold_for_escalation,
 )
+from corral.routing.difficulty import DifficultyModel, fit_difficulty
 from corral.runtime import Runtime
 
-__all__ = ["first_stage_scores", "fit_cascade"]
+__all__ = ["first_stage_scores", "fit_cascade", "fit_difficulty_router"]
 
 _CHUNK = 32
 
@@ -84,3 +87,26 @@ async def fit_cascade(
         escalation=float(1.0 - kept.mean()),
         kept_accuracy=float(correct[kept].mean()) if kept.any() else 0.0,
     )
+
+
+async def fit_difficulty_router(config: Config, examples: list[LabelledText]) -> DifficultyModel:
+    """Fit ``routing.difficulty`` on prompts labelled ``small`` or ``large``."""
+    spec = config.routing.difficulty
+    if spec is None:
+        raise ConfigError(["routing.difficulty is not configured (small, large, large_share)"])
+    unknown = sorted({e.label for e in examples} - {"small", "large"})
+    if unknown:
+        raise InvalidRequest(f"difficulty labels must be 'small' or 'large', not {unknown}")
+    runtime = Runtime(config)
+    try:
+        handle = runtime.find(Task.EMBED, config.routing.embedder)
+        rows = []
+        for start in range(0, len(examples), _CHUNK):
+            chunk = [e.text for e in examples[start : start + _CHUNK]]
+            rows += [e.vector for e in await runtime.submit(handle, EmbedInput(texts=chunk))]
+    finally:
+        await runtime.close()
+    vectors = np.stack(rows)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    large = np.array([e.label == "large" for e in examples], dtype=int)
+    return fit_difficulty(vectors, large, spec.large_share)

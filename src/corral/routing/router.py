@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -31,6 +33,7 @@ from corral.runtime import ExpertHandle, ExpertState, Runtime
 __all__ = ["ExpertTimeout", "Router"]
 
 T = TypeVar("T")
+log = logging.getLogger("corral.routing")
 _ROUTE_TASKS = (Task.CHAT, Task.CLASSIFY, Task.NER)  # what a chat message can be routed to
 
 
@@ -55,12 +58,23 @@ class Router:
         }
         self._check_tasks()
         fits = fitted.cascades if fitted else {}
+        self.difficulty = fitted.difficulty if fitted and self.config.difficulty else None
         self.cascades = {
             c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
         }
         self.semantic = (
-            SemanticRouter(self.config.routes, self._embed) if self.config.routes else None
+            SemanticRouter(self.config.routes, self._embed, k=self.config.route_vote_k)
+            if self.config.routes
+            else None
         )
+
+    async def prepare(self) -> None:
+        """Embed the semantic routes' examples now rather than in the first request."""
+        if self.semantic is not None:
+            try:
+                await self.semantic.prepare()
+            except ExpertError as exc:  # the embedder is unavailable: routes wait for it
+                log.warning("semantic routes not ready: %s", exc.message)
 
     def handle(self, name: str) -> ExpertHandle:
         """The handle of a model named in the config (names were checked when it loaded)."""
@@ -213,12 +227,35 @@ class Router:
             self._trace_match(match)
             if match.accepted:
                 return await self._follow(match, params, subject)
-        llm = self.runtime.find(Task.CHAT, self.config.coordinator)
+        llm = await self._coordinator_llm(text)
         reason = "no semantic route matched" if self.semantic else "no semantic routes configured"
         trace.decide("coordinator", llm.name, f"{reason}; the LLM decides which experts to call")
         response = await self.coordinator(llm).run(params)
         trace.answered_by(llm.name, "coordinator")
         return llm, response
+
+    async def _coordinator_llm(self, text: str) -> ExpertHandle:
+        """The configured coordinator, or the difficulty router's small or large LLM."""
+        spec, model = self.config.difficulty, self.difficulty
+        if spec is None or model is None or not text:
+            return self.runtime.find(Task.CHAT, self.config.coordinator)
+        started = time.perf_counter()
+        vector = await self._embed([text])
+        vector /= max(float(np.linalg.norm(vector)), 1e-12)
+        score = float(model.score(vector)[0])
+        large = score >= model.threshold
+        choice = spec.large if large else spec.small
+        current_trace().decide(
+            "difficulty",
+            choice,
+            f"difficulty {score:.3f} {'>=' if large else '<'} {model.threshold:.3f} "
+            f"({model.kind}, fitted for {model.large_share:.0%} large)",
+            score=score,
+            seconds=time.perf_counter() - started,
+        )
+        if self.runtime.metrics is not None:
+            self.runtime.metrics.routes.labels("difficulty", choice).inc()
+        return self.handle(choice)
 
     def coordinator(self, llm: ExpertHandle) -> Coordinator:
         return Coordinator(

@@ -39,9 +39,15 @@ def create_app(
         runtime.metrics = Metrics()  # experts report loads and batches to the app's registry
     metrics = runtime.metrics
 
+    router = Router(runtime, fitted)
+
+    async def warm() -> None:
+        await runtime.load_all(listener)
+        await router.prepare()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(runtime.load_all(listener)) if prewarm else None
+        loading = asyncio.create_task(warm()) if prewarm else None
         app.state.loading = loading
         try:
             yield
@@ -58,7 +64,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.router = Router(runtime, fitted)
+    app.state.router = router
     app.state.traces = TraceStore()
     app.state.api_keys = ApiKeys(config.server.api_keys)
     install_error_handlers(app)

@@ -91,9 +91,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser(
         "eval", help="replay a labelled JSONL through routes of a running server, side by side"
     )
-    evaluate.add_argument("data", type=Path, help='JSONL: {"text": ..., "label": ...} per line')
     evaluate.add_argument(
-        "--routes", required=True, help="comma-separated models: classifiers, LLMs, cascades"
+        "data", nargs="?", type=Path, help='JSONL: {"text": ..., "label": ...} per line'
+    )
+    evaluate.add_argument("--routes", help="comma-separated models: classifiers, LLMs, cascades")
+    evaluate.add_argument(
+        "--from-shadow", type=Path, help="summarise a shadow log (routing.shadow.log) instead"
     )
     evaluate.add_argument("--out", type=Path, default=Path("corral-eval"), help="output folder")
     evaluate.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
@@ -262,6 +265,11 @@ def _eval(args: argparse.Namespace) -> int:
     from corral.eval.report import print_table, write_files
 
     err = Console(stderr=True)
+    if args.from_shadow:
+        return _eval_shadow(args.from_shadow, err)
+    if args.data is None or not args.routes:
+        err.print("give a labelled JSONL and --routes, or --from-shadow LOG")
+        return 2
     routes = [r.strip() for r in args.routes.split(",") if r.strip()]
     try:
         items = read_labelled(args.data)
@@ -273,6 +281,19 @@ def _eval(args: argparse.Namespace) -> int:
     print_table(reports, Console(), title)
     for path in write_files(reports, args.out, title):
         print(f"wrote {path}")
+    return 0
+
+
+def _eval_shadow(path: Path, err: Console) -> int:
+    from corral.eval.shadow import print_shadow_table, summarize_shadow
+
+    try:
+        summaries = summarize_shadow(path)
+    except (CorralError, OSError) as exc:
+        err.print(f"[red]eval failed:[/] {getattr(exc, 'message', exc)}", highlight=False)
+        return 1
+    title = f"shadow log {path.name}: answering route vs shadow (p50/p95: answering / shadow)"
+    print_shadow_table(summaries, Console(width=120), title)
     return 0
 
 

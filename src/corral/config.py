@@ -33,6 +33,7 @@ __all__ = [
     "RoutingConfig",
     "RuntimeConfig",
     "ServerConfig",
+    "ShadowConfig",
     "Task",
     "default_config",
     "load_config",
@@ -167,6 +168,14 @@ class DifficultyConfig(_Strict):
     large_share: float = Field(0.3, gt=0, lt=1, description="Target share sent to `large`.")
 
 
+class ShadowConfig(_Strict):
+    """Run ``route`` beside the answering route on a sample of /v1/classify traffic."""
+
+    route: str = Field(description="A classifier, chat expert or cascade to compare.")
+    sample: float = Field(0.1, ge=0.0, le=1.0, description="Share of requests mirrored.")
+    log: Path = Field(Path("corral-shadow.jsonl"), description="JSONL file it appends to.")
+
+
 class CircuitConfig(_Strict):
     failures: int = Field(5, ge=1, description="Failures in a row that open the circuit.")
     cooldown_s: float = Field(30.0, gt=0, description="Open this long before one trial request.")
@@ -181,6 +190,7 @@ class RoutingConfig(_Strict):
     routes: list[RouteConfig] = []
     route_vote_k: int = Field(5, ge=1, le=100, description="Nearest examples that vote.")
     difficulty: DifficultyConfig | None = None
+    shadow: ShadowConfig | None = None
     cascades: list[CascadeConfig] = []
     fallbacks: dict[str, list[str]] = {}
     circuit: CircuitConfig = CircuitConfig()

@@ -27,6 +27,7 @@ from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with
 from corral.routing.circuit import CircuitBreaker
 from corral.routing.coordinator import Coordinator
 from corral.routing.semantic import RouteMatch, SemanticRouter
+from corral.routing.shadow import Shadow
 from corral.routing.trace import current_trace
 from corral.runtime import ExpertHandle, ExpertState, Runtime
 
@@ -62,6 +63,7 @@ class Router:
         self.cascades = {
             c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
         }
+        self.shadow = Shadow(self, self.config.shadow) if self.config.shadow else None
         self.semantic = (
             SemanticRouter(self.config.routes, self._embed, k=self.config.route_vote_k)
             if self.config.routes
@@ -98,6 +100,14 @@ class Router:
                 problems.append(
                     f"route {route.name!r}: target {route.target!r} is a {task} expert; "
                     "a chat message can only be routed to a chat, classify or ner expert"
+                )
+        shadow = self.config.shadow
+        if shadow is not None and shadow.route not in {c.name for c in self.config.cascades}:
+            spec = self.runtime.config.model_named(shadow.route)
+            task = self.runtime.handles[spec.name].task if spec else None
+            if task not in (Task.CLASSIFY, Task.CHAT):
+                problems.append(
+                    f"shadow route {shadow.route!r}: name a classify or chat expert, or a cascade"
                 )
         if problems:
             raise ConfigError([f"routing: {p}" for p in problems])

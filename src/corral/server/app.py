@@ -55,6 +55,8 @@ def create_app(
             if loading is not None:
                 loading.cancel()
                 await asyncio.gather(loading, return_exceptions=True)
+            if router.shadow is not None:
+                await router.shadow.drain()
             await runtime.close()
 
     app = FastAPI(

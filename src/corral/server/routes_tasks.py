@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from fastapi import APIRouter
@@ -76,7 +77,10 @@ async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse
         multi_label=body.multi_label,
         hypothesis_template=body.hypothesis_template,
     )
+    started = time.perf_counter()
     answers = await router.classify(body.model, request)
+    if router.shadow is not None:  # off the response path: returns at once
+        router.shadow.maybe_run(body.model, request, answers, time.perf_counter() - started)
     tokens = sum(a.classification.tokens for a in answers)
     return ClassifyResponse(
         model=body.model or answers[0].expert,

@@ -81,6 +81,27 @@ def test_fit_saves_calibration_beside_the_config(fitted: Path) -> None:
     assert fit.temperature > 0 and 0 < fit.threshold < 1
 
 
+def test_isotonic_fit_for_a_target_accuracy(fitted: Path, tmp_path: Path) -> None:
+    """Temperature, then isotonic regression: confidence becomes the observed chance of
+    being right, and the threshold keeps only items the classifier gets right often enough
+    (the 100 training articles here: 82% right overall)."""
+    config = tmp_path / "isotonic.yaml"  # its own fitted file: the server uses the other
+    config.write_text(CONFIG)
+    argv = [
+        "route",
+        "fit",
+        str(config),
+        str(fitted.with_name("train.jsonl")),
+        "--cascade",
+        "triage",
+    ]
+    assert main([*argv, "--accuracy", "0.9", "--calibration", "isotonic"]) == 0
+    fit = FittedRouting.load(tmp_path / "isotonic.fitted.json").cascades["triage"]
+    assert fit.method == "isotonic" and fit.target == "accuracy=0.90"
+    assert fit.kept_accuracy >= 0.9 and 0 < fit.escalation < 1
+    assert fit.isotonic_y == sorted(fit.isotonic_y) and len(fit.isotonic_x) >= 2
+
+
 def test_cascade_escalates_exactly_the_items_below_threshold(
     server: RunningServer, fitted: Path, articles: list[LabelledText]
 ) -> None:

@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
     target = fit.add_mutually_exclusive_group()
     target.add_argument("--escalation", type=float, help="cascade: target fraction passed on")
     target.add_argument("--accuracy", type=float, help="cascade: target accuracy of items kept")
+    fit.add_argument(
+        "--calibration",
+        choices=["temperature", "isotonic"],
+        default="temperature",
+        help="cascade: temperature scaling, or temperature then isotonic regression",
+    )
     fit.set_defaults(handler=_route_fit)
     return parser
 
@@ -327,11 +333,12 @@ def _route_fit(args: argparse.Namespace) -> int:
                     examples,
                     escalation=args.escalation,
                     accuracy=args.accuracy,
+                    method=args.calibration,
                 )
             )
             fitted.cascades[args.cascade] = fit
             summary = (
-                f"{args.cascade}: temperature {fit.temperature:.3f}, threshold "
+                f"{args.cascade}: {fit.method}, temperature {fit.temperature:.3f}, threshold "
                 f"{fit.threshold:.3f} ({fit.target}) on {fit.examples} examples: escalates "
                 f"{fit.escalation:.1%}, kept accuracy {fit.kept_accuracy:.1%}"
             )

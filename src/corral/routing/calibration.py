@@ -24,6 +24,7 @@ __all__ = [
     "CascadeFit",
     "FittedRouting",
     "calibrated",
+    "fit_isotonic",
     "fit_temperature",
     "fitted_path",
     "threshold_for_accuracy",
@@ -55,13 +56,26 @@ def threshold_for_escalation(confidence: np.ndarray, rate: float) -> float:
 
 def threshold_for_accuracy(confidence: np.ndarray, correct: np.ndarray, target: float) -> float:
     """The lowest threshold at which the items kept (confidence >= it) are at least
-    ``target`` accurate; 1.0 (keep nothing) when no threshold reaches it."""
-    order = np.argsort(-confidence)
+    ``target`` accurate; 1.0 (keep nothing) when no threshold reaches it. Cuts fall only
+    between distinct confidences: tied items (isotonic steps) are kept or passed together."""
+    order = np.argsort(-confidence, kind="stable")
+    ranked = confidence[order]
     kept_accuracy = np.cumsum(correct[order]) / np.arange(1, len(order) + 1)
-    reaching = np.nonzero(kept_accuracy >= target)[0]
+    last_of_tie = np.r_[ranked[1:] < ranked[:-1], True]
+    reaching = np.nonzero((kept_accuracy >= target) & last_of_tie)[0]
     if len(reaching) == 0:
         return 1.0
-    return float(confidence[order][reaching[-1]])
+    return float(ranked[reaching[-1]])
+
+
+def fit_isotonic(confidence: np.ndarray, correct: np.ndarray) -> tuple[list[float], list[float]]:
+    """A monotone map from confidence to the observed chance of being right (sklearn's
+    isotonic regression), as breakpoints for ``np.interp``."""
+    from sklearn.isotonic import IsotonicRegression
+
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    model.fit(confidence, correct.astype(float))
+    return model.X_thresholds_.tolist(), model.y_thresholds_.tolist()
 
 
 @dataclass
@@ -74,6 +88,16 @@ class CascadeFit:
     examples: int
     escalation: float  # on the fit data
     kept_accuracy: float  # accuracy of the items the first stage keeps, on the fit data
+    method: str = "temperature"  # or "isotonic" (temperature first, then the monotone map)
+    isotonic_x: list[float] = field(default_factory=list)
+    isotonic_y: list[float] = field(default_factory=list)
+
+    def confidence(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated confidence of each row of class scores (the top class's)."""
+        top = calibrated(scores, self.temperature).max(axis=-1)
+        if self.method == "isotonic":
+            return np.interp(top, self.isotonic_x, self.isotonic_y)
+        return np.asarray(top)
 
 
 @dataclass

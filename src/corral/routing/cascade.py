@@ -21,7 +21,7 @@ import numpy as np
 from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest
 from corral.experts.classify import Classification, ClassifyInput
-from corral.routing.calibration import CascadeFit, calibrated
+from corral.routing.calibration import CascadeFit
 from corral.routing.trace import current_trace
 from corral.runtime import ExpertHandle
 
@@ -44,9 +44,9 @@ class ClassifyCascade:
         self.config = config
         self.stages = [router.handle(stage.expert) for stage in config.stages]
         self.thresholds = [stage.threshold for stage in config.stages]
-        self.temperature = 1.0
-        if fit is not None:  # `corral route fit` calibrated the first stage
-            self.temperature, self.thresholds[0] = fit.temperature, fit.threshold
+        self.calibration = fit  # `corral route fit` calibrated the first stage
+        if fit is not None:
+            self.thresholds[0] = fit.threshold
 
     async def run(self, request: ClassifyInput) -> list[CascadeAnswer]:
         if request.multi_label or not request.labels:
@@ -101,7 +101,9 @@ class ClassifyCascade:
 
     def _confidence(self, result: Classification, labels: list[str]) -> float:
         scores = np.array([result.scores[result.labels.index(label)] for label in labels])
-        return float(calibrated(scores[None, :], self.temperature).max())
+        if self.calibration is None:
+            return float(scores.max())
+        return float(self.calibration.confidence(scores[None, :])[0])
 
     def _count_escalations(self, source: str, target: str, count: int) -> None:
         metrics = self.router.runtime.metrics

@@ -18,6 +18,7 @@ from corral.experts.embed import EmbedInput
 from corral.routing.calibration import (
     CascadeFit,
     calibrated,
+    fit_isotonic,
     fit_temperature,
     threshold_for_accuracy,
     threshold_for_escalation,
@@ -50,6 +51,7 @@ async def fit_cascade(
     *,
     escalation: float | None = None,
     accuracy: float | None = None,
+    method: str = "temperature",
 ) -> CascadeFit:
     """Calibrate ``cascade``'s first stage for a target escalation rate or accuracy."""
     spec = next((c for c in config.routing.cascades if c.name == cascade), None)
@@ -65,10 +67,12 @@ async def fit_cascade(
         scores = await first_stage_scores(runtime, spec.stages[0].expert, examples, labels)
     finally:
         await runtime.close()
-    temperature = fit_temperature(scores, gold)
-    probabilities = calibrated(scores, temperature)
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == gold
+    fit = CascadeFit(fit_temperature(scores, gold), 0.0, "", len(examples), 0.0, 0.0, method)
+    correct = scores.argmax(axis=1) == gold
+    if method == "isotonic":
+        top = calibrated(scores, fit.temperature).max(axis=1)
+        fit.isotonic_x, fit.isotonic_y = fit_isotonic(top, correct)
+    confidence = fit.confidence(scores)
     if escalation is not None:
         threshold, target = (
             threshold_for_escalation(confidence, escalation),
@@ -79,14 +83,10 @@ async def fit_cascade(
         threshold = threshold_for_accuracy(confidence, correct, accuracy)
         target = f"accuracy={accuracy:.2f}"
     kept = confidence >= threshold
-    return CascadeFit(
-        temperature=temperature,
-        threshold=threshold,
-        target=target,
-        examples=len(examples),
-        escalation=float(1.0 - kept.mean()),
-        kept_accuracy=float(correct[kept].mean()) if kept.any() else 0.0,
-    )
+    fit.threshold, fit.target = threshold, target
+    fit.escalation = float(1.0 - kept.mean())
+    fit.kept_accuracy = float(correct[kept].mean()) if kept.any() else 0.0
+    return fit
 
 
 async def fit_difficulty_router(config: Config, examples: list[LabelledText]) -> DifficultyModel:

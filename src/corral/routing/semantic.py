@@ -68,7 +68,8 @@ class SemanticRouter:
         started = time.perf_counter()
         vector = await self._embed([text])
         embedded = time.perf_counter()
-        best, score = self.decide(_unit_rows(vector)[0])
+        query = np.asarray(vector[0], dtype=np.float32)
+        best, score = self.decide(query / max(float(np.linalg.norm(query)), 1e-12))
         return RouteMatch(
             self.routes[best], score, embedded - started, time.perf_counter() - embedded
         )
@@ -77,8 +78,9 @@ class SemanticRouter:
         """(route index, score) for a unit-length query vector (after ``prepare``)."""
         assert self._examples is not None, "call prepare() first"
         similarity = self._examples @ query
-        k = min(self.k, len(similarity))
-        nearest = np.argpartition(-similarity, k - 1)[:k]
+        n = len(similarity)
+        k = min(self.k, n)
+        nearest = np.argpartition(similarity, n - k)[n - k :]
         # one vote per neighbour; similarity (< 1e-3 in all) only breaks ties
         ballots = np.bincount(
             self._route_of[nearest], weights=1.0 + 1e-3 * similarity[nearest], minlength=self._n

@@ -8,11 +8,15 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
 
 import httpx
 import pytest
 
+from corral.cli import main
 from corral.config import parse_config
+from corral.routing import FittedRouting
 
 from ._server import RunningServer, _free_port, serve
 
@@ -250,3 +254,45 @@ def test_route_with_direct_answer_returns_the_expert_result_without_an_llm(
     result = json.loads(body["choices"][0]["message"]["content"])
     assert result[0]["labels"][0] == "positive"
     assert body["model"] == "classifier"
+
+
+def test_route_thresholds_fitted_on_labelled_messages(tmp_path: Path) -> None:
+    """`corral route fit --routes` on the default config's routes: each threshold lands
+    between the scores of messages meant for the route and of those that are not."""
+    config = tmp_path / "default.yaml"
+    config.write_text(resources.files("corral").joinpath("default.yaml").read_text())
+    tickets = ["I was charged twice", "The app crashes on start", "Add a dark mode please"]
+    rows = [
+        *(
+            {"text": f"{ask}: '{t}'", "label": "ticket-triage"}
+            for t in tickets
+            for ask in (
+                "Is this ticket about billing or a bug",
+                "Which category is this support ticket",
+            )
+        ),
+        *(
+            {"text": f"{ask}: 'Apple hired Tim Cook in Cupertino'", "label": "entities"}
+            for ask in (
+                "Which companies are mentioned in",
+                "Extract the people and places from",
+                "List the organisations named in",
+            )
+        ),
+        *(
+            {"text": text, "label": "none"}
+            for text in (
+                "What is 2 + 3?",
+                "Write a haiku about autumn",
+                "Tell me a joke",
+                "What is the capital of France?",
+                "Summarise this: 'The meeting moved to Monday'",
+            )
+        ),
+    ]
+    data = tmp_path / "routes.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert main(["route", "fit", str(config), str(data), "--routes"]) == 0
+    thresholds = FittedRouting.load(tmp_path / "default.fitted.json").route_thresholds
+    assert set(thresholds) == {"ticket-triage", "entities"}
+    assert all(0.25 < value <= 1.0 for value in thresholds.values()), thresholds

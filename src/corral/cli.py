@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="routing.difficulty, on prompts labelled small or large",
     )
+    what.add_argument(
+        "--routes",
+        action="store_true",
+        help="semantic route thresholds, on messages labelled with a route name or none",
+    )
     target = fit.add_mutually_exclusive_group()
     target.add_argument("--escalation", type=float, help="cascade: target fraction passed on")
     target.add_argument("--accuracy", type=float, help="cascade: target accuracy of items kept")
@@ -308,7 +313,7 @@ def _route_fit(args: argparse.Namespace) -> int:
 
     from corral.eval.datasets import read_labelled
     from corral.routing.calibration import FittedRouting, fitted_path
-    from corral.routing.fit import fit_cascade, fit_difficulty_router
+    from corral.routing.fit import fit_cascade, fit_difficulty_router, fit_route_thresholds
 
     config = _load(args.config)
     if config is None:
@@ -317,7 +322,12 @@ def _route_fit(args: argparse.Namespace) -> int:
     fitted = FittedRouting.load(path) if path.exists() else FittedRouting()
     try:
         examples = read_labelled(args.data)
-        if args.difficulty:
+        if args.routes:
+            fitted.route_thresholds = asyncio.run(fit_route_thresholds(config, examples))
+            summary = "route thresholds: " + ", ".join(
+                f"{name} {value:.3f}" for name, value in fitted.route_thresholds.items()
+            )
+        elif args.difficulty:
             model = asyncio.run(fit_difficulty_router(config, examples))
             fitted.difficulty = model
             auc = ", ".join(f"{kind} {value:.3f}" for kind, value in model.auc.items())

@@ -23,6 +23,7 @@ from corral.routing.difficulty import DifficultyModel
 __all__ = [
     "CascadeFit",
     "FittedRouting",
+    "best_f1_threshold",
     "calibrated",
     "fit_isotonic",
     "fit_temperature",
@@ -68,6 +69,25 @@ def threshold_for_accuracy(confidence: np.ndarray, correct: np.ndarray, target: 
     return float(ranked[reaching[-1]])
 
 
+def best_f1_threshold(scores: np.ndarray, chosen: np.ndarray, relevant: np.ndarray) -> float:
+    """For one semantic route: the threshold on its score that maximises F1 of "routed
+    here" (chosen and score >= threshold) against the labels (relevant)."""
+    candidates = np.unique(scores[chosen])
+    if len(candidates) == 0:
+        return 1.0
+    total = max(int(relevant.sum()), 1)
+    best, best_f1 = float(candidates[-1]), -1.0
+    for threshold in candidates:
+        routed = chosen & (scores >= threshold)
+        tp = int((routed & relevant).sum())
+        f1 = 2 * tp / (int(routed.sum()) + total)
+        if f1 > best_f1:  # ties keep the lower threshold: more recall at the same F1
+            best, best_f1 = float(threshold), f1
+    # halfway down to the next score below: the same routing on this data, more margin
+    below = scores[chosen & (scores < best)]
+    return (best + float(below.max())) / 2 if below.size else best
+
+
 def fit_isotonic(confidence: np.ndarray, correct: np.ndarray) -> tuple[list[float], list[float]]:
     """A monotone map from confidence to the observed chance of being right (sklearn's
     isotonic regression), as breakpoints for ``np.interp``."""
@@ -106,19 +126,25 @@ class FittedRouting:
 
     cascades: dict[str, CascadeFit] = field(default_factory=dict)
     difficulty: DifficultyModel | None = None
+    route_thresholds: dict[str, float] = field(default_factory=dict)  # semantic routes
 
     @classmethod
     def load(cls, path: Path) -> FittedRouting:
         data = json.loads(path.read_text(encoding="utf-8"))
         cascades = {name: CascadeFit(**fit) for name, fit in data.get("cascades", {}).items()}
         difficulty = data.get("difficulty")
-        return cls(cascades, DifficultyModel(**difficulty) if difficulty else None)
+        return cls(
+            cascades,
+            DifficultyModel(**difficulty) if difficulty else None,
+            {str(k): float(v) for k, v in data.get("route_thresholds", {}).items()},
+        )
 
     def save(self, path: Path) -> None:
         """Write atomically (temp file + rename): a crash leaves the old file or the new."""
         data = {
             "cascades": {k: asdict(v) for k, v in self.cascades.items()},
             "difficulty": asdict(self.difficulty) if self.difficulty else None,
+            "route_thresholds": self.route_thresholds,
         }
         text = json.dumps(data, indent=2)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

@@ -17,6 +17,7 @@ from corral.experts.classify import ClassifyInput
 from corral.experts.embed import EmbedInput
 from corral.routing.calibration import (
     CascadeFit,
+    best_f1_threshold,
     calibrated,
     fit_isotonic,
     fit_temperature,
@@ -24,9 +25,10 @@ from corral.routing.calibration import (
     threshold_for_escalation,
 )
 from corral.routing.difficulty import DifficultyModel, fit_difficulty
+from corral.routing.router import Router
 from corral.runtime import Runtime
 
-__all__ = ["first_stage_scores", "fit_cascade", "fit_difficulty_router"]
+__all__ = ["first_stage_scores", "fit_cascade", "fit_difficulty_router", "fit_route_thresholds"]
 
 _CHUNK = 32
 
@@ -110,3 +112,24 @@ async def fit_difficulty_router(config: Config, examples: list[LabelledText]) ->
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     large = np.array([e.label == "large" for e in examples], dtype=int)
     return fit_difficulty(vectors, large, spec.large_share)
+
+
+async def fit_route_thresholds(config: Config, examples: list[LabelledText]) -> dict[str, float]:
+    """Per semantic route, the threshold with the best F1 on utterances labelled with the
+    route's name (or anything else, e.g. ``none``, for messages no route should take)."""
+    if not config.routing.routes:
+        raise ConfigError(["routing.routes is empty: no semantic routes to fit"])
+    runtime = Runtime(config)
+    try:
+        router = Router(runtime)
+        assert router.semantic is not None
+        matches = [await router.semantic.match(e.text) for e in examples]
+    finally:
+        await runtime.close()
+    names = np.array([m.route.name for m in matches])
+    scores = np.array([m.score for m in matches])
+    labels = np.array([e.label for e in examples])
+    return {
+        route.name: best_f1_threshold(scores, names == route.name, labels == route.name)
+        for route in config.routing.routes
+    }

@@ -64,10 +64,15 @@ class Router:
             c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
         }
         self.shadow = Shadow(self, self.config.shadow) if self.config.shadow else None
+        fitted_thresholds = fitted.route_thresholds if fitted else {}
+        routes = [
+            r.model_copy(update={"threshold": fitted_thresholds[r.name]})
+            if r.name in fitted_thresholds
+            else r
+            for r in self.config.routes
+        ]
         self.semantic = (
-            SemanticRouter(self.config.routes, self._embed, k=self.config.route_vote_k)
-            if self.config.routes
-            else None
+            SemanticRouter(routes, self._embed, k=self.config.route_vote_k) if routes else None
         )
 
     async def prepare(self) -> None:

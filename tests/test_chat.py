@@ -11,7 +11,9 @@ import jsonschema
 import openai
 import pytest
 
-from ._server import RunningServer
+from corral.config import parse_config
+
+from ._server import RunningServer, serve
 
 GREEDY = {"temperature": 0.0, "seed": 7, "max_tokens": 24}
 QUESTION = [{"role": "user", "content": "What is 2 + 3? Answer with the number."}]
@@ -145,6 +147,7 @@ def test_json_schema_response_validates(client: openai.OpenAI) -> None:
             "tool_choice",
         ),
         ({"messages": QUESTION, "n": 3}, "n"),
+        ({"messages": QUESTION, "logprobs": True}, "options: {logprobs: true}"),
         ({"messages": QUESTION, "model": "embedder"}, "available: fast"),
     ],
 )
@@ -167,3 +170,32 @@ def test_context_overflow_is_400(default_server: RunningServer) -> None:
         default_server.v1 + "/chat/completions", json={"messages": QUESTION, **GREEDY}, timeout=60
     )
     assert ok.status_code == 200  # still serving
+
+
+def test_logprobs_when_the_expert_keeps_them() -> None:
+    """`options: {logprobs: true}`: OpenAI-shaped logprobs come back as JSON, and an LLM
+    classifying on /v1/classify reports the probability of the label it chose."""
+    config = parse_config("""
+models:
+  - name: fast
+    model: HuggingFaceTB/SmolLM2-135M-Instruct
+    options: {logprobs: true}
+""")
+    with serve(config) as server:
+        reply = httpx.post(
+            server.v1 + "/chat/completions",
+            json={"messages": QUESTION, "logprobs": True, "top_logprobs": 1, "max_tokens": 8},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        tokens = reply.json()["choices"][0]["logprobs"]["content"]
+        assert tokens and all(t["logprob"] <= 0 for t in tokens)
+        labels = ["sport", "business"]
+        reply = httpx.post(
+            server.v1 + "/classify",
+            json={"model": "fast", "input": ["The striker scored"], "labels": labels},
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        item = reply.json()["data"][0]
+        assert item["label"] in labels and 0 < item["confidence"] <= 1

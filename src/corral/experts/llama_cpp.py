@@ -133,6 +133,12 @@ class LlamaCppChat(ChatExpert):
 
     def _kwargs(self, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = _llama_kwargs(params)
+        if kwargs.get("logprobs") and not self.context.options.get("logprobs", False):
+            raise InvalidRequest(
+                "this llama.cpp expert returns no logprobs: set `options: {logprobs: true}` "
+                "on it (keeps every position's logits; generation about 4x slower)",
+                param="logprobs",
+            )
         # OpenAI's default is "until done"; a small local model may ramble to the end of its
         # context, so the config sets a cap (options.max_tokens) for requests that give none.
         kwargs.setdefault("max_tokens", int(self.context.options.get("max_tokens", 512)))
@@ -141,11 +147,25 @@ class LlamaCppChat(ChatExpert):
     def _call(self, kwargs: dict[str, Any]) -> Any:
         self._budget = kwargs["max_tokens"]  # one request at a time runs on this thread
         try:
-            return self.llm.create_chat_completion(**kwargs)
+            result = self.llm.create_chat_completion(**kwargs)
+            if kwargs.get("logprobs") and not kwargs.get("stream"):
+                return _plain_numbers(result)  # llama.cpp puts numpy floats in logprobs
+            if kwargs.get("logprobs"):
+                return (_plain_numbers(chunk) for chunk in result)
+            return result
         except ValueError as exc:
             if "context window" in str(exc) or "exceed" in str(exc):
                 raise InvalidRequest(str(exc), param="messages") from exc
             raise
+
+
+def _plain_numbers(value: Any) -> Any:
+    """Numpy scalars as Python numbers, so the result serialises as JSON."""
+    if isinstance(value, dict):
+        return {k: _plain_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_numbers(v) for v in value]
+    return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
 
 
 def _llama_kwargs(params: dict[str, Any]) -> dict[str, Any]:

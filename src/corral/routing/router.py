@@ -144,7 +144,9 @@ class Router:
                     "an LLM classifies into given labels, one per text", param="labels"
                 )
             handle = self.pick(Task.CHAT, model)
-            picked = await classify_with_llm(self, handle, request.texts, request.labels)
+            picked = await classify_with_llm(
+                self, handle, request.texts, request.labels, want_confidence=True
+            )
             current_trace().answered_by(handle.name, "explicit")
             return [CascadeAnswer(result, handle.name, confidence) for result, confidence in picked]
         if cascade is None:

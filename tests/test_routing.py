@@ -296,3 +296,32 @@ def test_route_thresholds_fitted_on_labelled_messages(tmp_path: Path) -> None:
     thresholds = FittedRouting.load(tmp_path / "default.fitted.json").route_thresholds
     assert set(thresholds) == {"ticket-triage", "entities"}
     assert all(0.25 < value <= 1.0 for value in thresholds.values()), thresholds
+
+
+def test_routes_are_skipped_not_fatal_when_the_embedder_is_unavailable(tmp_path: Path) -> None:
+    config = parse_config(f"""
+models:
+  - name: fast
+    model: HuggingFaceTB/SmolLM2-135M-Instruct
+  - name: embedder
+    model: sentence-transformers/all-MiniLM-L6-v2
+    path: {tmp_path / "missing"}
+routing:
+  routes:
+    - {{name: chit-chat, target: fast, examples: [hello there]}}
+""")
+    with serve(config) as server:
+        reply = httpx.post(
+            server.v1 + "/chat/completions",
+            json={
+                "model": "auto",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 8,
+            },
+            timeout=60,
+        )
+    assert reply.status_code == 200, reply.text
+    semantic, coordinator = reply.json()["corral"]["decisions"]
+    assert semantic["stage"] == "semantic" and semantic["reason"].startswith("skipped:")
+    assert "embedder" in semantic["reason"]
+    assert coordinator["choice"] == "fast" and reply.headers["x-corral-route"] == "coordinator"

@@ -240,10 +240,11 @@ class Router:
         text = _last_user_text(params.get("messages", []))
         if self.semantic is not None and text:
             instruction, subject = split_quoted(text)
-            match = await self.semantic.match(instruction)
-            self._trace_match(match)
-            if match.accepted:
-                return await self._follow(match, params, subject)
+            match = await self._embedding_stage("semantic", self.semantic.match(instruction))
+            if match is not None:
+                self._trace_match(match)
+                if match.accepted:
+                    return await self._follow(match, params, subject)
         llm = await self._coordinator_llm(text)
         reason = "no semantic route matched" if self.semantic else "no semantic routes configured"
         trace.decide("coordinator", llm.name, f"{reason}; the LLM decides which experts to call")
@@ -257,7 +258,9 @@ class Router:
         if spec is None or model is None or not text:
             return self.runtime.find(Task.CHAT, self.config.coordinator)
         started = time.perf_counter()
-        vector = await self._embed([text])
+        vector = await self._embedding_stage("difficulty", self._embed([text]))
+        if vector is None:
+            return self.runtime.find(Task.CHAT, self.config.coordinator)
         vector /= max(float(np.linalg.norm(vector)), 1e-12)
         score = float(model.score(vector)[0])
         large = score >= model.threshold
@@ -273,6 +276,15 @@ class Router:
         if self.runtime.metrics is not None:
             self.runtime.metrics.routes.labels("difficulty", choice).inc()
         return self.handle(choice)
+
+    async def _embedding_stage(self, stage: str, work: Awaitable[T]) -> T | None:
+        """Run a stage that needs the embedder; if the embedder fails, skip the stage
+        (traced) rather than fail the request: the coordinator can still answer."""
+        try:
+            return await work
+        except ExpertError as exc:
+            current_trace().decide(stage, "", f"skipped: {exc.message}")
+            return None
 
     def coordinator(self, llm: ExpertHandle) -> Coordinator:
         return Coordinator(

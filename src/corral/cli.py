@@ -7,8 +7,10 @@ With no config file, ``serve``, ``check`` and ``models`` use the built-in defaul
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -231,38 +233,62 @@ def _fitted(config_path: Path | None, console: Console) -> FittedRouting | None:
     return FittedRouting.load(fitted_path(config_path))
 
 
+class _LogFile(io.StringIO):
+    """A file for rich that turns each printed line into a log record (for JSON logs)."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                logging.getLogger("corral").warning(line)
+        return len(text)
+
+
 def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
     import uvicorn
 
+    from corral.observe.logs import configure_logging, log_settings
     from corral.runtime import Runtime
     from corral.server import create_app
     from corral.server.progress import RichLoadProgress
 
-    level = args.log_level or config.observe.log_level
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        level, log_format = log_settings(config.observe, args.log_level, os.environ)
+    except ValueError as exc:
+        Console(stderr=True).print(f"[red]{exc}[/]", highlight=False)
+        return 2
+    configure_logging(level, log_format)
     runtime = Runtime(config)
     unavailable = [h for h in runtime.handles.values() if h.reason]
-    console = Console(stderr=True)
+    # JSON logs: status lines go through logging too, so every line stays one object
+    as_logs = log_format != "text"
+    console = Console(stderr=True, file=_LogFile() if as_logs else None, soft_wrap=as_logs)
     for handle in unavailable:
         console.print(f"[yellow]unavailable[/] {handle.reason}", highlight=False)
     if args.strict and unavailable:
         console.print("[red]--strict: refusing to start with unavailable experts[/]")
         return 1
     fitted = _fitted(args.config, console)
+    total = len(runtime.handles) - len(unavailable)
     app = create_app(
         config,
         runtime,
-        listener=RichLoadProgress(console, total=len(runtime.handles) - len(unavailable)),
+        # JSON logs are for machines: no progress bar, the runtime logs each load instead
+        listener=RichLoadProgress(console, total=total) if log_format == "text" else None,
         fitted=fitted,
     )
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
-    uvicorn.run(app, host=host, port=port, log_level=level, timeout_graceful_shutdown=30)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=level,
+        log_config=None,  # uvicorn's records go through corral's handler (text or JSON)
+        timeout_graceful_shutdown=30,
+    )
     return 0
 
 

@@ -212,6 +212,9 @@ class RoutingConfig(_Strict):
 class ObserveConfig(_Strict):
     metrics: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = Field(
+        "text", description="json: one object per line, with the request's trace id."
+    )
 
 
 class Config(_Strict):

@@ -7,7 +7,6 @@ from corral.routing.circuit import CircuitBreaker, CircuitState
 from corral.routing.coordinator import Coordinator
 from corral.routing.router import ExpertTimeout, Router
 from corral.routing.semantic import RouteMatch, SemanticRouter
-from corral.routing.trace import Decision, Step, Trace, TraceStore, current_trace
 
 __all__ = [
     "CascadeAnswer",
@@ -16,14 +15,9 @@ __all__ = [
     "CircuitState",
     "ClassifyCascade",
     "Coordinator",
-    "Decision",
     "ExpertTimeout",
     "FittedRouting",
     "RouteMatch",
     "Router",
     "SemanticRouter",
-    "Step",
-    "Trace",
-    "TraceStore",
-    "current_trace",
 ]

@@ -21,8 +21,8 @@ import numpy as np
 from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest
 from corral.experts.classify import Classification, ClassifyInput
+from corral.observe.trace import current_trace
 from corral.routing.calibration import CascadeFit
-from corral.routing.trace import current_trace
 from corral.runtime import ExpertHandle
 
 if TYPE_CHECKING:

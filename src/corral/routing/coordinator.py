@@ -30,7 +30,7 @@ from corral.errors import CorralError, ExpertError, InvalidRequest
 from corral.experts.chat import ChatInput, chat_completion
 from corral.experts.classify import Classification
 from corral.experts.ner import Entities
-from corral.routing.trace import Step, current_trace
+from corral.observe.trace import Step, current_trace
 from corral.runtime import ExpertHandle, ExpertState
 
 if TYPE_CHECKING:

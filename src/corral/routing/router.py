@@ -22,13 +22,13 @@ from corral.config import Task
 from corral.errors import ConfigError, ExpertError, ExpertUnavailable, InvalidRequest
 from corral.experts.classify import ClassifyInput
 from corral.experts.embed import EmbedInput
+from corral.observe.trace import current_trace
 from corral.routing.calibration import FittedRouting
 from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with_llm
 from corral.routing.circuit import CircuitBreaker
 from corral.routing.coordinator import Coordinator
 from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
-from corral.routing.trace import current_trace
 from corral.runtime import ExpertHandle, ExpertState, Runtime
 
 __all__ = ["ExpertTimeout", "Router"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from corral.config import ShadowConfig
 from corral.errors import CorralError
 from corral.experts.classify import ClassifyInput
-from corral.routing.trace import Trace, activate, new_trace_id
+from corral.observe.trace import Trace, activate, new_trace_id
 
 if TYPE_CHECKING:
     from corral.routing.cascade import CascadeAnswer

@@ -13,8 +13,8 @@ from starlette.exceptions import HTTPException
 
 from corral import __version__
 from corral.config import Config
-from corral.observe import Metrics, MetricsMiddleware
-from corral.routing import FittedRouting, Router, TraceStore
+from corral.observe import Metrics, MetricsMiddleware, TraceStore
+from corral.routing import FittedRouting, Router
 from corral.runtime import LoadListener, Runtime
 from corral.server import routes_chat, routes_openai, routes_tasks, tracing
 from corral.server.auth import ApiKeys

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from corral.errors import CorralError, ExpertUnavailable
-from corral.routing.trace import active_trace
+from corral.observe.trace import active_trace
 
 log = logging.getLogger("corral.server")
 

@@ -12,7 +12,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from corral.config import Task
 from corral.errors import CorralError
-from corral.routing import Router, current_trace
+from corral.observe import current_trace
+from corral.routing import Router
 from corral.server.deps import RouterDep
 from corral.server.schemas_chat import ChatCompletionRequest
 

@@ -7,14 +7,17 @@ duration and keeps the trace for ``GET /v1/traces/{id}``.
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from corral.routing.trace import Trace, TraceStore, activate, new_trace_id
+from corral.observe.trace import Trace, TraceStore, activate, new_trace_id
 
 __all__ = ["TraceMiddleware", "api"]
 
+log = logging.getLogger("corral.requests")
 _TRACED_PREFIX = "/v1/"
 _NOT_TRACED = ("/v1/traces",)  # looking at traces is not itself traced
 
@@ -41,12 +44,36 @@ class TraceMiddleware:
                 message["headers"] = [*message.get("headers", []), *_headers(trace, message)]
             await send(message)
 
-        try:
-            with activate(trace):
+        with activate(trace):
+            try:
                 await self.app(scope, receive, traced_send)
-        finally:
-            trace.seconds = trace.elapsed()
-            self.store.add(trace)
+            finally:
+                trace.seconds = trace.elapsed()
+                self.store.add(trace)
+                _log_request(trace)
+
+
+def _log_request(trace: Trace) -> None:
+    """One line per API request: what answered it, how it was chosen, how long it took
+    (in JSON logs also as fields, next to the trace id)."""
+    fields = {
+        "method": trace.method,
+        "path": trace.path,
+        "status": trace.status,
+        "seconds": round(trace.seconds or 0.0, 6),
+        "expert": trace.expert,
+        "route": trace.route,
+    }
+    log.info(
+        "%s %s %s %.1f ms expert=%s route=%s",
+        trace.method,
+        trace.path,
+        trace.status,
+        (trace.seconds or 0.0) * 1000,
+        trace.expert,
+        trace.route,
+        extra={"fields": fields},
+    )
 
 
 def _headers(trace: Trace, message: Message) -> list[tuple[bytes, bytes]]:

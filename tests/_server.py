@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import uvicorn
@@ -42,10 +43,11 @@ def serve(
     ready_timeout: float = 180.0,
     port: int | None = None,
     fitted: FittedRouting | None = None,
+    tracer_provider: Any | None = None,
 ) -> Iterator[RunningServer]:
     """Start the server, wait until /readyz says every loadable expert is loaded."""
     runtime = Runtime(config, environ=environ)
-    app = create_app(config, runtime, fitted=fitted)
+    app = create_app(config, runtime, fitted=fitted, tracer_provider=tracer_provider)
     port = port or _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -20,6 +20,9 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from corral.config import parse_config
 
@@ -123,7 +126,13 @@ def llm_url(llm_state: dict[str, Any]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def server(llm_url: str) -> Iterator[RunningServer]:
+def spans() -> InMemorySpanExporter:
+    """Every span the server ends, kept in memory (OpenTelemetry SDK)."""
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(scope="module")
+def server(llm_url: str, spans: InMemorySpanExporter) -> Iterator[RunningServer]:
     config = parse_config(f"""
 models:
   - name: planner
@@ -150,7 +159,9 @@ routing:
   max_steps: 3
   deadline_s: 1.5
 """)
-    with serve(config) as running:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    with serve(config, tracer_provider=provider) as running:
         yield running
 
 
@@ -248,3 +259,36 @@ def test_escalate_hands_the_question_to_the_larger_model(server: RunningServer, 
     assert reply.json()["choices"][0]["message"]["content"] == "This ticket is about 42."
     escalate = next(s for s in reply.json()["corral"]["steps"] if s["name"] == "escalate")
     assert escalate["error"] is None and escalate["result_chars"] == 2
+
+
+def test_span_tree_of_a_coordinator_request_joins_the_callers_trace(
+    server: RunningServer, spans: InMemorySpanExporter
+) -> None:
+    """HTTP span (child of the caller's traceparent) -> coordinator -> one span per expert
+    call: the planner's two turns and the two tools it called concurrently."""
+    spans.clear()
+    trace_id, parent_id = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    reply = httpx.post(
+        server.v1 + "/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": TICKET}]},
+        headers={"traceparent": f"00-{trace_id}-{parent_id}-01"},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-corral-trace-id"] == trace_id
+    deadline = time.monotonic() + 5
+    while not any(s.name.startswith("POST") for s in spans.get_finished_spans()):
+        assert time.monotonic() < deadline, "the request span never ended"
+        time.sleep(0.05)
+    finished = spans.get_finished_spans()
+    assert {format(s.context.trace_id, "032x") for s in finished} == {trace_id}
+    root = next(s for s in finished if s.name == "POST /v1/chat/completions")
+    assert root.parent is not None and format(root.parent.span_id, "016x") == parent_id
+    assert root.attributes["corral.route"] == "coordinator"
+    assert [e.name for e in root.events] == ["route.coordinator"]
+    coordinator = next(s for s in finished if s.name == "coordinator")
+    assert coordinator.parent is not None and coordinator.parent.span_id == root.context.span_id
+    children = sorted(
+        s.name for s in finished if s.parent and s.parent.span_id == coordinator.context.span_id
+    )
+    assert children == ["expert classifier", "expert ner", "expert planner", "expert planner"]

@@ -212,6 +212,9 @@ class RoutingConfig(_Strict):
 class ObserveConfig(_Strict):
     metrics: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    otlp_endpoint: str | None = Field(
+        None, description="Export spans over OTLP/HTTP, e.g. http://127.0.0.1:4318/v1/traces."
+    )
     log_format: Literal["text", "json"] = Field(
         "text", description="json: one object per line, with the request's trace id."
     )

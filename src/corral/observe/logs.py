@@ -53,9 +53,18 @@ def log_settings(
     return level, fmt
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record arrives (test runners swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(level: str, fmt: str) -> None:
-    """One stderr handler on the root logger; uvicorn's loggers propagate to it."""
-    handler = logging.StreamHandler(sys.stderr)
+    """corral's stderr handler on the root logger (replacing one set up before); uvicorn's
+    loggers propagate to it."""
+    handler = _StderrHandler()
     handler.setFormatter(
         JsonFormatter()
         if fmt == "json"
@@ -64,5 +73,7 @@ def configure_logging(level: str, fmt: str) -> None:
     if fmt == "json":  # progress bars would break the one-object-per-line stream
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows it
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for previous in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(previous)
+    root.addHandler(handler)
     root.setLevel(level.upper())

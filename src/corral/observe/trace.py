@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace as otel
+
 __all__ = [
     "Decision",
     "Step",
@@ -79,6 +81,10 @@ class Trace:
     ) -> Decision:
         decision = Decision(stage, choice, reason, score, seconds)
         self.decisions.append(decision)
+        # also an event on the current OpenTelemetry span (a no-op without a provider)
+        otel.get_current_span().add_event(
+            f"route.{stage}", {"choice": choice, "reason": reason, "score": score or 0.0}
+        )
         return decision
 
     def answered_by(self, expert: str, route: str) -> None:

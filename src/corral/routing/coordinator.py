@@ -91,9 +91,13 @@ class Coordinator:
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
         """The final chat completion; the steps taken go into the request's trace."""
         steps_before = len(self.trace.steps)
+        span = self.router.tracer.start_as_current_span(
+            "coordinator", attributes={"corral.llm": self.llm.name}
+        )
         try:
-            async with asyncio.timeout(self.deadline_s):
-                return await self._loop(params, self.trace.steps)
+            with span:
+                async with asyncio.timeout(self.deadline_s):
+                    return await self._loop(params, self.trace.steps)
         except TimeoutError:
             raise CoordinatorTimeout(
                 f"coordinator passed its {self.deadline_s:g}s deadline after "

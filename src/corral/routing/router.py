@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import numpy as np
+from opentelemetry import trace as otel
 
 from corral.config import Task
 from corral.errors import ConfigError, ExpertError, ExpertUnavailable, InvalidRequest
@@ -46,8 +47,15 @@ class ExpertTimeout(ExpertError):
 class Router:
     """One per server, next to the runtime; holds the breakers and the route index."""
 
-    def __init__(self, runtime: Runtime, fitted: FittedRouting | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        fitted: FittedRouting | None = None,
+        *,
+        tracer: otel.Tracer | None = None,
+    ) -> None:
         self.runtime = runtime
+        self.tracer = tracer or otel.NoOpTracer()
         self.config = runtime.config.routing
         circuit = self.config.circuit
         self.breakers = {
@@ -203,11 +211,14 @@ class Router:
         self, handle: ExpertHandle, run: Callable[[ExpertHandle], Awaitable[T]]
     ) -> T:
         limit = handle.spec.timeout_s
-        try:
-            async with asyncio.timeout(limit):
-                return await run(handle)
-        except TimeoutError:
-            raise ExpertTimeout(f"expert {handle.name!r} took longer than {limit:g}s") from None
+        attributes = {"corral.expert": handle.name, "corral.task": str(handle.task)}
+        with self.tracer.start_as_current_span(f"expert {handle.name}", attributes=attributes):
+            try:
+                async with asyncio.timeout(limit):
+                    return await run(handle)
+            except TimeoutError:
+                message = f"expert {handle.name!r} took longer than {limit:g}s"
+                raise ExpertTimeout(message) from None
 
     def _count_fallback(self, source: str, target: str) -> None:
         if self.runtime.metrics is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -14,6 +15,7 @@ from starlette.exceptions import HTTPException
 from corral import __version__
 from corral.config import Config
 from corral.observe import Metrics, MetricsMiddleware, TraceStore
+from corral.observe.otel import build_tracer_provider, tracer_from
 from corral.routing import FittedRouting, Router
 from corral.runtime import LoadListener, Runtime
 from corral.server import routes_chat, routes_openai, routes_tasks, tracing
@@ -31,15 +33,20 @@ def create_app(
     listener: LoadListener | None = None,
     prewarm: bool = True,
     fitted: FittedRouting | None = None,
+    tracer_provider: Any | None = None,
 ) -> FastAPI:
     """Build the app. Experts pre-warm in the background so /healthz answers at once.
-    ``fitted`` is the routing state ``corral route fit`` saved (calibrated cascades)."""
+    ``fitted`` is the routing state ``corral route fit`` saved (calibrated cascades);
+    ``tracer_provider`` an OpenTelemetry SDK provider (default: from ``observe:``)."""
     runtime = runtime or Runtime(config)
     if runtime.metrics is None:
         runtime.metrics = Metrics()  # experts report loads and batches to the app's registry
     metrics = runtime.metrics
 
-    router = Router(runtime, fitted)
+    owned_provider = tracer_provider is None
+    tracer_provider = tracer_provider or build_tracer_provider(config.observe)
+    tracer = tracer_from(tracer_provider)
+    router = Router(runtime, fitted, tracer=tracer)
 
     async def warm() -> None:
         await runtime.load_all(listener)
@@ -58,6 +65,8 @@ def create_app(
             if router.shadow is not None:
                 await router.shadow.drain()
             await runtime.close()
+            if owned_provider and tracer_provider is not None:
+                tracer_provider.shutdown()  # flush the spans still batched
 
     app = FastAPI(
         title="corral",
@@ -72,7 +81,7 @@ def create_app(
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
-    app.add_middleware(tracing.TraceMiddleware, store=app.state.traces)
+    app.add_middleware(tracing.TraceMiddleware, store=app.state.traces, tracer=tracer)
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     for module in (routes_openai, routes_chat, routes_tasks, tracing):

@@ -1,8 +1,10 @@
 """One trace per API request: created here, filled in by the router, stored on the way out.
 
-The middleware sets the trace as current for the request, adds ``x-corral-trace-id``,
-``x-corral-expert`` and ``x-corral-route`` to the response, then records status and
-duration and keeps the trace for ``GET /v1/traces/{id}``.
+The middleware opens the request's OpenTelemetry server span (child of the caller's
+W3C ``traceparent`` when there is one, whose trace id corral's trace then takes), sets
+the trace as current, adds ``x-corral-trace-id``, ``x-corral-expert`` and
+``x-corral-route`` to the response, then records status and duration and keeps the
+trace for ``GET /v1/traces/{id}``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Request
+from opentelemetry import propagate
+from opentelemetry import trace as otel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,9 +27,10 @@ _NOT_TRACED = ("/v1/traces",)  # looking at traces is not itself traced
 
 
 class TraceMiddleware:
-    def __init__(self, app: ASGIApp, store: TraceStore) -> None:
+    def __init__(self, app: ASGIApp, store: TraceStore, tracer: otel.Tracer) -> None:
         self.app = app
         self.store = store
+        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -36,21 +41,42 @@ class TraceMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        trace = Trace(id=new_trace_id(), method=scope["method"], path=path)
+        method = scope["method"]
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        with self.tracer.start_as_current_span(
+            f"{method} {path}",
+            context=propagate.extract(carrier),
+            kind=otel.SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+        ) as span:
+            context = span.get_span_context()
+            trace_id = format(context.trace_id, "032x") if context.is_valid else new_trace_id()
+            trace = Trace(id=trace_id, method=method, path=path)
 
-        async def traced_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                trace.status = message["status"]
-                message["headers"] = [*message.get("headers", []), *_headers(trace, message)]
-            await send(message)
+            async def traced_send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    trace.status = message["status"]
+                    headers = _headers(trace, message)
+                    message["headers"] = [*message.get("headers", []), *headers]
+                await send(message)
 
-        with activate(trace):
-            try:
-                await self.app(scope, receive, traced_send)
-            finally:
-                trace.seconds = trace.elapsed()
-                self.store.add(trace)
-                _log_request(trace)
+            with activate(trace):
+                try:
+                    await self.app(scope, receive, traced_send)
+                finally:
+                    trace.seconds = trace.elapsed()
+                    self.store.add(trace)
+                    _log_request(trace)
+                    span.set_attributes(_span_attributes(trace))
+
+
+def _span_attributes(trace: Trace) -> dict[str, str | int]:
+    attributes: dict[str, str | int] = {"http.response.status_code": trace.status or 500}
+    if trace.expert:
+        attributes["corral.expert"] = trace.expert
+    if trace.route:
+        attributes["corral.route"] = trace.route
+    return attributes
 
 
 def _log_request(trace: Trace) -> None:

@@ -172,6 +172,11 @@ models:
     backend: openai
     base_url: {silent_upstream}
     timeout_s: 0.5
+  - name: lonely
+    model: lonely-llm
+    task: chat
+    backend: openai
+    base_url: http://127.0.0.1:9/v1
   - name: embedder
     model: sentence-transformers/all-MiniLM-L6-v2
   - name: classifier
@@ -325,3 +330,17 @@ routing:
     assert semantic["stage"] == "semantic" and semantic["reason"].startswith("skipped:")
     assert "embedder" in semantic["reason"]
     assert coordinator["choice"] == "fast" and reply.headers["x-corral-route"] == "coordinator"
+
+
+def test_open_circuit_without_fallback_is_503_with_retry_after_its_cooldown(
+    resilient: tuple[RunningServer, int],
+) -> None:
+    server, _ = resilient
+    body = {"model": "lonely", "messages": [{"role": "user", "content": "Hi"}]}
+    for _ in range(2):  # down, no fallback: 503 naming it
+        reply = httpx.post(server.v1 + "/chat/completions", json=body, timeout=30)
+        assert reply.status_code == 503 and "'lonely'" in reply.json()["error"]["message"]
+    reply = httpx.post(server.v1 + "/chat/completions", json=body, timeout=30)
+    assert reply.status_code == 503
+    assert "circuit is open" in reply.json()["error"]["message"]
+    assert reply.headers["retry-after"] == "1"  # the 1 s cooldown, not a fixed 30

@@ -81,6 +81,12 @@ class ExpertUnavailable(ExpertError):
     status_code = 503
     code = "expert_unavailable"
 
+    def __init__(
+        self, message: str, *, param: str | None = None, retry_after: float = 30.0
+    ) -> None:
+        super().__init__(message, param=param)
+        self.retry_after = retry_after  # seconds, for the Retry-After header
+
 
 class ExpertFailed(ExpertError):
     status_code = 500

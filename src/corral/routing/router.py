@@ -187,7 +187,8 @@ class Router:
                 )
                 error = error or ExpertUnavailable(
                     f"expert {candidate.name!r} failed {breaker.threshold} times in a row; "
-                    f"its circuit is open for {wait:.0f}s more"
+                    f"its circuit is open for {wait:.0f}s more",
+                    retry_after=wait,
                 )
                 continue
             if error is not None:

@@ -7,6 +7,7 @@ and the client gets a generic 500, never the traceback.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
@@ -48,7 +49,11 @@ def error_response(
 
 async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CorralError)
-    headers = {"Retry-After": "30"} if isinstance(exc, ExpertUnavailable) else None
+    headers = (
+        {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+        if isinstance(exc, ExpertUnavailable)
+        else None
+    )
     return error_response(exc.status_code, exc.message, exc.code, exc.param, headers)
 
 

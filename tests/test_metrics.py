@@ -25,11 +25,11 @@ def _value(samples, name: str, **labels: str) -> float:
 
 def test_metrics_move_after_real_requests(default_server: RunningServer) -> None:
     before = _samples(default_server)
+    usage = 0
     for _ in range(3):
-        assert (
-            httpx.post(default_server.v1 + "/embeddings", json={"input": ["a", "b"]}).status_code
-            == 200
-        )
+        reply = httpx.post(default_server.v1 + "/embeddings", json={"input": ["a", "b"]})
+        assert reply.status_code == 200
+        usage += reply.json()["usage"]["prompt_tokens"]
     assert (
         httpx.post(
             default_server.v1 + "/embeddings", json={"input": "x", "model": "nope"}
@@ -58,4 +58,26 @@ def test_metrics_move_after_real_requests(default_server: RunningServer) -> None
     )
     assert _value(after, "corral_queue_wait_seconds_count", expert="embedder") >= 3
     assert _value(after, "corral_model_load_seconds_count", expert="embedder") == 1
+    tokens = dict(expert="embedder", direction="in")
+    moved = _value(after, "corral_tokens_total", **tokens) - _value(
+        before, "corral_tokens_total", **tokens
+    )
+    assert moved == usage  # exactly what the responses reported
     assert _value(after, "corral_resident_bytes", expert="ner", device="cpu") > 0
+
+
+def test_chat_tokens_in_and_out(default_server: RunningServer) -> None:
+    before = _samples(default_server)
+    reply = httpx.post(
+        default_server.v1 + "/chat/completions",
+        json={"model": "fast", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 5},
+        timeout=60,
+    )
+    usage = reply.json()["usage"]
+    after = _samples(default_server)
+    for direction, key in (("in", "prompt_tokens"), ("out", "completion_tokens")):
+        labels = dict(expert="fast", direction=direction)
+        moved = _value(after, "corral_tokens_total", **labels) - _value(
+            before, "corral_tokens_total", **labels
+        )
+        assert moved == usage[key]

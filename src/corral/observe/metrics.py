@@ -65,6 +65,12 @@ class Metrics:
             registry=r,
         )
 
+        self.tokens = Counter(
+            "corral_tokens",
+            "Tokens through each expert: `in` (prompt/input) and `out` (generated)",
+            ["expert", "direction"],
+            registry=r,
+        )
         self.routes = Counter(
             "corral_route_decisions",
             "Routing decisions by stage (semantic, cascade) and the route or expert chosen",
@@ -88,6 +94,12 @@ class Metrics:
         self.batch_size.labels(expert).observe(size)
         for wait in waits:
             self.queue_wait.labels(expert).observe(wait)
+
+    def count_tokens(self, expert: str, prompt: int, completion: int = 0) -> None:
+        if prompt:
+            self.tokens.labels(expert, "in").inc(prompt)
+        if completion:
+            self.tokens.labels(expert, "out").inc(completion)
 
     def observe_load(self, expert: str, seconds: float, memory_bytes: int, device: str) -> None:
         self.load_seconds.labels(expert).observe(seconds)

@@ -247,13 +247,18 @@ class Runtime:
         items = expert.prepare(request)
         with self._failures_of(handle):
             outputs = await handle.batcher.submit(items)
-            return expert.finish(request, outputs)
+            result = expert.finish(request, outputs)
+        if self.metrics is not None:
+            self.metrics.count_tokens(handle.name, _input_tokens(result))
+        return result
 
     async def chat(self, handle: ExpertHandle, params: dict[str, Any]) -> dict[str, Any]:
         """A whole chat completion from a chat expert (OpenAI-shaped dicts in and out)."""
         expert = await self._chat_expert(handle)
         with self._failures_of(handle):
-            return await expert.complete(params)
+            reply = await expert.complete(params)
+        self._count_usage(handle, reply.get("usage"))
+        return reply
 
     async def chat_stream(
         self, handle: ExpertHandle, params: dict[str, Any]
@@ -262,7 +267,16 @@ class Runtime:
         expert = await self._chat_expert(handle)
         with self._failures_of(handle):
             async for chunk in expert.stream(params):
+                self._count_usage(handle, chunk.get("usage"))  # only the last chunk has it
                 yield chunk
+
+    def _count_usage(self, handle: ExpertHandle, usage: dict[str, Any] | None) -> None:
+        if self.metrics is not None and usage:
+            self.metrics.count_tokens(
+                handle.name,
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+            )
 
     async def _chat_expert(self, handle: ExpertHandle) -> ChatExpert:
         expert = await self.ensure_loaded(handle)
@@ -297,6 +311,13 @@ class Runtime:
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self._executors.clear()
+
+
+def _input_tokens(result: Any) -> int:
+    """Tokens an encoder read for a request: results carry ``tokens`` (one, or a list)."""
+    if isinstance(result, list):
+        return sum(int(getattr(r, "tokens", 0)) for r in result)
+    return int(getattr(result, "tokens", 0))
 
 
 def _resolve_device(expert_device: str, runtime_device: str) -> str:

@@ -292,6 +292,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _failed(command: str, exc: Exception) -> int:
+    """Say why a command failed, in one line (a CorralError's message, not its repr)."""
+    message = exc.message if isinstance(exc, CorralError) else str(exc)
+    Console(stderr=True).print(f"[red]{command} failed:[/] {message}", highlight=False)
+    return 1
+
+
 def _eval(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -301,19 +308,17 @@ def _eval(args: argparse.Namespace) -> int:
     from corral.eval.replay import replay
     from corral.eval.report import print_table, write_files
 
-    err = Console(stderr=True)
     if args.from_shadow:
-        return _eval_shadow(args.from_shadow, err)
+        return _eval_shadow(args.from_shadow)
     if args.data is None or not args.routes:
-        err.print("give a labelled JSONL and --routes, or --from-shadow LOG")
+        Console(stderr=True).print("give a labelled JSONL and --routes, or --from-shadow LOG")
         return 2
     routes = [r.strip() for r in args.routes.split(",") if r.strip()]
     try:
         items = read_labelled(args.data)
         reports = asyncio.run(replay(args.url, routes, items, api_key=args.api_key))
     except (CorralError, OSError, RuntimeError, httpx.HTTPError) as exc:
-        err.print(f"[red]eval failed:[/] {getattr(exc, 'message', exc)}", highlight=False)
-        return 1
+        return _failed("eval", exc)
     title = f"{args.data.name}: {len(items)} items"
     print_table(reports, Console(), title)
     for path in write_files(reports, args.out, title):
@@ -321,14 +326,13 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_shadow(path: Path, err: Console) -> int:
+def _eval_shadow(path: Path) -> int:
     from corral.eval.shadow import print_shadow_table, summarize_shadow
 
     try:
         summaries = summarize_shadow(path)
     except (CorralError, OSError) as exc:
-        err.print(f"[red]eval failed:[/] {getattr(exc, 'message', exc)}", highlight=False)
-        return 1
+        return _failed("eval", exc)
     title = f"shadow log {path.name}: answering route vs shadow (p50/p95: answering / shadow)"
     print_shadow_table(summaries, Console(width=120), title)
     return 0
@@ -379,9 +383,7 @@ def _route_fit(args: argparse.Namespace) -> int:
                 f"{fit.escalation:.1%}, kept accuracy {fit.kept_accuracy:.1%}"
             )
     except (CorralError, OSError) as exc:
-        message = getattr(exc, "message", exc)
-        Console(stderr=True).print(f"[red]route fit failed:[/] {message}", highlight=False)
-        return 1
+        return _failed("route fit", exc)
     fitted.save(path)
     print(f"{summary}\nsaved {path}")
     return 0

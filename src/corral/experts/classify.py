@@ -49,6 +49,10 @@ class Classification:
     scores: list[float]
     tokens: int
 
+    def scores_for(self, labels: list[str]) -> list[float]:
+        """The scores in the order of ``labels`` (the caller's), not ranked."""
+        return [self.scores[self.labels.index(label)] for label in labels]
+
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     shifted = np.exp(x - x.max(axis=axis, keepdims=True))

@@ -100,7 +100,7 @@ class ClassifyCascade:
         return [(r, self._confidence(r, labels)) for r in results]
 
     def _confidence(self, result: Classification, labels: list[str]) -> float:
-        scores = np.array([result.scores[result.labels.index(label)] for label in labels])
+        scores = np.array(result.scores_for(labels))
         if self.calibration is None:
             return float(scores.max())
         return float(self.calibration.confidence(scores[None, :])[0])

@@ -119,9 +119,7 @@ class Coordinator:
         name = next(n for n, (h, _, _) in self.tools.items() if h is expert)
         call = {"id": "call_route", "function": {"name": name, "arguments": json.dumps(arguments)}}
         output, result = await self._call(call, self.trace.steps)
-        if result is None:  # the expert failed: say so in the answer, as a tool error would
-            return chat_completion(output, model=expert.name)
-        if not worded_by_llm:
+        if result is None or not worded_by_llm:  # a failure is said as a tool error would be
             return chat_completion(output, model=expert.name)
         note = f"The {expert.task} expert {expert.name!r} read the user's text: {_summary(result)}."
         messages = [

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from corral.config import Config, Task
+from corral._vectors import unit_rows
+from corral.config import Config
 from corral.errors import ConfigError, InvalidRequest
 from corral.eval.datasets import LabelledText
 from corral.experts.classify import ClassifyInput
-from corral.experts.embed import EmbedInput
 from corral.routing.calibration import (
     CascadeFit,
     best_f1_threshold,
@@ -42,7 +42,7 @@ async def first_stage_scores(
     for start in range(0, len(examples), _CHUNK):
         chunk = [e.text for e in examples[start : start + _CHUNK]]
         results = await runtime.submit(handle, ClassifyInput(texts=chunk, labels=labels))
-        rows += [[r.scores[r.labels.index(label)] for label in labels] for r in results]
+        rows += [r.scores_for(labels) for r in results]
     return np.array(rows)
 
 
@@ -101,15 +101,9 @@ async def fit_difficulty_router(config: Config, examples: list[LabelledText]) ->
         raise InvalidRequest(f"difficulty labels must be 'small' or 'large', not {unknown}")
     runtime = Runtime(config)
     try:
-        handle = runtime.find(Task.EMBED, config.routing.embedder)
-        rows = []
-        for start in range(0, len(examples), _CHUNK):
-            chunk = [e.text for e in examples[start : start + _CHUNK]]
-            rows += [e.vector for e in await runtime.submit(handle, EmbedInput(texts=chunk))]
+        vectors = unit_rows(await Router(runtime).embed([e.text for e in examples]))
     finally:
         await runtime.close()
-    vectors = np.stack(rows)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     large = np.array([e.label == "large" for e in examples], dtype=int)
     return fit_difficulty(vectors, large, spec.large_share)
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import numpy as np
 from opentelemetry import trace as otel
 
+from corral._vectors import unit_rows
 from corral.config import Task
 from corral.errors import ConfigError, ExpertError, ExpertUnavailable, InvalidRequest
 from corral.experts.classify import ClassifyInput
@@ -80,7 +81,7 @@ class Router:
             for r in self.config.routes
         ]
         self.semantic = (
-            SemanticRouter(routes, self._embed, k=self.config.route_vote_k) if routes else None
+            SemanticRouter(routes, self.embed, k=self.config.route_vote_k) if routes else None
         )
 
     async def prepare(self) -> None:
@@ -270,11 +271,10 @@ class Router:
         if spec is None or model is None or not text:
             return self.runtime.find(Task.CHAT, self.config.coordinator)
         started = time.perf_counter()
-        vector = await self._embedding_stage("difficulty", self._embed([text]))
+        vector = await self._embedding_stage("difficulty", self.embed([text]))
         if vector is None:
             return self.runtime.find(Task.CHAT, self.config.coordinator)
-        vector /= max(float(np.linalg.norm(vector)), 1e-12)
-        score = float(model.score(vector)[0])
+        score = float(model.score(unit_rows(vector))[0])
         large = score >= model.threshold
         choice = spec.large if large else spec.small
         current_trace().decide(
@@ -347,7 +347,9 @@ class Router:
         current_trace().answered_by(target.name, label)
         return target, reply
 
-    async def _embed(self, texts: list[str]) -> np.ndarray:
+    async def embed(self, texts: list[str]) -> np.ndarray:
+        """The routing embedder's vectors for ``texts`` (any number: sent in chunks that
+        stay within the input limits), with its fallbacks."""
         handle = self.runtime.find(Task.EMBED, self.config.embedder)
         vectors = []
         for start in range(0, len(texts), 256):  # route examples may be many: stay in limits

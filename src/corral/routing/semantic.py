@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from corral._vectors import unit_rows
 from corral.config import RouteConfig
 
 __all__ = ["RouteMatch", "SemanticRouter"]
@@ -59,7 +60,7 @@ class SemanticRouter:
         async with self._lock:
             if self._examples is None:
                 texts = [text for route in self.routes for text in route.examples]
-                self._examples = _unit_rows(await self._embed(texts))
+                self._examples = unit_rows(await self._embed(texts))
 
     async def match(self, text: str) -> RouteMatch:
         """Score ``text`` against every route; the caller checks ``accepted``."""
@@ -68,8 +69,7 @@ class SemanticRouter:
         started = time.perf_counter()
         vector = await self._embed([text])
         embedded = time.perf_counter()
-        query = np.asarray(vector[0], dtype=np.float32)
-        best, score = self.decide(query / max(float(np.linalg.norm(query)), 1e-12))
+        best, score = self.decide(unit_rows(vector[0]))
         return RouteMatch(
             self.routes[best], score, embedded - started, time.perf_counter() - embedded
         )
@@ -88,9 +88,3 @@ class SemanticRouter:
         best = int(np.argmax(ballots))
         start, end = self._bounds[best]
         return best, float(similarity[start:end].max())
-
-
-def _unit_rows(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)

@@ -83,9 +83,12 @@ class Shadow:
             )
             for text, p, s in zip(request.texts, primary, shadow, strict=True)
         ]
-        async with self._lock:
-            with self.config.log.open("a", encoding="utf-8") as file:
-                file.write("".join(line + "\n" for line in lines))
+        async with self._lock:  # one writer at a time; the file I/O off the event loop
+            await asyncio.to_thread(self._append, "".join(line + "\n" for line in lines))
+
+    def _append(self, text: str) -> None:
+        with self.config.log.open("a", encoding="utf-8") as file:
+            file.write(text)
 
     async def drain(self) -> None:
         """Let running shadows finish (on shutdown), so their lines are not lost."""

@@ -8,6 +8,7 @@ import time
 import numpy as np
 from fastapi import APIRouter
 
+from corral._vectors import unit_rows
 from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.experts.embed import EmbedInput
@@ -52,9 +53,7 @@ def _shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
         raise InvalidRequest(
             f"dimensions={dimensions} exceeds the model's {vectors.shape[1]}", param="dimensions"
         )
-    short = vectors[:, :dimensions]
-    norms = np.linalg.norm(short, axis=1, keepdims=True)
-    return np.asarray(short / np.maximum(norms, 1e-12), dtype=np.float32)
+    return unit_rows(vectors[:, :dimensions])
 
 
 def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# servers started by tests keep their usage store here, not in the developer's home
+os.environ["CORRAL_STATE_DIR"] = tempfile.mkdtemp(prefix="corral-test-state-")
 
 from corral.catalog import CATALOG
 from corral.config import default_config

@@ -39,17 +39,20 @@ def test_metrics_move_after_real_requests(default_server: RunningServer) -> None
     httpx.get(default_server.url + "/no/such/path")
     after = _samples(default_server)
 
-    ok = dict(endpoint="/v1/embeddings", expert="embedder", status="200")
+    ok = dict(endpoint="/v1/embeddings", expert="embedder", route="default", status="200")
     assert (
         _value(after, "corral_requests_total", **ok) - _value(before, "corral_requests_total", **ok)
         == 3
     )
-    failed = dict(endpoint="/v1/embeddings", expert="", status="404")
+    failed = dict(endpoint="/v1/embeddings", expert="", route="", status="404")
     assert _value(after, "corral_requests_total", **failed) >= 1
     assert (
-        _value(after, "corral_requests_total", endpoint="unmatched", expert="", status="404") >= 1
+        _value(
+            after, "corral_requests_total", endpoint="unmatched", expert="", route="", status="404"
+        )
+        >= 1
     )
-    latency = dict(endpoint="/v1/embeddings", expert="embedder")
+    latency = dict(endpoint="/v1/embeddings", expert="embedder", route="default")
     assert _value(after, "corral_request_duration_seconds_count", **latency) >= 3
     assert (
         _value(after, "corral_batch_size_sum", expert="embedder")
@@ -63,6 +66,13 @@ def test_metrics_move_after_real_requests(default_server: RunningServer) -> None
         before, "corral_tokens_total", **tokens
     )
     assert moved == usage  # exactly what the responses reported
+    cost = _value(after, "corral_cost_total", expert="embedder") - _value(
+        before, "corral_cost_total", expert="embedder"
+    )
+    llm_only = _value(after, "corral_llm_only_cost_total", expert="embedder") - _value(
+        before, "corral_llm_only_cost_total", expert="embedder"
+    )
+    assert 0 < cost < llm_only  # the small expert is cheaper than the LLM doing the same
     assert _value(after, "corral_resident_bytes", expert="ner", device="cpu") > 0
 
 

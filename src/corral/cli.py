@@ -134,6 +134,14 @@ def _parser() -> argparse.ArgumentParser:
         help="cascade: temperature scaling, or temperature then isotonic regression",
     )
     fit.set_defaults(handler=_route_fit)
+
+    usage = sub.add_parser("usage", help="cost per day, key, expert or route, vs the LLM alone")
+    usage.add_argument("config", nargs="?", type=Path, help="config whose usage store to read")
+    usage.add_argument("--by", default="day", choices=["day", "hour", "api_key", "expert", "route"])
+    usage.add_argument("--since", help="only the last 30m, 24h, 7d...")
+    usage.add_argument("--db", type=Path, help="the usage store (default: the config's)")
+    usage.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    usage.set_defaults(handler=_usage)
     return parser
 
 
@@ -445,3 +453,57 @@ def _print_answer(data: dict[str, Any], headers: Mapping[str, str]) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _usage(args: argparse.Namespace) -> int:
+    from corral.observe.usage import UsageStore, default_usage_path, parse_since
+
+    config = _load(args.config) if args.config else default_config()
+    if config is None:
+        return 1
+    path = (args.db or config.observe.usage_db or default_usage_path()).expanduser()
+    if not path.exists():
+        return _failed("usage", FileNotFoundError(f"no usage recorded yet: {path} does not exist"))
+    try:
+        since = parse_since(args.since) if args.since else None
+    except CorralError as exc:
+        return _failed("usage", exc)
+    store = UsageStore(path)
+    try:
+        rows, totals = store.report(args.by, since=since), store.totals(since=since)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"group_by": args.by, "data": rows, "totals": totals}, indent=2))
+        return 0
+    table = Table(
+        args.by,
+        "requests",
+        "errors",
+        "compute s",
+        "tokens in/out",
+        "cost",
+        "LLM alone",
+        "saved",
+        title=f"corral usage ({path})",
+    )
+    for row in [*rows, {args.by: "[bold]total[/]", **totals}]:
+        table.add_row(
+            str(row[args.by] or "-"),
+            f"{row['requests']:,}",
+            f"{row['errors']:,}",
+            f"{row['compute_seconds']:.2f}",
+            f"{row['tokens_in']:,}/{row['tokens_out']:,}",
+            f"{row['cost']:.6f}",
+            f"{row['llm_only_cost']:.6f}",
+            _saved(row),
+        )
+    Console().print(table)
+    return 0
+
+
+def _saved(row: Mapping[str, Any]) -> str:
+    """The LLM-alone cost over the actual, for the requests where both are known."""
+    if not row["llm_only_requests"] or not row["cost"]:
+        return "-"
+    return f"{row['llm_only_cost'] / row['cost']:.1f}x"

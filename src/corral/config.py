@@ -72,9 +72,19 @@ class BatchConfig(_Strict):
 
 
 class CostConfig(_Strict):
+    """One expert's prices; what it leaves out comes from ``observe.prices``."""
+
     per_1k_tokens: float | None = Field(None, ge=0)
     per_gpu_second: float | None = Field(None, ge=0)
     per_cpu_second: float | None = Field(None, ge=0)
+
+
+class PriceConfig(_Strict):
+    """What compute costs on this machine, for experts without prices of their own
+    (defaults: roughly an on-demand 2-vCPU instance and one mid-range cloud GPU)."""
+
+    cpu_hour: float = Field(0.10, ge=0)
+    gpu_hour: float = Field(2.00, ge=0)
 
 
 class ModelConfig(_Strict):
@@ -217,6 +227,13 @@ class ObserveConfig(_Strict):
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="json: one object per line, with the request's trace id."
+    )
+    prices: PriceConfig = PriceConfig()
+    usage: bool = Field(True, description="Record each request's cost in the usage store.")
+    usage_db: Path | None = Field(
+        None,
+        description="SQLite usage store; default $CORRAL_STATE_DIR/usage.sqlite "
+        "(~/.local/state/corral).",
     )
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from corral.errors import ExpertUnavailable, InvalidRequest
 from corral.experts.base import require
-from corral.experts.chat import ChatExpert
+from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
 
 __all__ = ["LlamaCppChat"]
 
@@ -80,10 +81,13 @@ class LlamaCppChat(ChatExpert):
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         kwargs = self._kwargs(params)
-        result: dict[str, Any] = await loop.run_in_executor(
-            self.context.executor, lambda: self._call(kwargs)
-        )
-        return result
+
+        def timed() -> dict[str, Any]:
+            started = time.perf_counter()
+            result: dict[str, Any] = self._call(kwargs)
+            return {**result, COMPUTE_SECONDS: time.perf_counter() - started}
+
+        return await loop.run_in_executor(self.context.executor, timed)
 
     async def stream(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
@@ -91,7 +95,11 @@ class LlamaCppChat(ChatExpert):
         stop = threading.Event()
         kwargs = self._kwargs(params) | {"stream": True}
 
+        busy = 0.0
+
         def produce() -> None:
+            nonlocal busy
+            started = time.perf_counter()
             try:
                 for chunk in self._call(kwargs):
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
@@ -100,6 +108,7 @@ class LlamaCppChat(ChatExpert):
             except BaseException as exc:  # handed to the consumer, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
+                busy = time.perf_counter() - started
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         producer = loop.run_in_executor(self.context.executor, produce)
@@ -129,6 +138,7 @@ class LlamaCppChat(ChatExpert):
                     "completion_tokens": completion_tokens,
                     "total_tokens": prompt + completion_tokens,
                 },
+                COMPUTE_SECONDS: busy,
             }
 
     def _kwargs(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 and tests can live in one process).
 
 Labels are bounded: endpoints are route templates (an unknown path counts as
-``unmatched``), experts are config names.
+``unmatched``), experts and routes are config names (``semantic:ticket-triage``).
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ class Metrics:
         r = self.registry
         self.requests = Counter(
             "corral_requests",
-            "HTTP requests by endpoint, expert and status",
-            ["endpoint", "expert", "status"],
+            "HTTP requests by endpoint, expert, route and status",
+            ["endpoint", "expert", "route", "status"],
             registry=r,
         )
         self.duration = Histogram(
             "corral_request_duration_seconds",
             "HTTP request latency, to the last byte",
-            ["endpoint", "expert"],
+            ["endpoint", "expert", "route"],
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
@@ -90,6 +90,25 @@ class Metrics:
             registry=r,
         )
 
+        self.cost = Counter(
+            "corral_cost",
+            "What requests cost, by answering expert (in the currency of the config's prices)",
+            ["expert"],
+            registry=r,
+        )
+        self.llm_only_cost = Counter(
+            "corral_llm_only_cost",
+            "What the same requests would have cost on the default LLM alone",
+            ["expert"],
+            registry=r,
+        )
+
+    def observe_cost(self, expert: str, cost: float | None, llm_only: float | None) -> None:
+        if cost:
+            self.cost.labels(expert).inc(cost)
+        if llm_only:
+            self.llm_only_cost.labels(expert).inc(llm_only)
+
     def observe_batch(self, expert: str, size: int, waits: list[float]) -> None:
         self.batch_size.labels(expert).observe(size)
         for wait in waits:
@@ -124,20 +143,21 @@ class MetricsMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status, expert = 500, ""
+        status, expert, route = 500, "", ""
 
         async def observed_send(message: Message) -> None:
-            nonlocal status, expert
+            nonlocal status, expert, route
             if message["type"] == "http.response.start":
                 status = message["status"]
                 headers = dict(message.get("headers", []))
                 expert = headers.get(b"x-corral-expert", b"").decode("latin-1")
+                route = headers.get(b"x-corral-route", b"").decode("latin-1")
             await send(message)
 
         try:
             await self.app(scope, receive, observed_send)
         finally:
-            route = scope.get("route")
-            endpoint = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(endpoint, expert, str(status)).inc()
-            self.metrics.duration.labels(endpoint, expert).observe(time.perf_counter() - started)
+            endpoint = getattr(scope.get("route"), "path", None) or "unmatched"
+            self.metrics.requests.labels(endpoint, expert, route, str(status)).inc()
+            elapsed = time.perf_counter() - started
+            self.metrics.duration.labels(endpoint, expert, route).observe(elapsed)

@@ -21,6 +21,7 @@ from typing import Any
 from opentelemetry import trace as otel
 
 __all__ = [
+    "Charge",
     "Decision",
     "Step",
     "Trace",
@@ -57,6 +58,19 @@ class Step:
 
 
 @dataclass
+class Charge:
+    """One expert call's measured compute and tokens, and their price."""
+
+    expert: str
+    device: str
+    seconds: float  # compute: this request's share of the forward passes it rode in
+    tokens_in: int
+    tokens_out: int
+    cost: float
+    ended: float = 0.0  # seconds after the request began
+
+
+@dataclass
 class Trace:
     id: str
     method: str = ""
@@ -68,6 +82,11 @@ class Trace:
     steps: list[Step] = field(default_factory=list)
     status: int | None = None
     seconds: float | None = None
+    api_key: str | None = None  # which key made the request (a digest prefix, never the key)
+    charges: list[Charge] = field(default_factory=list)
+    llm_tokens: tuple[int, int] | None = None  # (read, written) were the LLM to do it alone
+    cost: float | None = None
+    counterfactual_cost: float | None = None  # the same request on the default LLM alone
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def decide(

@@ -34,7 +34,7 @@ class BatchStats:
 @dataclass
 class _Pending(Generic[ItemT, OutT]):
     items: list[ItemT]
-    future: asyncio.Future[list[OutT]]
+    future: asyncio.Future[tuple[list[OutT], float]]  # outputs, share of compute seconds
     enqueued: float
 
 
@@ -63,9 +63,16 @@ class MicroBatcher(Generic[ItemT, OutT]):
 
     async def submit(self, items: list[ItemT]) -> list[OutT]:
         """Queue ``items`` and wait for their outputs, in the same order."""
+        outputs, _ = await self.submit_measured(items)
+        return outputs
+
+    async def submit_measured(self, items: list[ItemT]) -> tuple[list[OutT], float]:
+        """Like ``submit``, also giving this caller's share of the forward pass's
+        seconds (in proportion to its items), which is what its compute cost is."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
-        future: asyncio.Future[list[OutT]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[list[OutT], float]] = loop.create_future()
         await self._queue.put(_Pending(list(items), future, self._clock()))
         return await future
 
@@ -122,7 +129,8 @@ class MicroBatcher(Generic[ItemT, OutT]):
                 raise
             return
         finally:
-            self.stats.busy_seconds += self._clock() - started
+            busy = self._clock() - started
+            self.stats.busy_seconds += busy
         self.stats.batches += 1
         self.stats.requests += len(batch)
         self.stats.items += len(flat)
@@ -130,5 +138,6 @@ class MicroBatcher(Generic[ItemT, OutT]):
         for pending in batch:
             n = len(pending.items)
             if not pending.future.done():
-                pending.future.set_result(outputs[offset : offset + n])
+                share = busy * n / len(flat) if flat else 0.0
+                pending.future.set_result((outputs[offset : offset + n], share))
             offset += n

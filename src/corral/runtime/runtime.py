@@ -26,8 +26,9 @@ from corral.catalog import ResolvedModel, resolve
 from corral.config import Config, ModelConfig, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
-from corral.experts.chat import ChatExpert
+from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
 from corral.experts.registry import expert_class
+from corral.observe.cost import CostMeter
 from corral.observe.metrics import Metrics
 from corral.runtime.batcher import MicroBatcher
 
@@ -87,6 +88,7 @@ class Runtime:
     ) -> None:
         self.config = config
         self.metrics = metrics
+        self.costs: CostMeter | None = None  # told every call's compute seconds and tokens
         self._shared = SharedModels()
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self.handles: dict[str, ExpertHandle] = {}
@@ -246,18 +248,19 @@ class Runtime:
         assert isinstance(expert, Expert) and handle.batcher is not None
         items = expert.prepare(request)
         with self._failures_of(handle):
-            outputs = await handle.batcher.submit(items)
+            outputs, seconds = await handle.batcher.submit_measured(items)
             result = expert.finish(request, outputs)
-        if self.metrics is not None:
-            self.metrics.count_tokens(handle.name, _input_tokens(result))
+        self._account(handle, seconds, _input_tokens(result), 0)
         return result
 
     async def chat(self, handle: ExpertHandle, params: dict[str, Any]) -> dict[str, Any]:
         """A whole chat completion from a chat expert (OpenAI-shaped dicts in and out)."""
         expert = await self._chat_expert(handle)
+        started = time.perf_counter()
         with self._failures_of(handle):
             reply = await expert.complete(params)
-        self._count_usage(handle, reply.get("usage"))
+        seconds = reply.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
+        self._account_usage(handle, seconds, reply.get("usage"))
         return reply
 
     async def chat_stream(
@@ -265,18 +268,30 @@ class Runtime:
     ) -> AsyncIterator[dict[str, Any]]:
         """Chat completion chunks from a chat expert, as they are generated."""
         expert = await self._chat_expert(handle)
+        started = time.perf_counter()
         with self._failures_of(handle):
             async for chunk in expert.stream(params):
-                self._count_usage(handle, chunk.get("usage"))  # only the last chunk has it
+                if chunk.get("usage"):  # only the last chunk has it
+                    seconds = chunk.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
+                    self._account_usage(handle, seconds, chunk["usage"])
                 yield chunk
 
-    def _count_usage(self, handle: ExpertHandle, usage: dict[str, Any] | None) -> None:
-        if self.metrics is not None and usage:
-            self.metrics.count_tokens(
-                handle.name,
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-            )
+    def _account_usage(
+        self, handle: ExpertHandle, seconds: float, usage: dict[str, Any] | None
+    ) -> None:
+        usage = usage or {}
+        read, written = (
+            int(usage.get("prompt_tokens") or 0),
+            int(usage.get("completion_tokens") or 0),
+        )
+        self._account(handle, seconds, read, written)
+
+    def _account(self, handle: ExpertHandle, seconds: float, read: int, written: int) -> None:
+        """Tokens into the metrics, compute seconds and tokens to the cost meter."""
+        if self.metrics is not None:
+            self.metrics.count_tokens(handle.name, read, written)
+        if self.costs is not None:
+            self.costs.charge(handle.name, handle.device or "cpu", seconds, read, written)
 
     async def _chat_expert(self, handle: ExpertHandle) -> ChatExpert:
         expert = await self.ensure_loaded(handle)

@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
 from corral import __version__
-from corral.config import Config
-from corral.observe import Metrics, MetricsMiddleware, TraceStore
+from corral.config import Config, Task
+from corral.errors import CorralError, ModelNotFound
+from corral.observe import Metrics, MetricsMiddleware, Trace, TraceStore
+from corral.observe.cost import CostMeter, time_llm
 from corral.observe.otel import build_tracer_provider, tracer_from
+from corral.observe.usage import UsageStore, default_usage_path
 from corral.routing import FittedRouting, Router
-from corral.runtime import LoadListener, Runtime
-from corral.server import routes_chat, routes_openai, routes_tasks, tracing
+from corral.runtime import ExpertState, LoadListener, Runtime
+from corral.server import routes_chat, routes_observe, routes_openai, routes_tasks, tracing
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("corral.server")
+_DASHBOARD = Path(__file__).parent / "dashboard"
+# the dashboard loads nothing from elsewhere: no CDN, no inline script
+_DASHBOARD_HEADERS = {"content-security-policy": "default-src 'self'; object-src 'none'"}
+_REMOTE_BACKENDS = frozenset({"openai", "ollama"})  # compute that is not this machine's
 
 
 def create_app(
@@ -47,10 +59,22 @@ def create_app(
     tracer_provider = tracer_provider or build_tracer_provider(config.observe)
     tracer = tracer_from(tracer_provider)
     router = Router(runtime, fitted, tracer=tracer)
+    runtime.costs = costs = _cost_meter(config, runtime)
+    usage = _usage_store(config)
 
     async def warm() -> None:
         await runtime.load_all(listener)
         await router.prepare()
+        await _time_default_llm(runtime, costs)
+
+    def settle(trace: Trace) -> None:
+        """A finished request: price it, count it, and keep it in the usage store."""
+        if not (trace.charges or trace.expert):
+            return  # nothing ran (a listing, a rejected request): nothing to account
+        costs.settle(trace)
+        metrics.observe_cost(trace.expert or "", trace.cost, trace.counterfactual_cost)
+        if usage is not None:
+            usage.record(trace)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,6 +89,8 @@ def create_app(
             if router.shadow is not None:
                 await router.shadow.drain()
             await runtime.close()
+            if usage is not None:
+                usage.close()  # waits for the rows still queued
             if owned_provider and tracer_provider is not None:
                 tracer_provider.shutdown()  # flush the spans still batched
 
@@ -78,13 +104,16 @@ def create_app(
     app.state.router = router
     app.state.traces = TraceStore()
     app.state.api_keys = ApiKeys(config.server.api_keys)
+    app.state.usage = usage
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
-    app.add_middleware(tracing.TraceMiddleware, store=app.state.traces, tracer=tracer)
+    app.add_middleware(
+        tracing.TraceMiddleware, store=app.state.traces, tracer=tracer, on_finish=settle
+    )
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (routes_openai, routes_chat, routes_tasks, tracing):
+    for module in (routes_openai, routes_chat, routes_tasks, routes_observe):
         app.include_router(module.api)
 
     @app.get("/metrics", tags=["health"], include_in_schema=config.observe.metrics)
@@ -94,6 +123,13 @@ def create_app(
             raise HTTPException(404, "metrics are off (observe.metrics: false)")
         request.app.state.api_keys.check(request)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+    app.mount("/dashboard", StaticFiles(directory=_DASHBOARD), name="dashboard")
+
+    @app.get("/", include_in_schema=False)
+    async def dashboard() -> FileResponse:
+        """The dashboard: static files that read /v1/experts, /v1/traces and /v1/usage."""
+        return FileResponse(_DASHBOARD / "index.html", headers=_DASHBOARD_HEADERS)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -105,7 +141,39 @@ def create_app(
         """Readiness: 200 once every loadable expert has loaded; lists those unavailable."""
         rt: Runtime = request.app.state.runtime
         experts = {h.name: h.state.value for h in rt.handles.values()}
-        status = 200 if rt.ready else 503
-        return JSONResponse({"ready": rt.ready, "experts": experts}, status_code=status)
+        warming = request.app.state.loading is not None and not request.app.state.loading.done()
+        ready = rt.ready and not warming  # routes embedded and the LLM timed too
+        return JSONResponse({"ready": ready, "experts": experts}, status_code=200 if ready else 503)
 
     return app
+
+
+def _cost_meter(config: Config, runtime: Runtime) -> CostMeter:
+    """Prices from the config; the counterfactual is priced on the default chat expert."""
+    try:
+        default_llm: str | None = runtime.find(Task.CHAT, None).name
+    except ModelNotFound:
+        default_llm = None
+    remote = frozenset(
+        h.name for h in runtime.handles.values() if h.resolved.backend in _REMOTE_BACKENDS
+    )
+    return CostMeter(config, default_llm=default_llm, remote=remote)
+
+
+def _usage_store(config: Config) -> UsageStore | None:
+    if not config.observe.usage:
+        return None
+    return UsageStore((config.observe.usage_db or default_usage_path()).expanduser())
+
+
+async def _time_default_llm(runtime: Runtime, costs: CostMeter) -> None:
+    """Measure the local default LLM's speed once it is loaded (see ``time_llm``)."""
+    if costs.default_llm is None:
+        return
+    handle = runtime.handles[costs.default_llm]
+    if handle.state != ExpertState.READY or not costs.price(handle.name, handle.device).per_second:
+        return
+    try:
+        await time_llm(lambda params: runtime.chat(handle, params))
+    except CorralError as exc:
+        log.warning("could not time %s for cost estimates: %s", handle.name, exc.message)

@@ -8,6 +8,8 @@ import hmac
 from fastapi import Request
 from starlette.exceptions import HTTPException
 
+from corral.observe.trace import active_trace
+
 
 class ApiKeys:
     """Holds only SHA-256 digests of the keys and compares them in constant time."""
@@ -20,6 +22,7 @@ class ApiKeys:
         return bool(self._digests)
 
     def check(self, request: Request) -> None:
+        """401 unless the request carries a configured key; notes which key on the trace."""
         if not self.enabled:
             return
         header = request.headers.get("authorization", "")
@@ -32,6 +35,9 @@ class ApiKeys:
         matched = False
         for known in self._digests:
             matched |= hmac.compare_digest(digest, known)
+        trace = active_trace()
+        if matched and trace is not None:
+            trace.api_key = "key-" + digest.hex()[:8]  # names the key in usage, not reversible
         if not matched:
             raise HTTPException(
                 401,

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from corral.config import Task
 from corral.errors import CorralError
 from corral.observe import current_trace
+from corral.observe.cost import llm_tokens
 from corral.routing import Router
 from corral.server.deps import RouterDep
 from corral.server.schemas_chat import ChatCompletionRequest
@@ -46,13 +47,14 @@ async def _auto(router: Router, params: dict[str, Any], stream: bool, usage: boo
     """``model: "auto"``: semantic routes, else the coordinator LLM calling experts as tools."""
     answered, result = await router.auto(params)
     trace = current_trace()
+    trace.llm_tokens = _llm_alone(params, result)
     summary = {
         "trace_id": trace.id,
         "route": trace.route,
         "decisions": [dataclasses.asdict(d) for d in trace.decisions],
         "steps": [dataclasses.asdict(s) for s in trace.steps],
     }
-    answer = {**result, "model": result.get("model") or answered.name, "corral": summary}
+    answer = {**result, "model": answered.name, "corral": summary}
     if not stream:
         return JSONResponse(answer)
     return StreamingResponse(
@@ -60,6 +62,13 @@ async def _auto(router: Router, params: dict[str, Any], stream: bool, usage: boo
         media_type="text/event-stream",
         headers={"cache-control": "no-cache"},
     )
+
+
+def _llm_alone(params: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int]:
+    """Tokens the default LLM would have read and written to answer on its own."""
+    prompt = " ".join(str(m.get("content") or "") for m in params["messages"])
+    reply = str(answer["choices"][0]["message"].get("content") or "")
+    return llm_tokens(prompt), llm_tokens(reply)
 
 
 async def _replay_as_sse(answer: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:

@@ -12,6 +12,8 @@ from corral._vectors import unit_rows
 from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.experts.embed import EmbedInput
+from corral.observe import current_trace
+from corral.observe.cost import llm_equivalent
 from corral.runtime import ExpertHandle
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.limits import check_texts
@@ -32,6 +34,7 @@ _STARTED = int(time.time())
 async def create_embeddings(body: EmbeddingsRequest, router: RouterDep) -> EmbeddingsResponse:
     texts = body.texts
     check_texts(texts, router.runtime.config.server.limits)
+    current_trace().llm_tokens = llm_equivalent(Task.EMBED, texts)
     handle, results = await router.serve(Task.EMBED, body.model, EmbedInput(texts=texts))
     vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
     if body.dimensions is not None:

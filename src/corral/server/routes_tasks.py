@@ -11,6 +11,8 @@ from corral.config import Task
 from corral.experts.classify import ClassifyInput
 from corral.experts.ner import NerInput
 from corral.experts.rerank import RerankInput
+from corral.observe import current_trace
+from corral.observe.cost import llm_equivalent
 from corral.server.deps import RouterDep
 from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import (
@@ -47,6 +49,7 @@ async def rerank(body: RerankRequest, router: RouterDep) -> RerankResponse:
             usage=Usage(prompt_tokens=0, total_tokens=0),
         )
     request = RerankInput(query=body.query, documents=documents)
+    current_trace().llm_tokens = llm_equivalent(Task.RERANK, documents, [body.query])
     handle, scored = await router.serve(Task.RERANK, body.model, request)
     values = scored.raw if body.raw_scores else scored.scores
     order = sorted(range(len(documents)), key=lambda i: -values[i])[: body.top_n]
@@ -77,6 +80,7 @@ async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse
         multi_label=body.multi_label,
         hypothesis_template=body.hypothesis_template,
     )
+    current_trace().llm_tokens = llm_equivalent(Task.CLASSIFY, body.texts, body.labels or [])
     started = time.perf_counter()
     answers = await router.classify(body.model, request)
     if router.shadow is not None:  # off the response path: returns at once
@@ -105,6 +109,7 @@ async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse
 @api.post("/ner", response_model=NerResponse)
 async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
     check_texts(body.texts, router.runtime.config.server.limits)
+    current_trace().llm_tokens = llm_equivalent(Task.NER, body.texts)
     handle, results = await router.serve(Task.NER, body.model, NerInput(texts=body.texts))
     tokens = sum(r.tokens for r in results)
     return NerResponse(

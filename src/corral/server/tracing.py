@@ -10,27 +10,33 @@ trace for ``GET /v1/traces/{id}``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from fastapi import APIRouter, Request
 from opentelemetry import propagate
 from opentelemetry import trace as otel
-from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral.observe.trace import Trace, TraceStore, activate, new_trace_id
 
-__all__ = ["TraceMiddleware", "api"]
+__all__ = ["TraceMiddleware"]
 
 log = logging.getLogger("corral.requests")
 _TRACED_PREFIX = "/v1/"
-_NOT_TRACED = ("/v1/traces",)  # looking at traces is not itself traced
+_NOT_TRACED = ("/v1/traces", "/v1/usage", "/v1/experts")  # looking is not itself traced
 
 
 class TraceMiddleware:
-    def __init__(self, app: ASGIApp, store: TraceStore, tracer: otel.Tracer) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        store: TraceStore,
+        tracer: otel.Tracer,
+        on_finish: Callable[[Trace], None] | None = None,
+    ) -> None:
         self.app = app
         self.store = store
         self.tracer = tracer
+        self.on_finish = on_finish  # settles cost and records usage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -65,6 +71,8 @@ class TraceMiddleware:
                     await self.app(scope, receive, traced_send)
                 finally:
                     trace.seconds = trace.elapsed()
+                    if self.on_finish is not None:
+                        self.on_finish(trace)
                     self.store.add(trace)
                     _log_request(trace)
                     span.set_attributes(_span_attributes(trace))
@@ -89,6 +97,8 @@ def _log_request(trace: Trace) -> None:
         "seconds": round(trace.seconds or 0.0, 6),
         "expert": trace.expert,
         "route": trace.route,
+        "cost": trace.cost,
+        "llm_only_cost": trace.counterfactual_cost,
     }
     log.info(
         "%s %s %s %.1f ms expert=%s route=%s",
@@ -110,17 +120,3 @@ def _headers(trace: Trace, message: Message) -> list[tuple[bytes, bytes]]:
     if trace.route:
         headers.append((b"x-corral-route", trace.route.encode()))
     return headers
-
-
-api = APIRouter(prefix="/v1", tags=["observe"])
-
-
-@api.get("/traces/{trace_id}")
-async def get_trace(trace_id: str, request: Request) -> dict[str, object]:
-    """Every routing decision and expert step of a recent request (the newest 2048 kept)."""
-    request.app.state.api_keys.check(request)
-    store: TraceStore = request.app.state.traces
-    trace = store.get(trace_id)
-    if trace is None:
-        raise HTTPException(404, f"no trace {trace_id!r}: unknown, or older than the newest kept")
-    return trace.to_dict()

@@ -451,59 +451,21 @@ def _print_answer(data: dict[str, Any], headers: Mapping[str, str]) -> None:
         print(f"  {step['kind']:<4} {step['name']:<24} {took}{detail}{error}", file=sys.stderr)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
-
 def _usage(args: argparse.Namespace) -> int:
-    from corral.observe.usage import UsageStore, default_usage_path, parse_since
+    from corral.observe.usage import default_usage_path, parse_since
+    from corral.observe.usage_report import print_usage
 
     config = _load(args.config) if args.config else default_config()
     if config is None:
         return 1
     path = (args.db or config.observe.usage_db or default_usage_path()).expanduser()
-    if not path.exists():
-        return _failed("usage", FileNotFoundError(f"no usage recorded yet: {path} does not exist"))
     try:
         since = parse_since(args.since) if args.since else None
-    except CorralError as exc:
+        print_usage(path, args.by, since=since, as_json=args.json)
+    except (CorralError, FileNotFoundError) as exc:
         return _failed("usage", exc)
-    store = UsageStore(path)
-    try:
-        rows, totals = store.report(args.by, since=since), store.totals(since=since)
-    finally:
-        store.close()
-    if args.json:
-        print(json.dumps({"group_by": args.by, "data": rows, "totals": totals}, indent=2))
-        return 0
-    table = Table(
-        args.by,
-        "requests",
-        "errors",
-        "compute s",
-        "tokens in/out",
-        "cost",
-        "LLM alone",
-        "saved",
-        title=f"corral usage ({path})",
-    )
-    for row in [*rows, {args.by: "[bold]total[/]", **totals}]:
-        table.add_row(
-            str(row[args.by] or "-"),
-            f"{row['requests']:,}",
-            f"{row['errors']:,}",
-            f"{row['compute_seconds']:.2f}",
-            f"{row['tokens_in']:,}/{row['tokens_out']:,}",
-            f"{row['cost']:.6f}",
-            f"{row['llm_only_cost']:.6f}",
-            _saved(row),
-        )
-    Console().print(table)
     return 0
 
 
-def _saved(row: Mapping[str, Any]) -> str:
-    """The LLM-alone cost over the actual, for the requests where both are known."""
-    if not row["llm_only_requests"] or not row["cost"]:
-        return "-"
-    return f"{row['llm_only_cost'] / row['cost']:.1f}x"
+if __name__ == "__main__":
+    sys.exit(main())

@@ -108,10 +108,7 @@ class UsageStore:
         """Sums per ``group_by`` value (oldest first), from ``since`` (a Unix time) on."""
         column = _SQL_OF_GROUP[group_by]
         where, params = ("WHERE hour >= ?", [_hour(since)]) if since is not None else ("", [])
-        sql = (
-            f"SELECT {column} AS {group_by}, {_SUMS} FROM usage {where} "
-            f"GROUP BY 1 ORDER BY 1"
-        )
+        sql = f"SELECT {column} AS {group_by}, {_SUMS} FROM usage {where} GROUP BY 1 ORDER BY 1"
         return self._query(sql, params)
 
     def totals(self, *, since: float | None = None) -> dict[str, Any]:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,3 +72,35 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def serve_process(config_text: str, folder: Path, *, ready_timeout: float = 180.0) -> Iterator[str]:
+    """``corral serve`` in a process of its own (fresh memory, as in production); yields
+    its URL once /readyz answers 200."""
+    config = folder / "corral.yaml"
+    config.write_text(config_text)
+    port = _free_port()
+    command = [sys.executable, "-m", "corral.cli", "serve", str(config), "--port", str(port)]
+    env = {**os.environ, "CORRAL_LOG_LEVEL": "warning"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + ready_timeout
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("corral serve did not become ready")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -8,6 +8,7 @@ key, because a typo that silently does nothing is the worst kind of config bug.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from enum import StrEnum
 from importlib import resources
@@ -71,6 +72,18 @@ class BatchConfig(_Strict):
     max_wait_ms: float = Field(0.0, ge=0, le=10_000)
 
 
+# bytes with a unit (6GiB, 512MB, 1e9 plain bytes are not allowed) or a share (50%, 0.5)
+SIZE_PATTERN = r"^([0-9]*\.?[0-9]+)\s*(%|[kKmMgGtT]i?[bB]|[bB]|)$"
+
+
+def _check_size(value: str) -> str:
+    if not re.match(SIZE_PATTERN, value.strip()):
+        raise ValueError(
+            f"{value!r} is not a size: write bytes with a unit (6GiB, 512MB) or a share (50%)"
+        )
+    return value
+
+
 class CostConfig(_Strict):
     """One expert's prices; what it leaves out comes from ``observe.prices``."""
 
@@ -99,13 +112,18 @@ class ModelConfig(_Strict):
     base_url: str | None = None
     device: str = "auto"
     pin: bool = False
-    memory: str | None = None
+    memory: str | None = Field(None, description="Estimate before the first load, e.g. 2GiB.")
     batch: BatchConfig = BatchConfig()
     cost: CostConfig | None = None
     labels: list[str] | None = None
     aliases: list[str] = []
     timeout_s: float | None = Field(None, gt=0, description="Per-request limit; then fallback.")
     options: dict[str, Any] = {}
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_size(cls, value: str | None) -> str | None:
+        return None if value is None else _check_size(value)
 
     @field_validator("device")
     @classmethod
@@ -117,7 +135,27 @@ class ModelConfig(_Strict):
 
 class RuntimeConfig(_Strict):
     device: str = "auto"
-    memory_budget: str | None = None
+    memory_budget: str | dict[str, str] | None = Field(
+        None,
+        description="What loaded experts may take per device: 6GiB, 50%, {cpu: 8GiB, cuda: 90%}.",
+    )
+    admission_timeout_s: float = Field(
+        30.0, gt=0, description="How long a request waits for room to load its expert; then 503."
+    )
+    max_loaded: int | None = Field(
+        None, ge=1, description="Also cap the count of loaded experts (count-based eviction)."
+    )
+    eviction: Literal["cost", "lru"] = Field(
+        "cost", description="cost: by reload cost x use per byte (GDSF); lru: least recently used."
+    )
+
+    @field_validator("memory_budget")
+    @classmethod
+    def _sizes(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        for size in [value] if isinstance(value, str) else (value or {}).values():
+            _check_size(size)
+        return value
+
     engine: Literal["embedded", "ray"] = "embedded"
     models_dir: Path | None = Field(
         None, description="Extra directory searched for hub ids as <dir>/<org>/<name>."

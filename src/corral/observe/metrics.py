@@ -90,6 +90,28 @@ class Metrics:
             registry=r,
         )
 
+        self.evictions = Counter(
+            "corral_evictions",
+            "Experts unloaded to make room for another within the memory budget",
+            ["expert", "device"],
+            registry=r,
+        )
+        self.unload_seconds = Histogram(
+            "corral_model_unload_seconds",
+            "Time to evict an expert",
+            ["expert"],
+            buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.budget_bytes = Gauge(
+            "corral_budget_bytes", "Memory budget per device", ["device"], registry=r
+        )
+        self.admission_wait = Histogram(
+            "corral_admission_wait_seconds",
+            "Time a load waited for busy experts to free the budget",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
         self.cost = Counter(
             "corral_cost",
             "What requests cost, by answering expert (in the currency of the config's prices)",
@@ -123,6 +145,10 @@ class Metrics:
     def observe_load(self, expert: str, seconds: float, memory_bytes: int, device: str) -> None:
         self.load_seconds.labels(expert).observe(seconds)
         self.resident_bytes.labels(expert, device).set(memory_bytes)
+
+    def observe_eviction(self, expert: str, device: str, seconds: float) -> None:
+        self.evictions.labels(expert, device).inc()
+        self.unload_seconds.labels(expert).observe(seconds)
 
     def unloaded(self, expert: str, device: str) -> None:
         self.resident_bytes.labels(expert, device).set(0)

@@ -11,19 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import psutil
-
-from corral.catalog import ResolvedModel, resolve
-from corral.config import Config, ModelConfig, Task
+from corral.catalog import resolve
+from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
 from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
@@ -31,49 +26,13 @@ from corral.experts.registry import expert_class
 from corral.observe.cost import CostMeter
 from corral.observe.metrics import Metrics
 from corral.runtime.batcher import MicroBatcher
+from corral.runtime.budget import device_used_bytes
+from corral.runtime.handle import ExpertHandle, ExpertState, LoadListener
+from corral.runtime.placement import Placement
 
 __all__ = ["ExpertHandle", "ExpertState", "LoadListener", "Runtime"]
 
 log = logging.getLogger("corral.runtime")
-
-
-class ExpertState(StrEnum):
-    UNLOADED = "unloaded"
-    LOADING = "loading"
-    READY = "ready"
-    UNAVAILABLE = "unavailable"  # weights missing, backend not installed, or load failed
-
-
-class LoadListener(Protocol):
-    """Told about loads as they happen, e.g. to draw a progress bar."""
-
-    def load_started(self, handle: ExpertHandle) -> None: ...
-
-    def load_finished(self, handle: ExpertHandle) -> None: ...
-
-
-@dataclass(eq=False)
-class ExpertHandle:
-    """One configured expert and everything the runtime knows about it."""
-
-    spec: ModelConfig
-    resolved: ResolvedModel
-    state: ExpertState = ExpertState.UNLOADED
-    reason: str = ""
-    expert: BaseExpert | None = None
-    batcher: MicroBatcher[Any, Any] | None = None
-    memory_bytes: int | None = None
-    load_seconds: float | None = None
-    device: str = ""
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
-    def task(self) -> Task | None:
-        return self.resolved.task
 
 
 class Runtime:
@@ -96,6 +55,8 @@ class Runtime:
             handle = ExpertHandle(spec, resolve(spec, config.runtime, environ))
             self._mark_unavailable_early(handle)
             self.handles[spec.name] = handle
+        self.placement = Placement(config, self.handles, self._unload, lambda: self.metrics)
+        self.warmed = False  # load_all has run: experts left unloaded stay so by the budget
 
     # --- looking experts up ------------------------------------------------------------
     def find(self, task: Task, name: str | None) -> ExpertHandle:
@@ -115,23 +76,42 @@ class Runtime:
 
     @property
     def ready(self) -> bool:
-        """Every expert that can load has loaded."""
-        return all(
+        """Pre-warm is done (or every expert that can load has loaded)."""
+        return self.warmed or all(
             h.state in (ExpertState.READY, ExpertState.UNAVAILABLE) for h in self.handles.values()
         )
 
     # --- loading ---------------------------------------------------------------------
-    async def load_all(self, listener: LoadListener | None = None) -> None:
-        """Pre-warm every expert, one at a time so memory is measured per expert."""
-        for handle in self.handles.values():
-            if handle.state == ExpertState.UNLOADED:
-                if listener:
-                    listener.load_started(handle)
-                # a failure is recorded on the handle; requests for it get a 503
-                with contextlib.suppress(ExpertUnavailable):
-                    await self.ensure_loaded(handle)
-                if listener:
-                    listener.load_finished(handle)
+    async def load_all(
+        self, listener: LoadListener | None = None, *, prefer: Sequence[str] = ()
+    ) -> None:
+        """Pre-warm, one expert at a time so memory is measured per expert: pinned ones
+        first, then ``prefer`` (the most used last time), then config order, as long as
+        each fits the budget without evicting another (the rest load on demand)."""
+        for handle in self.handles.values():  # before measuring: may import torch
+            _resolve_device(handle.spec.device, self.config.runtime.device)
+        rank = {name: i for i, name in enumerate(prefer)}
+        order = sorted(
+            self.handles.values(),
+            key=lambda h: (not h.spec.pin, rank.get(h.name, len(rank))),
+        )
+        for handle in order:
+            if handle.state != ExpertState.UNLOADED:
+                continue
+            device = handle.spec.device
+            if self.placement.limited and not self.placement.fits_now(
+                handle, _resolve_device(device, self.config.runtime.device)
+            ):
+                log.info("%s left unloaded: no room in its budget; loads on demand", handle.name)
+                continue
+            if listener:
+                listener.load_started(handle)
+            # a failure is recorded on the handle; requests for it get a 503
+            with contextlib.suppress(ExpertUnavailable):
+                await self.ensure_loaded(handle)
+            if listener:
+                listener.load_finished(handle)
+        self.warmed = True
 
     async def ensure_loaded(self, handle: ExpertHandle) -> BaseExpert:
         """Load on first use; concurrent callers wait for the same single load."""
@@ -142,23 +122,18 @@ class Runtime:
                 return handle.expert  # someone else loaded it while we waited
             if handle.state == ExpertState.UNAVAILABLE:
                 raise ExpertUnavailable(handle.reason)
-            handle.state = ExpertState.LOADING
+            host_before = device_used_bytes("cpu")  # asking torch about CUDA imports torch
             device = _resolve_device(handle.spec.device, self.config.runtime.device)
-            try:
-                cls = expert_class(handle.resolved.task, handle.resolved.backend)  # type: ignore[arg-type]
-                executor = self._executor_for(device if cls.uses_torch else f"expert:{handle.name}")
-                loop = asyncio.get_running_loop()
-                expert = await loop.run_in_executor(
-                    executor, self._load_blocking, cls, handle, device, executor
-                )
-            except Exception as exc:
-                handle.state = ExpertState.UNAVAILABLE
-                detail = (
-                    exc.message if isinstance(exc, CorralError) else f"{type(exc).__name__}: {exc}"
-                )
-                handle.reason = f"expert {handle.name!r} failed to load: {detail}"
-                log.exception("loading expert %r failed", handle.name)
-                raise ExpertUnavailable(handle.reason) from None
+            async with self.placement.lock:
+                handle.state = ExpertState.LOADING
+                try:
+                    await self.placement.make_room(handle, device)
+                except ExpertUnavailable:
+                    handle.state = ExpertState.UNLOADED  # no room now; it may fit later
+                    raise
+                used_before = host_before if device == "cpu" else device_used_bytes(device)
+                expert, executor = await self._load(handle, device, used_before)
+                await self.placement.loaded(handle, device)
             handle.expert = expert
             if isinstance(expert, Expert):
                 handle.batcher = MicroBatcher(
@@ -175,6 +150,41 @@ class Runtime:
                     handle.name, handle.load_seconds or 0.0, handle.memory_bytes or 0, device
                 )
             return expert
+
+    async def _load(
+        self, handle: ExpertHandle, device: str, used_before: int
+    ) -> tuple[BaseExpert, ThreadPoolExecutor]:
+        """Import the backend and load; memory is counted from ``used_before``, taken
+        before any import, since torch and its kin take memory too."""
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        task, backend = handle.resolved.task, handle.resolved.backend
+        assert task is not None and backend is not None  # else unavailable from the start
+        try:
+            cls = await loop.run_in_executor(None, expert_class, task, backend)
+            executor = self._executor_for(device if cls.uses_torch else f"expert:{handle.name}")
+            expert = await loop.run_in_executor(
+                executor, self._load_blocking, cls, handle, device, executor
+            )
+        except Exception as exc:
+            handle.state = ExpertState.UNAVAILABLE
+            detail = exc.message if isinstance(exc, CorralError) else f"{type(exc).__name__}: {exc}"
+            handle.reason = f"expert {handle.name!r} failed to load: {detail}"
+            log.exception("loading expert %r failed", handle.name)
+            raise ExpertUnavailable(handle.reason) from None
+        handle.load_seconds = time.perf_counter() - started
+        # the most ever measured: a reload can reuse memory the allocator kept from before
+        measured = max(0, device_used_bytes(device) - used_before)
+        handle.memory_bytes = max(measured, handle.memory_bytes or 0)
+        log.info(
+            "loaded %s (%s/%s) in %.1fs, %.0f MiB",
+            handle.name,
+            handle.resolved.task,
+            handle.resolved.backend,
+            handle.load_seconds,
+            handle.memory_bytes / 2**20,
+        )
+        return expert, executor
 
     def _batch_observer(self, name: str) -> Callable[[int, list[float]], None] | None:
         metrics = self.metrics
@@ -206,19 +216,8 @@ class Runtime:
             base_url=resolved.base_url,
             executor=executor,
         )
-        process = psutil.Process(os.getpid())
-        rss_before, started = process.memory_info().rss, time.perf_counter()
         expert = cls(context)
         expert.load()
-        handle.load_seconds = time.perf_counter() - started
-        handle.memory_bytes = max(0, process.memory_info().rss - rss_before)
-        log.info(
-            "loaded %s (%s/%s) in %.1fs",
-            handle.name,
-            resolved.task,
-            resolved.backend,
-            handle.load_seconds,
-        )
         return expert
 
     def _mark_unavailable_early(self, handle: ExpertHandle) -> None:
@@ -244,21 +243,23 @@ class Runtime:
     # --- serving ---------------------------------------------------------------------
     async def submit(self, handle: ExpertHandle, request: Any) -> Any:
         """The one path every batched request takes: load, prepare, batch, forward, finish."""
-        expert = await self.ensure_loaded(handle)
-        assert isinstance(expert, Expert) and handle.batcher is not None
-        items = expert.prepare(request)
-        with self._failures_of(handle):
-            outputs, seconds = await handle.batcher.submit_measured(items)
-            result = expert.finish(request, outputs)
+        with self.placement.serving(handle):
+            expert = await self.ensure_loaded(handle)
+            assert isinstance(expert, Expert) and handle.batcher is not None
+            items = expert.prepare(request)
+            with self._failures_of(handle):
+                outputs, seconds = await handle.batcher.submit_measured(items)
+                result = expert.finish(request, outputs)
         self._account(handle, seconds, _input_tokens(result), 0)
         return result
 
     async def chat(self, handle: ExpertHandle, params: dict[str, Any]) -> dict[str, Any]:
         """A whole chat completion from a chat expert (OpenAI-shaped dicts in and out)."""
-        expert = await self._chat_expert(handle)
-        started = time.perf_counter()
-        with self._failures_of(handle):
-            reply = await expert.complete(params)
+        with self.placement.serving(handle):
+            expert = await self._chat_expert(handle)
+            started = time.perf_counter()
+            with self._failures_of(handle):
+                reply = await expert.complete(params)
         seconds = reply.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
         self._account_usage(handle, seconds, reply.get("usage"))
         return reply
@@ -267,14 +268,15 @@ class Runtime:
         self, handle: ExpertHandle, params: dict[str, Any]
     ) -> AsyncIterator[dict[str, Any]]:
         """Chat completion chunks from a chat expert, as they are generated."""
-        expert = await self._chat_expert(handle)
-        started = time.perf_counter()
-        with self._failures_of(handle):
-            async for chunk in expert.stream(params):
-                if chunk.get("usage"):  # only the last chunk has it
-                    seconds = chunk.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
-                    self._account_usage(handle, seconds, chunk["usage"])
-                yield chunk
+        with self.placement.serving(handle):
+            expert = await self._chat_expert(handle)
+            started = time.perf_counter()
+            with self._failures_of(handle):
+                async for chunk in expert.stream(params):
+                    if chunk.get("usage"):  # only the last chunk has it
+                        seconds = chunk.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
+                        self._account_usage(handle, seconds, chunk["usage"])
+                    yield chunk
 
     def _account_usage(
         self, handle: ExpertHandle, seconds: float, usage: dict[str, Any] | None
@@ -312,17 +314,22 @@ class Runtime:
                 "the server log has the details"
             ) from exc
 
+    async def _unload(self, handle: ExpertHandle) -> None:
+        """Drop a loaded expert: new requests see it unloaded at once (and load it again)."""
+        batcher, expert = handle.batcher, handle.expert
+        handle.batcher, handle.expert = None, None
+        if handle.state == ExpertState.READY:
+            handle.state = ExpertState.UNLOADED
+        if batcher is not None:
+            await batcher.close()
+        if expert is not None:
+            await expert.aclose()
+            if self.metrics is not None and handle.device:
+                self.metrics.unloaded(handle.name, handle.device)
+
     async def close(self) -> None:
         for handle in self.handles.values():
-            if handle.batcher is not None:
-                await handle.batcher.close()
-            if handle.expert is not None:
-                await handle.expert.aclose()
-                if self.metrics is not None and handle.device:
-                    self.metrics.unloaded(handle.name, handle.device)
-            handle.expert, handle.batcher = None, None
-            if handle.state == ExpertState.READY:
-                handle.state = ExpertState.UNLOADED
+            await self._unload(handle)
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self._executors.clear()

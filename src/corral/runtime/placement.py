@@ -1,0 +1,182 @@
+"""Making room before a load: budgets, eviction, and the admission queue.
+
+Before an expert loads, ``make_room`` asks ``Residency`` for the idle units whose eviction
+frees enough of the device's budget (and of ``runtime.max_loaded``), and evicts them. When
+the budget is held by experts that are serving or pinned, the load waits (the request
+with it) until one goes idle or ``runtime.admission_timeout_s`` runs out, then the
+request gets a 503 with Retry-After: a full machine answers "later", never runs out of
+memory. Loads and evictions are serialised by one lock, so memory measured around a load
+belongs to that load, and two loads never count the same free bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+
+from corral.config import Config
+from corral.errors import ExpertUnavailable
+from corral.observe.metrics import Metrics
+from corral.runtime.budget import budget_for, parse_size, weights_bytes
+from corral.runtime.handle import ExpertHandle
+from corral.runtime.residency import Residency, Unit
+
+__all__ = ["Placement"]
+
+log = logging.getLogger("corral.runtime")
+_RETRY_AFTER_S = 5.0
+
+
+class Placement:
+    """Residency bookkeeping for one runtime: units, budgets, in-flight counts."""
+
+    def __init__(
+        self,
+        config: Config,
+        handles: Mapping[str, ExpertHandle],
+        unload: Callable[[ExpertHandle], Awaitable[None]],
+        metrics: Callable[[], Metrics | None],
+    ) -> None:
+        runtime = config.runtime
+        self.residency = Residency(runtime.eviction, max_loaded=runtime.max_loaded)
+        self.units = _units(handles)
+        self.lock = asyncio.Lock()  # held for every placement decision and load
+        self._handles = handles
+        self._unload = unload
+        self._metrics = metrics
+        self._budget_spec = runtime.memory_budget
+        self._budgets: dict[str, int | None] = {}
+        self._admission_s = runtime.admission_timeout_s
+        self._idle = asyncio.Event()
+
+    @property
+    def limited(self) -> bool:
+        return self._budget_spec is not None or self.residency.max_loaded is not None
+
+    def budget(self, device: str) -> int | None:
+        if device not in self._budgets:
+            self._budgets[device] = budget_for(device, self._budget_spec)
+            metrics = self._metrics()
+            if metrics is not None and self._budgets[device] is not None:
+                metrics.budget_bytes.labels(device).set(self._budgets[device] or 0)
+        return self._budgets[device]
+
+    @contextlib.contextmanager
+    def serving(self, handle: ExpertHandle) -> Iterator[None]:
+        """Marks the expert busy (never evicted) for the block, and counts the use."""
+        unit = self.units[handle.name]
+        unit.active += 1
+        self.residency.touch(unit)
+        try:
+            yield
+        finally:
+            unit.active -= 1
+            if unit.active == 0:
+                self._idle.set()
+
+    def estimate(self, handle: ExpertHandle) -> int:
+        """Bytes the expert will take: measured at its last load, else ``memory:``, else
+        nothing if its weights are already loaded for another expert, else their size."""
+        unit = self.units[handle.name]
+        if handle.memory_bytes is not None:
+            return handle.memory_bytes
+        if handle.spec.memory is not None:
+            return parse_size(handle.spec.memory)
+        return 0 if unit.loaded else weights_bytes(handle.resolved.path)
+
+    def fits_now(self, handle: ExpertHandle, device: str) -> bool:
+        """Whether it loads without evicting anything (pre-warm never evicts)."""
+        unit = self.units[handle.name]
+        unit.device = unit.device or device
+        budget, need = self.budget(device), self.estimate(handle)
+        return self.residency.victims(unit, self._all(), need=need, budget=budget) == []
+
+    async def make_room(self, handle: ExpertHandle, device: str) -> None:
+        """Evict what must go for ``handle`` to load on ``device``; wait while the budget
+        is held by busy experts. Call with ``lock`` held."""
+        unit = self.units[handle.name]
+        unit.device = unit.device or device
+        budget, need = self.budget(device), self.estimate(handle)
+        if budget is not None and need > budget:
+            raise ExpertUnavailable(
+                f"expert {handle.name!r} needs about {need / 2**20:.0f} MiB but the {device} "
+                f"budget is {budget / 2**20:.0f} MiB: raise runtime.memory_budget",
+                retry_after=0,
+            )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while (
+            victims := self.residency.victims(unit, self._all(), need=need, budget=budget)
+        ) is None:
+            remaining = started + self._admission_s - loop.time()
+            if remaining <= 0:
+                raise ExpertUnavailable(
+                    f"no room to load expert {handle.name!r} on {device}: the experts holding "
+                    "its memory budget are serving or pinned; retry shortly",
+                    retry_after=_RETRY_AFTER_S,
+                )
+            self._idle.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), remaining)
+        metrics = self._metrics()
+        if metrics is not None and loop.time() > started:
+            metrics.admission_wait.observe(loop.time() - started)
+        for victim in victims:
+            await self.evict(victim)
+
+    async def loaded(self, handle: ExpertHandle, device: str) -> None:
+        """After a load: the unit now holds this expert's measured bytes. A first load can
+        measure more than estimated; then idle units go until the budget holds again."""
+        unit = self.units[handle.name]
+        unit.loaded.add(handle.name)
+        unit.bytes += handle.memory_bytes or 0
+        unit.reload_seconds = sum(self._handles[n].load_seconds or 0.0 for n in unit.names)
+        self.residency.reprioritise(unit)
+        budget = self.budget(device)
+        victims = self.residency.victims(unit, self._all(), need=0, budget=budget, adding=0)
+        if victims is None:
+            log.warning("%s measured more than estimated: over the %s budget", handle.name, device)
+        for victim in victims or []:
+            await self.evict(victim)
+
+    async def evict(self, unit: Unit) -> None:
+        """Unload every loaded member of an idle unit."""
+        started = time.perf_counter()
+        names = sorted(unit.loaded)
+        for name in names:
+            await self._unload(self._handles[name])
+        unit.loaded.clear()
+        unit.bytes = 0
+        self.residency.evicted(unit)
+        gc.collect()  # let the weights' memory go back before the next load is measured
+        if unit.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+        seconds = time.perf_counter() - started
+        log.info("evicted %s from %s in %.2fs", ", ".join(names), unit.device, seconds)
+        metrics = self._metrics()
+        if metrics is not None:
+            for name in names:
+                metrics.observe_eviction(name, unit.device, seconds / len(names))
+
+    def _all(self) -> list[Unit]:
+        return list({id(u): u for u in self.units.values()}.values())
+
+
+def _units(handles: Mapping[str, ExpertHandle]) -> dict[str, Unit]:
+    """Experts on the same weights (same local path) share a unit; others have their own."""
+    by_weights: dict[object, Unit] = {}
+    units: dict[str, Unit] = {}
+    for handle in handles.values():
+        path = handle.resolved.path
+        key: object = path if path is not None and handle.resolved.base_url is None else handle
+        unit = by_weights.setdefault(key, Unit(names=[]))
+        unit.names.append(handle.name)
+        unit.pinned = unit.pinned or handle.spec.pin
+        units[handle.name] = unit
+    return units

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def create_app(
     usage = _usage_store(config)
 
     async def warm() -> None:
-        await runtime.load_all(listener)
+        prefer = await asyncio.to_thread(_most_used, usage)
+        await runtime.load_all(listener, prefer=prefer)
         await router.prepare()
         await _time_default_llm(runtime, costs)
 
@@ -177,3 +179,11 @@ async def _time_default_llm(runtime: Runtime, costs: CostMeter) -> None:
         await time_llm(lambda params: runtime.chat(handle, params))
     except CorralError as exc:
         log.warning("could not time %s for cost estimates: %s", handle.name, exc.message)
+
+
+def _most_used(usage: UsageStore | None) -> list[str]:
+    """Experts by requests over the last week (pre-warm loads these first)."""
+    if usage is None:
+        return []
+    rows = usage.report("expert", since=time.time() - 7 * 86400)
+    return [r["expert"] for r in sorted(rows, key=lambda r: -r["requests"]) if r["expert"]]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _wait_ready(url: str, timeout: float, *, alive: Callable[[], bool]) -> None:
+    """Poll /readyz until 200; fail once ``timeout`` passes or the server died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or not alive():
+            raise RuntimeError(f"corral server at {url} did not become ready")
+        time.sleep(0.1)
+
+
 @contextmanager
 def serve(
     config: Config,
@@ -57,17 +71,8 @@ def serve(
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + ready_timeout
     try:
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or not thread.is_alive():
-                raise RuntimeError("corral server did not become ready")
-            time.sleep(0.1)
+        _wait_ready(url, ready_timeout, alive=thread.is_alive)
         yield RunningServer(url, runtime)
     finally:
         server.should_exit = True
@@ -86,16 +91,7 @@ def serve_process(config_text: str, folder: Path, *, ready_timeout: float = 180.
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + ready_timeout
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("corral serve did not become ready")
-            time.sleep(0.2)
+        _wait_ready(url, ready_timeout, alive=lambda: proc.poll() is None)
         yield url
     finally:
         proc.terminate()

@@ -58,10 +58,12 @@ class LlmRate:
 
     def __init__(self, window: int = 256) -> None:
         self._calls: collections.deque[tuple[int, int, float]] = collections.deque(maxlen=window)
+        self._fit: tuple[float, float] | None = None  # refitted after each new call only
 
     def observe(self, read: int, written: int, seconds: float) -> None:
         if read + written > 0 and seconds > 0:
             self._calls.append((read, written, seconds))
+            self._fit = None
 
     @property
     def measured(self) -> bool:
@@ -69,6 +71,11 @@ class LlmRate:
 
     def per_token(self) -> tuple[float, float]:
         """(seconds per prompt token, seconds per generated token)."""
+        if self._fit is None:
+            self._fit = self._fitted()
+        return self._fit
+
+    def _fitted(self) -> tuple[float, float]:
         calls = np.array(self._calls, dtype=float)
         if len(calls) == 0:
             return 0.0, 0.0

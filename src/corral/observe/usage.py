@@ -107,12 +107,12 @@ class UsageStore:
     ) -> list[dict[str, Any]]:
         """Sums per ``group_by`` value (oldest first), from ``since`` (a Unix time) on."""
         column = _SQL_OF_GROUP[group_by]
-        where, params = ("WHERE hour >= ?", [_hour(since)]) if since is not None else ("", [])
+        where, params = _since_clause(since)
         sql = f"SELECT {column} AS {group_by}, {_SUMS} FROM usage {where} GROUP BY 1 ORDER BY 1"
         return self._query(sql, params)
 
     def totals(self, *, since: float | None = None) -> dict[str, Any]:
-        where, params = ("WHERE hour >= ?", [_hour(since)]) if since is not None else ("", [])
+        where, params = _since_clause(since)
         rows = self._query(f"SELECT {_SUMS} FROM usage {where}", params)
         return {k: (v or 0) for k, v in rows[0].items()}
 
@@ -138,6 +138,10 @@ def parse_since(text: str, now: float | None = None) -> float:
             f"since={text!r}: give a number and m, h or d, e.g. 24h or 7d", param="since"
         )
     return (now if now is not None else time.time()) - int(text[:-1]) * unit
+
+
+def _since_clause(since: float | None) -> tuple[str, list[Any]]:
+    return ("WHERE hour >= ?", [_hour(since)]) if since is not None else ("", [])
 
 
 def _hour(unix: float) -> str:

@@ -90,17 +90,13 @@ class Placement:
 
     def fits_now(self, handle: ExpertHandle, device: str) -> bool:
         """Whether it loads without evicting anything (pre-warm never evicts)."""
-        unit = self.units[handle.name]
-        unit.device = unit.device or device
-        budget, need = self.budget(device), self.estimate(handle)
-        return self.residency.victims(unit, self._all(), need=need, budget=budget) == []
+        unit, budget, need = self._request(handle, device)
+        return self._victims(unit, need, budget) == []
 
     async def make_room(self, handle: ExpertHandle, device: str) -> None:
         """Evict what must go for ``handle`` to load on ``device``; wait while the budget
         is held by busy experts. Call with ``lock`` held."""
-        unit = self.units[handle.name]
-        unit.device = unit.device or device
-        budget, need = self.budget(device), self.estimate(handle)
+        unit, budget, need = self._request(handle, device)
         if budget is not None and need > budget:
             raise ExpertUnavailable(
                 f"expert {handle.name!r} needs about {need / 2**20:.0f} MiB but the {device} "
@@ -109,9 +105,7 @@ class Placement:
             )
         loop = asyncio.get_running_loop()
         started = loop.time()
-        while (
-            victims := self.residency.victims(unit, self._all(), need=need, budget=budget)
-        ) is None:
+        while (victims := self._victims(unit, need, budget)) is None:
             remaining = started + self._admission_s - loop.time()
             if remaining <= 0:
                 raise ExpertUnavailable(
@@ -163,6 +157,15 @@ class Placement:
         if metrics is not None:
             for name in names:
                 metrics.observe_eviction(name, unit.device, seconds / len(names))
+
+    def _request(self, handle: ExpertHandle, device: str) -> tuple[Unit, int | None, int]:
+        """The expert's unit (placed on ``device``), that device's budget, bytes needed."""
+        unit = self.units[handle.name]
+        unit.device = unit.device or device
+        return unit, self.budget(device), self.estimate(handle)
+
+    def _victims(self, unit: Unit, need: int, budget: int | None) -> list[Unit] | None:
+        return self.residency.victims(unit, self._all(), need=need, budget=budget)
 
     def _all(self) -> list[Unit]:
         return list({id(u): u for u in self.units.values()}.values())

@@ -122,7 +122,6 @@ class Runtime:
                 return handle.expert  # someone else loaded it while we waited
             if handle.state == ExpertState.UNAVAILABLE:
                 raise ExpertUnavailable(handle.reason)
-            host_before = device_used_bytes("cpu")  # asking torch about CUDA imports torch
             device = _resolve_device(handle.spec.device, self.config.runtime.device)
             async with self.placement.lock:
                 handle.state = ExpertState.LOADING
@@ -131,8 +130,8 @@ class Runtime:
                 except ExpertUnavailable:
                     handle.state = ExpertState.UNLOADED  # no room now; it may fit later
                     raise
-                used_before = host_before if device == "cpu" else device_used_bytes(device)
-                expert, executor = await self._load(handle, device, used_before)
+                # measured under the lock, so no other load's memory is counted as this one's
+                expert, executor = await self._load(handle, device, device_used_bytes(device))
                 await self.placement.loaded(handle, device)
             handle.expert = expert
             if isinstance(expert, Expert):

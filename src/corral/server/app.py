@@ -36,7 +36,6 @@ log = logging.getLogger("corral.server")
 _DASHBOARD = Path(__file__).parent / "dashboard"
 # the dashboard loads nothing from elsewhere: no CDN, no inline script
 _DASHBOARD_HEADERS = {"content-security-policy": "default-src 'self'; object-src 'none'"}
-_REMOTE_BACKENDS = frozenset({"openai", "ollama"})  # compute that is not this machine's
 
 
 def create_app(
@@ -156,9 +155,8 @@ def _cost_meter(config: Config, runtime: Runtime) -> CostMeter:
         default_llm: str | None = runtime.find(Task.CHAT, None).name
     except ModelNotFound:
         default_llm = None
-    remote = frozenset(
-        h.name for h in runtime.handles.values() if h.resolved.backend in _REMOTE_BACKENDS
-    )
+    # upstreams (the catalog gave them a base_url) compute elsewhere: priced per token only
+    remote = frozenset(h.name for h in runtime.handles.values() if h.resolved.base_url is not None)
     return CostMeter(config, default_llm=default_llm, remote=remote)
 
 

@@ -51,7 +51,8 @@ async def list_traces(
 @api.get("/experts")
 async def list_experts(request: Request) -> dict[str, object]:
     """Each expert's state and measured memory, with latency and rate from recent traces."""
-    traces = _store(request).recent(_store(request).capacity)
+    store = _store(request)
+    traces = store.recent(store.capacity)
     runtime: Runtime = request.app.state.runtime
     now = time.time()
     data = []

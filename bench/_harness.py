@@ -78,18 +78,18 @@ def corral_command(config: Path, port: int) -> list[str]:
     ]
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section between this benchmark's markers in BENCHMARKS.md."""
+def write_section(name: str, body: str, *, file: Path = BENCHMARKS) -> None:
+    """Replace (or append) the section between this benchmark's markers in ``file``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{body.strip()}\n{end}"
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    text = file.read_text() if file.exists() else f"# {file.stem.title()}\n"
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = (
         pattern.sub(lambda _: block, text)
         if pattern.search(text)
         else text.rstrip() + "\n\n" + block + "\n"
     )
-    BENCHMARKS.write_text(text)
+    file.write_text(text)
 
 
 def machine() -> str:

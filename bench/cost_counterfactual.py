@@ -87,9 +87,7 @@ def main() -> int:
         ("its counterfactual: SmolLM2 alone, estimated", estimated, f"{est_in}/{est_out}"),
         ("SmolLM2 as the classifier, measured", llm_cost, f"{real_in}/{real_out}"),
     ]
-    table = "\n".join(
-        f"| {name} | {cost / n:.3g} | {tok} |" for name, cost, tok in rows
-    )
+    table = "\n".join(f"| {name} | {cost / n:.3g} | {tok} |" for name, cost, tok in rows)
     body = f"""
 ## Cost counterfactual vs the LLM's measured cost (`bench/cost_counterfactual.py`)
 

@@ -79,17 +79,26 @@ def serve(
         thread.join(timeout=30)
 
 
+class ProcessUrl(str):
+    """A server's URL that also knows the server's process id."""
+
+    pid: int
+
+
 @contextmanager
-def serve_process(config_text: str, folder: Path, *, ready_timeout: float = 180.0) -> Iterator[str]:
+def serve_process(
+    config_text: str, folder: Path, *, ready_timeout: float = 180.0
+) -> Iterator[ProcessUrl]:
     """``corral serve`` in a process of its own (fresh memory, as in production); yields
-    its URL once /readyz answers 200."""
+    its URL (with ``.pid``) once /readyz answers 200."""
     config = folder / "corral.yaml"
     config.write_text(config_text)
     port = _free_port()
     command = [sys.executable, "-m", "corral.cli", "serve", str(config), "--port", str(port)]
     env = {**os.environ, "CORRAL_LOG_LEVEL": "warning"}
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    url = ProcessUrl(f"http://127.0.0.1:{port}")
+    url.pid = proc.pid
     try:
         _wait_ready(url, ready_timeout, alive=lambda: proc.poll() is None)
         yield url

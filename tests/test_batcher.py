@@ -45,6 +45,29 @@ def test_max_size_splits_batches() -> None:
     assert max(sizes) <= 4 and sum(sizes) == 10
 
 
+def test_max_tokens_bounds_the_padded_batch() -> None:
+    """Long texts go a few per pass, short ones many: items x longest stays under the cap."""
+    batches: list[list[str]] = []
+
+    def forward(items: list[str]) -> list[int]:
+        batches.append(items)
+        return [len(i) for i in items]
+
+    async def run() -> list[list[int]]:
+        batcher = MicroBatcher(forward, max_size=64, max_wait_ms=50, max_tokens=100)
+        texts = ["short"] * 20 + ["x" * 160] * 4  # 3 and 42 estimated tokens
+        results = await asyncio.gather(*(batcher.submit([t]) for t in texts))
+        await batcher.close()
+        return results
+
+    results = asyncio.run(run())
+    assert [r[0] for r in results] == [5] * 20 + [160] * 4  # every caller got its own
+    assert sum(len(b) for b in batches) == 24
+    for batch in batches:
+        assert len(batch) * max(len(t) // 4 + 2 for t in batch) <= 100
+    assert max(len(b) for b in batches) == 20  # the short ones shared one pass
+
+
 def test_failure_reaches_every_caller_and_batcher_recovers() -> None:
     fail = threading.Event()
     fail.set()

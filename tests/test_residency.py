@@ -83,6 +83,15 @@ def test_a_count_cap_evicts_even_with_bytes_to_spare() -> None:
     assert policy.victims(new, [a, b], need=0, budget=None) == [a]
 
 
+def test_a_count_cap_counts_shared_weights_once() -> None:
+    """A second expert on weights already loaded adds no model: nothing is evicted."""
+    policy = Residency("lru", max_loaded=1)
+    minilm = _unit("embedder", 200, 1.0)
+    minilm.names.append("classifier")
+    policy.touch(minilm)
+    assert policy.victims(minilm, [minilm], need=0, budget=None) == []
+
+
 # --- real experts over HTTP ---------------------------------------------------------------
 
 EXPERTS = """

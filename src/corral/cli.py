@@ -142,6 +142,9 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("--db", type=Path, help="the usage store (default: the config's)")
     usage.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     usage.set_defaults(handler=_usage)
+
+    key = sub.add_parser("key", help="make a new API key and the sha256 line for the config")
+    key.set_defaults(handler=_key)
     return parser
 
 
@@ -464,6 +467,19 @@ def _usage(args: argparse.Namespace) -> int:
         print_usage(path, args.by, since=since, as_json=args.json)
     except (CorralError, FileNotFoundError) as exc:
         return _failed("usage", exc)
+    return 0
+
+
+def _key(args: argparse.Namespace) -> int:
+    """A random key for the client, and its digest for ``server.api_keys`` (no secret
+    in the config)."""
+    import secrets
+
+    from corral.server.auth import key_digest
+
+    new = "crl-" + secrets.token_urlsafe(32)
+    print(f"key (give to the client, shown once): {new}")
+    print(f'config:  server: {{api_keys: ["sha256:{key_digest(new)}"]}}')
     return 0
 
 

@@ -70,6 +70,11 @@ class BatchConfig(_Strict):
 
     max_size: int = Field(32, ge=1, le=4096)
     max_wait_ms: float = Field(0.0, ge=0, le=10_000)
+    max_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="Cap on a batch's padded tokens (items x longest, ~4 characters a token).",
+    )
 
 
 # bytes with a unit (6GiB, 512MB, 1e9 plain bytes are not allowed) or a share (50%, 0.5)
@@ -143,7 +148,9 @@ class RuntimeConfig(_Strict):
         30.0, gt=0, description="How long a request waits for room to load its expert; then 503."
     )
     max_loaded: int | None = Field(
-        None, ge=1, description="Also cap the count of loaded experts (count-based eviction)."
+        None,
+        ge=1,
+        description="Also cap the models loaded at once (experts sharing weights count once).",
     )
     eviction: Literal["cost", "lru"] = Field(
         "cost", description="cost: by reload cost x use per byte (GDSF); lru: least recently used."
@@ -171,11 +178,50 @@ class LimitsConfig(_Strict):
     max_labels: int = Field(64, ge=1)
 
 
+class RateLimitConfig(_Strict):
+    """Token buckets per API key (per client address without keys): a minute's worth may
+    be spent at once, then it refills steadily. Over either rate: 429 with Retry-After."""
+
+    requests_per_minute: float | None = Field(None, gt=0)
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="Tokens read plus written by the experts that answered."
+    )
+
+
+class ApiKeyConfig(_Strict):
+    """One client's key (or only its SHA-256, so the config holds no secret), the experts
+    it may use (all when unset) and its own rate limit (else ``server.rate_limit``)."""
+
+    key: str | None = Field(None, min_length=1)
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
+    experts: list[str] | None = None
+    rate_limit: RateLimitConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> ApiKeyConfig:
+        if (self.key is None) == (self.sha256 is None):
+            raise ValueError("give exactly one of `key` or `sha256` (see `corral key`)")
+        return self
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    api_keys: list[str] = []
+    api_keys: list[str | ApiKeyConfig] = Field(
+        [], description="Keys as strings, 'sha256:<hex>', or objects with experts and limits."
+    )
+    rate_limit: RateLimitConfig = RateLimitConfig()
     limits: LimitsConfig = LimitsConfig()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _hashed_keys(cls, keys: list[str | ApiKeyConfig]) -> list[str | ApiKeyConfig]:
+        hashed = [k[7:] for k in keys if isinstance(k, str) and k.startswith("sha256:")]
+        for digest in hashed:
+            if not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+                raise ValueError("a 'sha256:' key needs 64 hex digits after it")
+        return keys
 
 
 class RouteConfig(_Strict):
@@ -295,9 +341,13 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _routing_names_exist(self) -> Config:
+        named = [(f"routing.{where}", name) for where, name in self.routing.expert_names()]
+        for i, key in enumerate(self.server.api_keys):
+            if isinstance(key, ApiKeyConfig):
+                named += [(f"server.api_keys[{i}].experts", name) for name in key.experts or []]
         unknown = [
-            f"routing.{where}: no model named {name!r}"
-            for where, name in self.routing.expert_names()
+            f"{where}: no model named {name!r}"
+            for where, name in named
             if self.model_named(name) is None
         ]
         if unknown:

@@ -7,8 +7,10 @@ status codes in one place (``server/errors.py``) using ``status_code``::
     ├── ConfigError              invalid YAML / schema; never reaches HTTP
     ├── RequestError             the caller must change the request (4xx)
     │   ├── InvalidRequest       422  a field is wrong in a way pydantic cannot see
+    │   ├── Forbidden            403  the API key may not use that expert
     │   ├── ModelNotFound        404  no such expert for that task
-    │   └── PayloadTooLarge      413  a configured input limit was exceeded
+    │   ├── PayloadTooLarge      413  a configured input limit was exceeded
+    │   └── RateLimited          429  the key's request or token rate is spent
     └── ExpertError              the server side could not answer (5xx)
         ├── ExpertUnavailable    503  weights missing, backend not installed, load failed
         └── ExpertFailed         500  the expert raised while serving; message is generic
@@ -22,9 +24,11 @@ __all__ = [
     "ExpertError",
     "ExpertFailed",
     "ExpertUnavailable",
+    "Forbidden",
     "InvalidRequest",
     "ModelNotFound",
     "PayloadTooLarge",
+    "RateLimited",
     "RequestError",
 ]
 
@@ -34,11 +38,16 @@ class CorralError(Exception):
 
     status_code = 500
     code = "internal_error"
+    retry_after: float | None = None  # seconds, for a Retry-After header (503, 429)
 
-    def __init__(self, message: str, *, param: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class ConfigError(CorralError):
@@ -72,6 +81,16 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class Forbidden(RequestError):
+    status_code = 403
+    code = "forbidden"
+
+
+class RateLimited(RequestError):
+    status_code = 429
+    code = "rate_limited"
+
+
 class ExpertError(CorralError):
     status_code = 500
     code = "expert_error"
@@ -80,12 +99,7 @@ class ExpertError(CorralError):
 class ExpertUnavailable(ExpertError):
     status_code = 503
     code = "expert_unavailable"
-
-    def __init__(
-        self, message: str, *, param: str | None = None, retry_after: float = 30.0
-    ) -> None:
-        super().__init__(message, param=param)
-        self.retry_after = retry_after  # seconds, for the Retry-After header
+    retry_after: float | None = 30.0
 
 
 class ExpertFailed(ExpertError):

@@ -101,10 +101,12 @@ class LlamaCppChat(ChatExpert):
             nonlocal busy
             started = time.perf_counter()
             try:
-                for chunk in self._call(kwargs):
+                for chunk in self._call(kwargs):  # a stream fails here, not in _call
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
                     if stop.is_set():
                         break
+            except ValueError as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, _as_request_error(exc))
             except BaseException as exc:  # handed to the consumer, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
@@ -152,6 +154,8 @@ class LlamaCppChat(ChatExpert):
         # OpenAI's default is "until done"; a small local model may ramble to the end of its
         # context, so the config sets a cap (options.max_tokens) for requests that give none.
         kwargs.setdefault("max_tokens", int(self.context.options.get("max_tokens", 512)))
+        if kwargs.get("tool_choice") == "required":
+            kwargs["tool_choice"] = _one_tool_required(kwargs.get("tools") or [])
         return kwargs
 
     def _call(self, kwargs: dict[str, Any]) -> Any:
@@ -164,9 +168,17 @@ class LlamaCppChat(ChatExpert):
                 return (_plain_numbers(chunk) for chunk in result)
             return result
         except ValueError as exc:
-            if "context window" in str(exc) or "exceed" in str(exc):
-                raise InvalidRequest(str(exc), param="messages") from exc
-            raise
+            raise _as_request_error(exc) from exc
+
+
+def _as_request_error(exc: ValueError) -> Exception:
+    """llama.cpp says "Requested tokens (N) exceed context window of M" for a prompt too
+    long for the context: the caller's to shorten (422), not a server failure."""
+    if "context window" in str(exc) or "exceed" in str(exc):
+        return InvalidRequest(
+            f"{exc}; shorten the messages or raise the expert's options.n_ctx", param="messages"
+        )
+    return exc
 
 
 def _plain_numbers(value: Any) -> Any:
@@ -210,3 +222,15 @@ _PASSED = frozenset(
         "top_logprobs",
     }
 )
+
+
+def _one_tool_required(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """llama.cpp's function calling forces a named tool but has no "required" (any tool):
+    with one tool that is the same thing; with several the caller must name one."""
+    if len(tools) != 1:
+        raise InvalidRequest(
+            f'tool_choice "required" with {len(tools)} tools is not supported by llama.cpp '
+            'experts: name the tool ({"type": "function", "function": {"name": ...}})',
+            param="tool_choice",
+        )
+    return {"type": "function", "function": {"name": tools[0]["function"]["name"]}}

@@ -82,7 +82,8 @@ class Trace:
     steps: list[Step] = field(default_factory=list)
     status: int | None = None
     seconds: float | None = None
-    api_key: str | None = None  # which key made the request (a digest prefix, never the key)
+    api_key: str | None = None  # which key made the request (its name or a digest prefix)
+    client: str | None = None  # whose rate limit it counts against (the key, or an address)
     charges: list[Charge] = field(default_factory=list)
     llm_tokens: tuple[int, int] | None = None  # (read, written) were the LLM to do it alone
     cost: float | None = None

@@ -11,13 +11,12 @@ threshold calibration, applied to any classifier.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from corral._atomic import write_atomic
 from corral.routing.difficulty import DifficultyModel
 
 __all__ = [
@@ -146,17 +145,7 @@ class FittedRouting:
             "difficulty": asdict(self.difficulty) if self.difficulty else None,
             "route_thresholds": self.route_thresholds,
         }
-        text = json.dumps(data, indent=2)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as file:
-                file.write(text + "\n")
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 
 
 def fitted_path(config_path: Path) -> Path:

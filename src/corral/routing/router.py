@@ -20,6 +20,7 @@ import numpy as np
 from opentelemetry import trace as otel
 
 from corral._vectors import unit_rows
+from corral.access import require_expert
 from corral.config import Task
 from corral.errors import ConfigError, ExpertError, ExpertUnavailable, InvalidRequest
 from corral.experts.classify import ClassifyInput
@@ -128,8 +129,10 @@ class Router:
 
     # --- choosing -------------------------------------------------------------------
     def pick(self, task: Task, model: str | None) -> ExpertHandle:
-        """The expert for ``task`` named ``model``, or the task's default; traced."""
+        """The expert for ``task`` named ``model``, or the task's default; traced. 403
+        when the request's key may not use it."""
         handle = self.runtime.find(task, model)
+        require_expert(handle.name)
         stage = "explicit" if model else "default"
         reason = f"model {model!r} requested" if model else f"default {task.value} expert"
         current_trace().decide(stage, handle.name, reason)

@@ -4,8 +4,11 @@ The loop waits for the first request, keeps collecting until ``max_size`` items 
 ``max_wait_ms`` have gone by, runs ``forward`` once in a worker thread, then hands
 every caller its own slice. While a batch runs, the next one fills up, so under load
 batches grow by themselves and at low load a lone request waits at most
-``max_wait_ms``. It never hangs: cancelled callers are dropped before the run, a
-failing batch fails every caller in it, and a wrong output count is an error.
+``max_wait_ms``. With ``max_tokens`` a batch also stops before its padded size (items x
+longest item, in tokens: what an encoder really computes) would pass it, so a GPU gets
+many short texts or few long ones per pass instead of a fixed count. It never hangs:
+cancelled callers are dropped before the run, a failing batch fails every caller in it,
+and a wrong output count is an error.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class MicroBatcher(Generic[ItemT, OutT]):
         max_wait_ms: float,
         executor: Executor | None = None,
         on_batch: Callable[[int, list[float]], None] | None = None,
+        max_tokens: int | None = None,
+        tokens: Callable[[ItemT], int] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._forward = forward
@@ -59,6 +64,9 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self._task: asyncio.Task[None] | None = None
         self._executor = executor  # where ``forward`` runs; None: asyncio's default pool
         self._on_batch = on_batch  # told (items, each caller's queue wait) per forward pass
+        self._max_tokens = max_tokens
+        self._tokens = tokens or _estimate_tokens
+        self._held: _Pending[ItemT, OutT] | None = None  # did not fit the last batch
         self.stats = BatchStats()
 
     async def submit(self, items: list[ItemT]) -> list[OutT]:
@@ -80,8 +88,11 @@ class MicroBatcher(Generic[ItemT, OutT]):
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        waiting = [self._held] if self._held is not None else []
+        self._held = None
         while not self._queue.empty():
-            pending = self._queue.get_nowait()
+            waiting.append(self._queue.get_nowait())
+        for pending in waiting:
             if not pending.future.done():
                 pending.future.set_exception(RuntimeError("expert was unloaded"))
 
@@ -93,8 +104,9 @@ class MicroBatcher(Generic[ItemT, OutT]):
                 await self._execute(batch)
 
     async def _collect(self) -> list[_Pending[ItemT, OutT]]:
-        first = await self._queue.get()
+        first, self._held = self._held or await self._queue.get(), None
         batch, size = [first], len(first.items)
+        longest = self._longest(first)
         deadline = self._clock() + self._max_wait
         while size < self._max_size:
             try:
@@ -107,9 +119,21 @@ class MicroBatcher(Generic[ItemT, OutT]):
                     pending = await asyncio.wait_for(self._queue.get(), remaining)
                 except TimeoutError:
                     break
+            widest = max(longest, self._longest(pending))
+            if self._max_tokens is not None and (size + len(pending.items)) * widest > (
+                self._max_tokens
+            ):
+                self._held = pending  # first in the next batch
+                break
             batch.append(pending)
             size += len(pending.items)
+            longest = widest
         return batch
+
+    def _longest(self, pending: _Pending[ItemT, OutT]) -> int:
+        if self._max_tokens is None:
+            return 0
+        return max((self._tokens(item) for item in pending.items), default=0)
 
     async def _execute(self, batch: list[_Pending[ItemT, OutT]]) -> None:
         flat: list[Any] = [item for pending in batch for item in pending.items]
@@ -141,3 +165,12 @@ class MicroBatcher(Generic[ItemT, OutT]):
                 share = busy * n / len(flat) if flat else 0.0
                 pending.future.set_result((outputs[offset : offset + n], share))
             offset += n
+
+
+def _estimate_tokens(item: object) -> int:
+    """About 4 characters per token for text; a pair (query, passage) is both parts."""
+    if isinstance(item, str):
+        return len(item) // 4 + 2
+    if isinstance(item, tuple | list):
+        return sum(_estimate_tokens(part) for part in item)
+    return 1

@@ -131,7 +131,7 @@ class Placement:
         unit.reload_seconds = sum(self._handles[n].load_seconds or 0.0 for n in unit.names)
         self.residency.reprioritise(unit)
         budget = self.budget(device)
-        victims = self.residency.victims(unit, self._all(), need=0, budget=budget, adding=0)
+        victims = self.residency.victims(unit, self._all(), need=0, budget=budget)
         if victims is None:
             log.warning("%s measured more than estimated: over the %s budget", handle.name, device)
         for victim in victims or []:

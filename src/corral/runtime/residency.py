@@ -82,16 +82,16 @@ class Residency:
         *,
         need: int,
         budget: int | None,
-        adding: int = 1,
     ) -> list[Unit] | None:
-        """Units to evict so ``target`` can take ``need`` more bytes on its device and
-        ``adding`` more loaded experts; None when no choice of idle units makes room."""
+        """Units to evict so ``target`` can take ``need`` more bytes on its device and be
+        loaded within ``max_loaded`` models (a unit is one: one set of weights); None
+        when no choice of idle units makes room."""
         others = [u for u in units if u is not target]
         same_device = [u for u in others if u.device == target.device]
         used = target.bytes + sum(u.bytes for u in same_device if u.loaded)
         over_bytes = used + need - budget if budget is not None else 0
-        loaded = len(target.loaded) + sum(len(u.loaded) for u in others)
-        over_count = loaded + adding - self.max_loaded if self.max_loaded is not None else 0
+        loaded = 1 + sum(1 for u in others if u.loaded)  # the target's, once it is loaded
+        over_count = loaded - self.max_loaded if self.max_loaded is not None else 0
         chosen: list[Unit] = []
         for unit in sorted((u for u in others if u.evictable), key=self._rank):
             if over_bytes <= 0 and over_count <= 0:
@@ -100,7 +100,7 @@ class Residency:
             if (over_bytes > 0 and frees > 0) or over_count > 0:
                 chosen.append(unit)
                 over_bytes -= frees
-                over_count -= len(unit.loaded)
+                over_count -= 1
         return chosen if over_bytes <= 0 and over_count <= 0 else None
 
     def _rank(self, unit: Unit) -> float:

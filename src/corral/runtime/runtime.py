@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from corral.access import require_expert
 from corral.catalog import resolve
 from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
@@ -114,7 +115,9 @@ class Runtime:
         self.warmed = True
 
     async def ensure_loaded(self, handle: ExpertHandle) -> BaseExpert:
-        """Load on first use; concurrent callers wait for the same single load."""
+        """Load on first use; concurrent callers wait for the same single load. Every
+        route to an expert passes here, so this is where a key's grant is enforced."""
+        require_expert(handle.name)
         if handle.state == ExpertState.READY and handle.expert is not None:
             return handle.expert
         async with handle.lock:
@@ -139,6 +142,7 @@ class Runtime:
                     expert.forward,
                     max_size=handle.spec.batch.max_size,
                     max_wait_ms=handle.spec.batch.max_wait_ms,
+                    max_tokens=handle.spec.batch.max_tokens,
                     executor=executor,
                     on_batch=self._batch_observer(handle.name),
                 )

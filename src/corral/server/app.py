@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
@@ -29,6 +29,7 @@ from corral.server import routes_chat, routes_observe, routes_openai, routes_tas
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
+from corral.server.schemas import ERROR_RESPONSES
 
 __all__ = ["create_app"]
 
@@ -61,6 +62,7 @@ def create_app(
     router = Router(runtime, fitted, tracer=tracer)
     runtime.costs = costs = _cost_meter(config, runtime)
     usage = _usage_store(config)
+    api_keys = ApiKeys(config.server)
 
     async def warm() -> None:
         prefer = await asyncio.to_thread(_most_used, usage)
@@ -69,9 +71,11 @@ def create_app(
         await _time_default_llm(runtime, costs)
 
     def settle(trace: Trace) -> None:
-        """A finished request: price it, count it, and keep it in the usage store."""
+        """A finished request: price it, count it against its client's token rate, and
+        keep it in the usage store."""
         if not (trace.charges or trace.expert):
             return  # nothing ran (a listing, a rejected request): nothing to account
+        api_keys.spend_tokens(trace.client, sum(c.tokens_in + c.tokens_out for c in trace.charges))
         costs.settle(trace)
         metrics.observe_cost(trace.expert or "", trace.cost, trace.counterfactual_cost)
         if usage is not None:
@@ -104,7 +108,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.router = router
     app.state.traces = TraceStore()
-    app.state.api_keys = ApiKeys(config.server.api_keys)
+    app.state.api_keys = api_keys
     app.state.usage = usage
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
@@ -117,12 +121,18 @@ def create_app(
     for module in (routes_openai, routes_chat, routes_tasks, routes_observe):
         app.include_router(module.api)
 
-    @app.get("/metrics", tags=["health"], include_in_schema=config.observe.metrics)
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        include_in_schema=config.observe.metrics,
+        response_class=PlainTextResponse,
+        responses={**ERROR_RESPONSES, 200: {"content": {"text/plain": {}}}},
+    )
     async def prometheus_metrics(request: Request) -> Response:
         """Prometheus text exposition of corral's metrics (needs an API key if keys are set)."""
         if not config.observe.metrics:
             raise HTTPException(404, "metrics are off (observe.metrics: false)")
-        request.app.state.api_keys.check(request)
+        request.app.state.api_keys.check(request, limited=False)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     app.mount("/dashboard", StaticFiles(directory=_DASHBOARD), name="dashboard")

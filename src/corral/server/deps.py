@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the runtime and router, behind the API-key check."""
+"""FastAPI dependencies: the runtime and router, behind the API-key check.
+
+They are ``async`` so they run in the request's own task: the grant the check sets is
+then seen by the endpoint and everything it awaits."""
 
 from __future__ import annotations
 
@@ -10,13 +13,13 @@ from corral.routing import Router
 from corral.runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     request.app.state.api_keys.check(request)
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_router(request: Request) -> Router:
+async def get_router(request: Request) -> Router:
     request.app.state.api_keys.check(request)
     router: Router = request.app.state.router
     return router

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
-from corral.errors import CorralError, ExpertUnavailable
+from corral.errors import CorralError
 from corral.observe.trace import active_trace
 
 log = logging.getLogger("corral.server")
@@ -28,6 +29,7 @@ _STATUS_CODES = {
     405: "method_not_allowed",
     413: "payload_too_large",
     422: "invalid_request",
+    429: "rate_limited",
 }
 
 
@@ -49,11 +51,8 @@ def error_response(
 
 async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CorralError)
-    headers = (
-        {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
-        if isinstance(exc, ExpertUnavailable)
-        else None
-    )
+    retry_after = exc.retry_after  # 503 and 429 say when to come back
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
     return error_response(exc.status_code, exc.message, exc.code, exc.param, headers)
 
 
@@ -65,6 +64,14 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         problems.append(f"{'.'.join(loc) or 'body'}: {error.get('msg')}")
     first_param = ".".join(str(p) for p in exc.errors()[0].get("loc", ())[1:2]) or None
     return error_response(422, "; ".join(problems), "invalid_request", first_param)
+
+
+async def _model_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """A request that passed the schema but not an expert's own input model: still the
+    caller's to fix, so 422 naming the field, not a 500."""
+    assert isinstance(exc, ValidationError)
+    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()]
+    return error_response(422, "; ".join(problems), "invalid_request")
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -83,5 +90,6 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CorralError, _corral_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ValidationError, _model_validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)

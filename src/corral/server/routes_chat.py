@@ -16,13 +16,22 @@ from corral.observe import current_trace
 from corral.observe.cost import llm_tokens
 from corral.routing import Router
 from corral.server.deps import RouterDep
+from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_chat import ChatCompletionRequest
 
-api = APIRouter(prefix="/v1", tags=["openai"])
+api = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 AUTO = "auto"  # the model name that hands a request to the coordinator
 
 
-@api.post("/chat/completions", response_model=None)
+_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A chat completion, or its chunks as server-sent events with stream",
+        "content": {"application/json": {}, "text/event-stream": {}},
+    }
+}
+
+
+@api.post("/chat/completions", response_model=None, responses=_ANSWERS)
 async def chat_completions(body: ChatCompletionRequest, router: RouterDep) -> Response:
     params = body.backend_params()
     include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -18,15 +18,16 @@ from starlette.exceptions import HTTPException
 from corral.observe.trace import Trace, TraceStore
 from corral.observe.usage import GROUPS, Group, UsageStore, parse_since
 from corral.runtime import Runtime
+from corral.server.schemas import ERROR_RESPONSES
 
 __all__ = ["api"]
 
-api = APIRouter(prefix="/v1", tags=["observe"])
+api = APIRouter(prefix="/v1", tags=["observe"], responses=ERROR_RESPONSES)
 _RATE_WINDOW_S = 60.0  # requests/s is counted over the last minute
 
 
 def _store(request: Request) -> TraceStore:
-    request.app.state.api_keys.check(request)
+    request.app.state.api_keys.check(request, limited=False)
     store: TraceStore = request.app.state.traces
     return store
 
@@ -87,7 +88,7 @@ async def usage(
     since: Annotated[str | None, Query(description="e.g. 30m, 24h, 7d")] = None,
 ) -> dict[str, Any]:
     """Requests, compute, tokens, cost and what the LLM alone would have cost, per group."""
-    request.app.state.api_keys.check(request)
+    request.app.state.api_keys.check(request, limited=False)
     store: UsageStore | None = request.app.state.usage
     if store is None:
         raise HTTPException(404, "usage recording is off (observe.usage: false)")

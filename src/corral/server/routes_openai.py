@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from corral._vectors import unit_rows
+from corral.access import current_grant
 from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.experts.embed import EmbedInput
@@ -18,6 +19,7 @@ from corral.runtime import ExpertHandle
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.limits import check_texts
 from corral.server.schemas import (
+    ERROR_RESPONSES,
     EmbeddingData,
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -26,7 +28,7 @@ from corral.server.schemas import (
     Usage,
 )
 
-api = APIRouter(prefix="/v1", tags=["openai"])
+api = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 _STARTED = int(time.time())
 
 
@@ -67,9 +69,17 @@ def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
 
 @api.get("/models", response_model=ModelList)
 async def list_models(runtime: RuntimeDep) -> ModelList:
-    """Every expert, then every cascade (usable as ``model`` on its task's endpoint)."""
-    experts = [_card(h) for h in runtime.handles.values()]
-    return ModelList(data=experts + [_cascade_card(c) for c in runtime.config.routing.cascades])
+    """Every expert, then every cascade (usable as ``model`` on its task's endpoint); with
+    a key limited to some experts, those only."""
+    grant = current_grant()
+    allowed = grant.allows if grant is not None else lambda _: True
+    experts = [_card(h) for h in runtime.handles.values() if allowed(h.name)]
+    cascades = [
+        _cascade_card(c)
+        for c in runtime.config.routing.cascades
+        if all(allowed(stage.expert) for stage in c.stages)
+    ]
+    return ModelList(data=experts + cascades)
 
 
 @api.get("/models/{name}", response_model=ModelCard)

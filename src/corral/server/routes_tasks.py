@@ -16,6 +16,7 @@ from corral.observe.cost import llm_equivalent
 from corral.server.deps import RouterDep
 from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import (
+    ERROR_RESPONSES,
     ClassifyData,
     ClassifyRequest,
     ClassifyResponse,
@@ -31,7 +32,7 @@ from corral.server.schemas import (
     Usage,
 )
 
-api = APIRouter(prefix="/v1", tags=["tasks"])
+api = APIRouter(prefix="/v1", tags=["tasks"], responses=ERROR_RESPONSES)
 
 
 @api.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True)

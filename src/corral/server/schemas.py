@@ -6,7 +6,7 @@ does). Responses are plain models so ``/openapi.json`` documents them.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,6 +15,10 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = Field(None, description="Expert name or alias; omitted: the task default.")
+
+
+# one text, or a non-empty list of them
+Texts = str | Annotated[list[str], Field(min_length=1)]
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -128,7 +132,7 @@ class RerankResponse(BaseModel):
 
 # --- classify -------------------------------------------------------------------------
 class ClassifyRequest(_Request):
-    input: str | list[str]
+    input: Texts
     labels: list[str] | None = Field(None, description="Candidate labels for zero-shot.")
     multi_label: bool = False
     hypothesis_template: str | None = None
@@ -163,7 +167,7 @@ class ClassifyResponse(BaseModel):
 
 # --- ner ------------------------------------------------------------------------------
 class NerRequest(_Request):
-    input: str | list[str]
+    input: Texts
 
     @property
     def texts(self) -> list[str]:
@@ -196,7 +200,26 @@ class ErrorBody(BaseModel):
     type: str
     param: str | None = None
     code: str
+    trace_id: str | None = None
 
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
+
+
+_ERRORS = {
+    400: "The body is not valid JSON.",
+    401: "An API key is configured and this request has none, or a wrong one.",
+    403: "The API key may not use that expert.",
+    404: "No such expert, trace or resource.",
+    413: "An input limit was exceeded (server.limits); the message names it.",
+    422: "A field is invalid; the message names it.",
+    429: "The key's rate limit is spent; see Retry-After.",
+    500: "The expert failed on this request; the server log has the details.",
+    503: "The expert cannot answer now (not loaded, no memory, upstream down); see Retry-After.",
+    504: "The expert took longer than its timeout_s.",
+}
+# every /v1 operation documents corral's error shape for each status it can answer with
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text} for status, text in _ERRORS.items()
+}

@@ -26,6 +26,7 @@ models:
   - {{name: classifier, model: sentence-transformers/all-MiniLM-L6-v2, task: classify}}
   - {{name: reranker, model: sentence-transformers/all-MiniLM-L6-v2, task: rerank}}
   - {{name: ner, model: spacy/en_core_web_sm}}
+  - {{name: forecaster, model: fracast}}
 server:
   api_keys:
     - {ADMIN}
@@ -48,6 +49,11 @@ REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
     ("POST", "/v1/rerank"): {"model": "reranker", "query": "cats", "documents": ["a cat", "a car"]},
     ("POST", "/v1/classify"): {"model": "classifier", "input": ["great"], "labels": ["a", "b"]},
     ("POST", "/v1/ner"): {"model": "ner", "input": ["Tim Cook lives in Cupertino."]},
+    ("POST", "/v1/forecast"): {
+        "model": "forecaster",
+        "series": [[1, 2, 3, 4, 5, 6, 7, 8]],
+        "horizon": 2,
+    },
     ("GET", "/v1/traces"): None,
     ("GET", "/v1/traces/{trace_id}"): None,
     ("GET", "/v1/experts"): None,
@@ -56,7 +62,7 @@ REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
 }
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 # the team key may use the embedder and classifier only
-DISALLOWED = {"/v1/chat/completions", "/v1/rerank", "/v1/ner"}
+DISALLOWED = {"/v1/chat/completions", "/v1/rerank", "/v1/ner", "/v1/forecast"}
 
 
 @pytest.fixture(scope="module")

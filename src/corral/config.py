@@ -176,6 +176,8 @@ class LimitsConfig(_Strict):
     max_batch_items: int = Field(256, ge=1)
     max_text_chars: int = Field(32_768, ge=1)
     max_labels: int = Field(64, ge=1)
+    max_series_length: int = Field(100_000, ge=1, description="Values in one forecast series.")
+    max_horizon: int = Field(10_000, ge=1, description="Steps one forecast may ask for.")
 
 
 class RateLimitConfig(_Strict):

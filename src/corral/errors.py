@@ -13,6 +13,7 @@ status codes in one place (``server/errors.py``) using ``status_code``::
     │   └── RateLimited          429  the key's request or token rate is spent
     └── ExpertError              the server side could not answer (5xx)
         ├── ExpertUnavailable    503  weights missing, backend not installed, load failed
+        │   └── NoCapacity       503  no room in the memory budget now (not a failure)
         └── ExpertFailed         500  the expert raised while serving; message is generic
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "Forbidden",
     "InvalidRequest",
     "ModelNotFound",
+    "NoCapacity",
     "PayloadTooLarge",
     "RateLimited",
     "RequestError",
@@ -100,6 +102,13 @@ class ExpertUnavailable(ExpertError):
     status_code = 503
     code = "expert_unavailable"
     retry_after: float | None = 30.0
+
+
+class NoCapacity(ExpertUnavailable):
+    """The expert is fine but the memory budget has no room for it now: the request
+    may go to a fallback, but the expert's circuit breaker does not count it."""
+
+    code = "no_capacity"
 
 
 class ExpertFailed(ExpertError):

@@ -21,6 +21,8 @@ REGISTRY: Mapping[tuple[Task, str], str] = {
     (Task.CLASSIFY, "similarity"): "corral.experts.classify:SimilarityClassifier",
     (Task.NER, "spacy"): "corral.experts.ner:SpacyNer",
     (Task.NER, "token-classification"): "corral.experts.ner:TokenClassificationNer",
+    (Task.FORECAST, "fracast"): "corral.experts.forecast:FracastForecaster",
+    (Task.FORECAST, "statsforecast"): "corral.experts.forecast:StatsForecaster",
     (Task.CHAT, "llama-cpp"): "corral.experts.llama_cpp:LlamaCppChat",
     (Task.CHAT, "openai"): "corral.experts.upstream:OpenAIUpstreamChat",
     (Task.CHAT, "ollama"): "corral.experts.upstream:OllamaChat",

@@ -22,7 +22,13 @@ from opentelemetry import trace as otel
 from corral._vectors import unit_rows
 from corral.access import require_expert
 from corral.config import Task
-from corral.errors import ConfigError, ExpertError, ExpertUnavailable, InvalidRequest
+from corral.errors import (
+    ConfigError,
+    ExpertError,
+    ExpertUnavailable,
+    InvalidRequest,
+    NoCapacity,
+)
 from corral.experts.classify import ClassifyInput
 from corral.experts.embed import EmbedInput
 from corral.observe.trace import current_trace
@@ -201,7 +207,10 @@ class Router:
             try:
                 result = await self._within_timeout(candidate, run)
             except ExpertError as exc:
-                breaker.record_failure()
+                if isinstance(exc, NoCapacity):
+                    breaker.record_cancelled()  # a full budget says nothing of the expert
+                else:
+                    breaker.record_failure()
                 error = exc
                 continue
             except BaseException:  # the caller went away or the request was invalid

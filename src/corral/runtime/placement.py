@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 
 from corral.config import Config
-from corral.errors import ExpertUnavailable
+from corral.errors import NoCapacity
 from corral.observe.metrics import Metrics
 from corral.runtime.budget import budget_for, parse_size, weights_bytes
 from corral.runtime.handle import ExpertHandle
@@ -79,14 +79,30 @@ class Placement:
                 self._idle.set()
 
     def estimate(self, handle: ExpertHandle) -> int:
-        """Bytes the expert will take: measured at its last load, else ``memory:``, else
-        nothing if its weights are already loaded for another expert, else their size."""
+        """Bytes loading the expert adds: nothing if its weights are already loaded for
+        another expert, else the unit's measured size, else ``memory:``, else the size
+        of the weights on disk."""
         unit = self.units[handle.name]
-        if handle.memory_bytes is not None:
-            return handle.memory_bytes
+        if unit.loaded:
+            return 0
+        if unit.size is not None:
+            return unit.size
         if handle.spec.memory is not None:
             return parse_size(handle.spec.memory)
-        return 0 if unit.loaded else weights_bytes(handle.resolved.path)
+        return weights_bytes(handle.resolved.path)
+
+    def remembered_bytes(self, handle: ExpertHandle, measured: int) -> int:
+        """What the expert is taken to hold after a load that measured ``measured``.
+
+        Only a unit's first cold load in the process is trusted: RSS growth under-counts
+        a reload into memory the allocator kept after an eviction (a MiniLM reload
+        measured 2 MiB), and over-counts when other experts allocate meanwhile on their
+        own threads (one measured 305 MiB for 216). An expert joining loaded weights
+        holds only what its own load added."""
+        unit = self.units[handle.name]
+        if unit.loaded:
+            return measured
+        return unit.size if unit.size is not None else measured  # ``loaded`` keeps it
 
     def fits_now(self, handle: ExpertHandle, device: str) -> bool:
         """Whether it loads without evicting anything (pre-warm never evicts)."""
@@ -98,7 +114,7 @@ class Placement:
         is held by busy experts. Call with ``lock`` held."""
         unit, budget, need = self._request(handle, device)
         if budget is not None and need > budget:
-            raise ExpertUnavailable(
+            raise NoCapacity(
                 f"expert {handle.name!r} needs about {need / 2**20:.0f} MiB but the {device} "
                 f"budget is {budget / 2**20:.0f} MiB: raise runtime.memory_budget",
                 retry_after=0,
@@ -108,7 +124,7 @@ class Placement:
         while (victims := self._victims(unit, need, budget)) is None:
             remaining = started + self._admission_s - loop.time()
             if remaining <= 0:
-                raise ExpertUnavailable(
+                raise NoCapacity(
                     f"no room to load expert {handle.name!r} on {device}: the experts holding "
                     "its memory budget are serving or pinned; retry shortly",
                     retry_after=_RETRY_AFTER_S,
@@ -122,12 +138,15 @@ class Placement:
         for victim in victims:
             await self.evict(victim)
 
-    async def loaded(self, handle: ExpertHandle, device: str) -> None:
-        """After a load: the unit now holds this expert's measured bytes. A first load can
-        measure more than estimated; then idle units go until the budget holds again."""
+    async def loaded(self, handle: ExpertHandle, device: str, measured: int) -> None:
+        """After a load: the unit holds its size (the first cold load's measurement). A
+        first load can measure more than estimated; then idle units go until the budget
+        holds again."""
         unit = self.units[handle.name]
+        if not unit.loaded:
+            unit.size = unit.size if unit.size is not None else measured
+            unit.bytes = unit.size
         unit.loaded.add(handle.name)
-        unit.bytes += handle.memory_bytes or 0
         unit.reload_seconds = sum(self._handles[n].load_seconds or 0.0 for n in unit.names)
         self.residency.reprioritise(unit)
         budget = self.budget(device)

@@ -35,7 +35,8 @@ class Unit:
     device: str = ""
     pinned: bool = False
     loaded: set[str] = field(default_factory=set)  # members loaded now
-    bytes: int = 0  # measured for the members loaded now
+    bytes: int = 0  # held now: ``size`` while any member is loaded, else 0
+    size: int | None = None  # the weights' memory, measured at the first cold load
     reload_seconds: float = 0.0  # measured: what evicting it costs the next request
     uses: int = 0
     last_used: float = 0.0

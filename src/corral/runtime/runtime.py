@@ -135,7 +135,7 @@ class Runtime:
                     raise
                 # measured under the lock, so no other load's memory is counted as this one's
                 expert, executor = await self._load(handle, device, device_used_bytes(device))
-                await self.placement.loaded(handle, device)
+                await self.placement.loaded(handle, device, handle.last_measured_bytes)
             handle.expert = expert
             if isinstance(expert, Expert):
                 handle.batcher = MicroBatcher(
@@ -176,9 +176,9 @@ class Runtime:
             log.exception("loading expert %r failed", handle.name)
             raise ExpertUnavailable(handle.reason) from None
         handle.load_seconds = time.perf_counter() - started
-        # the most ever measured: a reload can reuse memory the allocator kept from before
-        measured = max(0, device_used_bytes(device) - used_before)
-        handle.memory_bytes = max(measured, handle.memory_bytes or 0)
+        handle.last_measured_bytes = max(0, device_used_bytes(device) - used_before)
+        # placement decides what the expert is taken to hold (see Placement.loaded)
+        handle.memory_bytes = self.placement.remembered_bytes(handle, handle.last_measured_bytes)
         log.info(
             "loaded %s (%s/%s) in %.1fs, %.0f MiB",
             handle.name,

@@ -68,3 +68,26 @@ def check_labels(labels: list[str] | None, limits: LimitsConfig) -> None:
             param="labels",
         )
     check_texts(labels or [], limits, param="labels")
+
+
+def check_series(series: list[list[float]], horizon: int, limits: LimitsConfig) -> None:
+    """413 naming the limit when a forecast has too many or too long series, or too far a
+    horizon: the work grows with each, and the body limit alone does not bound the horizon."""
+    if len(series) > limits.max_batch_items:
+        raise PayloadTooLarge(
+            f"series has {len(series)} items; server.limits.max_batch_items is "
+            f"{limits.max_batch_items}",
+            param="series",
+        )
+    for i, values in enumerate(series):
+        if len(values) > limits.max_series_length:
+            raise PayloadTooLarge(
+                f"series[{i}] has {len(values)} values; server.limits.max_series_length is "
+                f"{limits.max_series_length}",
+                param=f"series[{i}]",
+            )
+    if horizon > limits.max_horizon:
+        raise PayloadTooLarge(
+            f"horizon is {horizon}; server.limits.max_horizon is {limits.max_horizon}",
+            param="horizon",
+        )

@@ -1,4 +1,5 @@
-"""corral's task endpoints: ``/v1/rerank`` (Cohere/TEI shape), ``/v1/classify``, ``/v1/ner``."""
+"""corral's task endpoints: ``/v1/rerank`` (Cohere/TEI shape), ``/v1/classify``, ``/v1/ner``,
+``/v1/forecast``."""
 
 from __future__ import annotations
 
@@ -9,18 +10,22 @@ from fastapi import APIRouter
 
 from corral.config import Task
 from corral.experts.classify import ClassifyInput
+from corral.experts.forecast import ForecastInput
 from corral.experts.ner import NerInput
 from corral.experts.rerank import RerankInput
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
 from corral.server.deps import RouterDep
-from corral.server.limits import check_labels, check_texts
+from corral.server.limits import check_labels, check_series, check_texts
 from corral.server.schemas import (
     ERROR_RESPONSES,
     ClassifyData,
     ClassifyRequest,
     ClassifyResponse,
     EntityOut,
+    ForecastData,
+    ForecastRequest,
+    ForecastResponse,
     LabelScore,
     NerData,
     NerRequest,
@@ -126,4 +131,22 @@ async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
             for i, r in enumerate(results)
         ],
         usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+    )
+
+
+@api.post("/forecast", response_model=ForecastResponse)
+async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse:
+    check_series(body.series, body.horizon, router.runtime.config.server.limits)
+    request = ForecastInput(
+        series=body.series,
+        horizon=body.horizon,
+        quantiles=body.quantiles,
+        season_length=body.season_length,
+    )
+    handle, results = await router.serve(Task.FORECAST, body.model, request)
+    return ForecastResponse(
+        model=handle.name,
+        data=[
+            ForecastData(index=i, mean=r.mean, quantiles=r.quantiles) for i, r in enumerate(results)
+        ],
     )

@@ -194,6 +194,34 @@ class NerResponse(BaseModel):
     usage: Usage
 
 
+# --- forecast -------------------------------------------------------------------------
+class ForecastRequest(_Request):
+    series: list[list[float]] = Field(
+        min_length=1, description="One or more series, oldest value first, evenly spaced."
+    )
+    horizon: int = Field(ge=1, description="Steps to forecast past the end of each series.")
+    quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
+        default_factory=lambda: [0.1, 0.5, 0.9], max_length=99, description="Levels in (0, 1)."
+    )
+    season_length: int | None = Field(
+        None, ge=1, description="Steps per season (12 for monthly data); omitted: the expert's."
+    )
+
+
+class ForecastData(BaseModel):
+    index: int
+    mean: list[float] = Field(description="Point forecast, `horizon` steps.")
+    quantiles: dict[str, list[float]] = Field(
+        description='Each requested level, keyed as sent ("0.1"), `horizon` steps.'
+    )
+
+
+class ForecastResponse(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    data: list[ForecastData]
+
+
 # --- errors ---------------------------------------------------------------------------
 class ErrorBody(BaseModel):
     message: str

@@ -263,6 +263,13 @@ def main() -> int:
         print("measured MiB:", {n: mib(s) for n, s in sizes.items()}, file=sys.stderr)
         for share in (0.5, 0.75):
             budget = int(total * share)
+            if max(sizes.values()) > budget:  # no policy can serve that expert at all
+                sections.append(
+                    f"Budget {share:.0%} = {mib(budget)} MiB: skipped, an expert alone measures "
+                    f"{mib(max(sizes.values()))} MiB (RSS growth counts its libraries' imports)."
+                )
+                print(sections[-1], file=sys.stderr)
+                continue
             cap = count_cap(sizes, budget)
             size = f"memory_budget: {budget}B"
             runs = [

@@ -15,15 +15,7 @@ import pytest
 
 from corral.config import parse_config
 
-from ._server import RunningServer, serve, serve_process
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # nothing listens once the socket closes
+from ._server import RunningServer, _free_port, serve, serve_process
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +31,7 @@ models:
     model: some-org/remote-llm
     task: chat
     backend: openai
-    base_url: http://127.0.0.1:{_closed_port()}/v1
+    base_url: http://127.0.0.1:{_free_port()}/v1  # nothing listens there
   - {{name: broken, model: local/broken, path: {broken}, task: embed, backend: sentence-transformers}}
 observe: {{usage: false}}
 """)

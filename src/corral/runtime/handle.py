@@ -41,7 +41,6 @@ class ExpertHandle:
     expert: BaseExpert | None = None
     batcher: MicroBatcher[Any, Any] | None = None
     memory_bytes: int | None = None
-    last_measured_bytes: int = 0  # growth measured around the latest load
     load_seconds: float | None = None
     device: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)

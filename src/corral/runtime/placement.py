@@ -91,19 +91,6 @@ class Placement:
             return parse_size(handle.spec.memory)
         return weights_bytes(handle.resolved.path)
 
-    def remembered_bytes(self, handle: ExpertHandle, measured: int) -> int:
-        """What the expert is taken to hold after a load that measured ``measured``.
-
-        Only a unit's first cold load in the process is trusted: RSS growth under-counts
-        a reload into memory the allocator kept after an eviction (a MiniLM reload
-        measured 2 MiB), and over-counts when other experts allocate meanwhile on their
-        own threads (one measured 305 MiB for 216). An expert joining loaded weights
-        holds only what its own load added."""
-        unit = self.units[handle.name]
-        if unit.loaded:
-            return measured
-        return unit.size if unit.size is not None else measured  # ``loaded`` keeps it
-
     def fits_now(self, handle: ExpertHandle, device: str) -> bool:
         """Whether it loads without evicting anything (pre-warm never evicts)."""
         unit, budget, need = self._request(handle, device)
@@ -139,13 +126,19 @@ class Placement:
             await self.evict(victim)
 
     async def loaded(self, handle: ExpertHandle, device: str, measured: int) -> None:
-        """After a load: the unit holds its size (the first cold load's measurement). A
-        first load can measure more than estimated; then idle units go until the budget
-        holds again."""
+        """After a load that measured ``measured`` bytes: what the expert and its unit
+        are taken to hold. Only a unit's first cold load in the process is trusted: RSS
+        growth under-counts a reload into memory the allocator kept after an eviction (a
+        MiniLM reload measured 2 MiB) and over-counts when other experts allocate
+        meanwhile on their own threads (one measured 305 MiB for 216). An expert joining
+        loaded weights holds only what its own load added. A first load can measure more
+        than estimated; then idle units go until the budget holds again."""
         unit = self.units[handle.name]
-        if not unit.loaded:
+        if unit.loaded:
+            handle.memory_bytes = measured
+        else:
             unit.size = unit.size if unit.size is not None else measured
-            unit.bytes = unit.size
+            unit.bytes = handle.memory_bytes = unit.size
         unit.loaded.add(handle.name)
         unit.reload_seconds = sum(self._handles[n].load_seconds or 0.0 for n in unit.names)
         self.residency.reprioritise(unit)

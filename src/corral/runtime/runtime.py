@@ -134,8 +134,10 @@ class Runtime:
                     handle.state = ExpertState.UNLOADED  # no room now; it may fit later
                     raise
                 # measured under the lock, so no other load's memory is counted as this one's
-                expert, executor = await self._load(handle, device, device_used_bytes(device))
-                await self.placement.loaded(handle, device, handle.last_measured_bytes)
+                expert, executor, measured = await self._load(
+                    handle, device, device_used_bytes(device)
+                )
+                await self.placement.loaded(handle, device, measured)
             handle.expert = expert
             if isinstance(expert, Expert):
                 handle.batcher = MicroBatcher(
@@ -156,9 +158,10 @@ class Runtime:
 
     async def _load(
         self, handle: ExpertHandle, device: str, used_before: int
-    ) -> tuple[BaseExpert, ThreadPoolExecutor]:
-        """Import the backend and load; memory is counted from ``used_before``, taken
-        before any import, since torch and its kin take memory too."""
+    ) -> tuple[BaseExpert, ThreadPoolExecutor, int]:
+        """Import the backend and load; returns the memory it took, counted from
+        ``used_before``, taken before any import, since torch and its kin take memory
+        too (``Placement.loaded`` decides what the expert is taken to hold)."""
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         task, backend = handle.resolved.task, handle.resolved.backend
@@ -176,18 +179,16 @@ class Runtime:
             log.exception("loading expert %r failed", handle.name)
             raise ExpertUnavailable(handle.reason) from None
         handle.load_seconds = time.perf_counter() - started
-        handle.last_measured_bytes = max(0, device_used_bytes(device) - used_before)
-        # placement decides what the expert is taken to hold (see Placement.loaded)
-        handle.memory_bytes = self.placement.remembered_bytes(handle, handle.last_measured_bytes)
+        measured = max(0, device_used_bytes(device) - used_before)
         log.info(
-            "loaded %s (%s/%s) in %.1fs, %.0f MiB",
+            "loaded %s (%s/%s) in %.1fs, %.0f MiB measured",
             handle.name,
             handle.resolved.task,
             handle.resolved.backend,
             handle.load_seconds,
-            handle.memory_bytes / 2**20,
+            measured / 2**20,
         )
-        return expert, executor
+        return expert, executor, measured
 
     def _batch_observer(self, name: str) -> Callable[[int, list[float]], None] | None:
         metrics = self.metrics

@@ -8,7 +8,8 @@ status codes in one place (``server/errors.py``) using ``status_code``::
     ├── RequestError             the caller must change the request (4xx)
     │   ├── InvalidRequest       422  a field is wrong in a way pydantic cannot see
     │   ├── Forbidden            403  the API key may not use that expert
-    │   ├── ModelNotFound        404  no such expert for that task
+    │   ├── NotFound             404  no such stored thing (a fitted detector, a version)
+    │   │   └── ModelNotFound    404  no such expert for that task
     │   ├── PayloadTooLarge      413  a configured input limit was exceeded
     │   └── RateLimited          429  the key's request or token rate is spent
     └── ExpertError              the server side could not answer (5xx)
@@ -29,6 +30,7 @@ __all__ = [
     "InvalidRequest",
     "ModelNotFound",
     "NoCapacity",
+    "NotFound",
     "PayloadTooLarge",
     "RateLimited",
     "RequestError",
@@ -73,8 +75,12 @@ class InvalidRequest(RequestError):
     code = "invalid_request"
 
 
-class ModelNotFound(RequestError):
+class NotFound(RequestError):
     status_code = 404
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
     code = "model_not_found"
 
 

@@ -9,7 +9,6 @@ routes, not with requests. Reading groups those rows by whatever the caller asks
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import Mapping
@@ -17,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
+from corral.artifacts import default_state_dir
 from corral.errors import InvalidRequest
 from corral.observe.trace import Trace
 
@@ -72,12 +72,8 @@ _SUMS = (
 
 
 def default_usage_path(environ: Mapping[str, str] | None = None) -> Path:
-    """``$CORRAL_STATE_DIR/usage.sqlite``, else under ``$XDG_STATE_HOME`` or ~/.local/state."""
-    env = os.environ if environ is None else environ
-    if env.get("CORRAL_STATE_DIR"):
-        return Path(env["CORRAL_STATE_DIR"]) / "usage.sqlite"
-    state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
-    return state / "corral" / "usage.sqlite"
+    """``usage.sqlite`` in corral's state directory (``default_state_dir``)."""
+    return default_state_dir(environ) / "usage.sqlite"
 
 
 class UsageStore:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from pydantic import BaseModel
 
+from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, LoadContext, require
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -59,6 +60,9 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
     def unload(self) -> None:
         self.context.shared.release(self._key)
         del self.model
+
+    def resident_bytes(self) -> int | None:
+        return torch_bytes(self.model)
 
     def forward(self, items: list[str]) -> list[Embedding]:
         vectors: Any = self.model.encode(

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from corral.config import Task
 from corral.errors import ExpertUnavailable, InvalidRequest
+from corral.experts._memory import torch_bytes
 from corral.experts._sentence import Embedding, SentenceEncoderExpert
 from corral.experts.base import Expert, require
 
@@ -96,6 +97,9 @@ class _TransformersClassifier(Expert[ClassifyInput, Any, tuple[np.ndarray, int],
 
     def unload(self) -> None:
         del self.model, self.tokenizer
+
+    def resident_bytes(self) -> int | None:
+        return torch_bytes(self.model)
 
     def forward(self, items: list[Any]) -> list[tuple[np.ndarray, int]]:
         outputs: list[tuple[np.ndarray, int]] = []

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from corral.errors import ExpertUnavailable, InvalidRequest
+from corral.experts._memory import llama_bytes
 from corral.experts.base import require
 from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
 
@@ -77,6 +78,9 @@ class LlamaCppChat(ChatExpert):
     def unload(self) -> None:
         self.llm.close()
         del self.llm
+
+    def resident_bytes(self) -> int | None:
+        return llama_bytes(self.llm)
 
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()

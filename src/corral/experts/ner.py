@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from corral.config import Task
+from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
 
 __all__ = ["Entity", "NerInput", "SpacyNer", "TokenClassificationNer"]
@@ -94,6 +95,9 @@ class TokenClassificationNer(_NerExpert):
 
     def unload(self) -> None:
         del self.pipeline
+
+    def resident_bytes(self) -> int | None:
+        return torch_bytes(self.pipeline.model)
 
     def forward(self, items: list[str]) -> list[Entities]:
         results: Any = self.pipeline(items, batch_size=self.batch_size)

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from corral.config import Task
+from corral.experts._memory import torch_bytes
 from corral.experts._sentence import Embedding, SentenceEncoderExpert
 from corral.experts.base import Expert, require
 
@@ -55,6 +56,9 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
 
     def unload(self) -> None:
         del self.model
+
+    def resident_bytes(self) -> int | None:
+        return torch_bytes(self.model)
 
     def prepare(self, request: RerankInput) -> list[tuple[str, str]]:
         return [(request.query, doc) for doc in request.documents]

@@ -125,19 +125,26 @@ class Placement:
         for victim in victims:
             await self.evict(victim)
 
-    async def loaded(self, handle: ExpertHandle, device: str, measured: int) -> None:
-        """After a load that measured ``measured`` bytes: what the expert and its unit
-        are taken to hold. Only a unit's first cold load in the process is trusted: RSS
-        growth under-counts a reload into memory the allocator kept after an eviction (a
-        MiniLM reload measured 2 MiB) and over-counts when other experts allocate
-        meanwhile on their own threads (one measured 305 MiB for 216). An expert joining
-        loaded weights holds only what its own load added. A first load can measure more
-        than estimated; then idle units go until the budget holds again."""
+    async def loaded(
+        self, handle: ExpertHandle, device: str, measured: int, *, reported: int | None = None
+    ) -> None:
+        """After a load whose RSS (or GPU memory) grew by ``measured`` bytes, and whose
+        framework ``reported`` what the model holds: what the expert and its unit are
+        taken to hold. The framework's figure wins when there is one. Without it, only a
+        unit's first cold load in the process is trusted: RSS growth under-counts a reload
+        into memory the allocator kept after an eviction (a MiniLM reload measured 2 MiB)
+        and over-counts when other experts allocate meanwhile on their own threads (one
+        measured 305 MiB for 216). An expert joining loaded weights holds only what its
+        own load added. A first load can measure more than estimated; then idle units go
+        until the budget holds again."""
         unit = self.units[handle.name]
         if unit.loaded:
             handle.memory_bytes = measured
         else:
-            unit.size = unit.size if unit.size is not None else measured
+            if reported is not None:
+                unit.size = reported
+            elif unit.size is None:
+                unit.size = measured
             unit.bytes = handle.memory_bytes = unit.size
         unit.loaded.add(handle.name)
         unit.reload_seconds = sum(self._handles[n].load_seconds or 0.0 for n in unit.names)

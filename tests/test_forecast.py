@@ -17,6 +17,7 @@ import pytest
 from corral.config import parse_config
 
 from ._server import RunningServer, serve
+from .tiny_models import chronos_t5
 
 HOLDOUT, SEASON = 24, 12
 
@@ -31,9 +32,14 @@ models:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    # weights "found" for chronos, so what is left to say is that no backend serves it
-    with serve(parse_config(_config(tmp_path_factory.mktemp("chronos")))) as running:
+def chronos_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-init T5 saved in the Chronos layout (amazon/chronos-t5-base's files)."""
+    return chronos_t5(tmp_path_factory.mktemp("chronos"))
+
+
+@pytest.fixture(scope="module")
+def server(chronos_dir: Path) -> Iterator[RunningServer]:
+    with serve(parse_config(_config(chronos_dir))) as running:
         yield running
 
 
@@ -195,13 +201,40 @@ def test_awkward_series_never_5xx(server: RunningServer, model: str) -> None:
     np.testing.assert_allclose(constant["mean"], 5.0, rtol=1e-3)
 
 
-def test_a_backend_corral_lacks_is_a_clear_503(server: RunningServer) -> None:
-    reply = _post(server, {"model": "chronos", "series": [[1.0] * 10], "horizon": 3})
-    assert reply.status_code == 503
-    message = reply.json()["error"]["message"]
-    assert "backend 'chronos' cannot serve task 'forecast'" in message
-    assert "fracast, statsforecast" in message
-    assert _post(server, {"model": "nope", "series": [[1.0]], "horizon": 1}).status_code == 404
+def test_chronos_loads_the_hub_layout_and_matches_the_pipeline(
+    server: RunningServer, chronos_dir: Path
+) -> None:
+    """The founding id serves through chronos-forecasting's own pipeline: same seeded
+    samples as calling it directly (plumbing on random weights, not quality)."""
+    import torch
+    from chronos import BaseChronosPipeline
+
+    series = [[float(10 + (i % 12)) for i in range(40)], [float(3 * i) for i in range(30)]]
+    body = {"model": "chronos", "series": series, "horizon": 5, "quantiles": [0.1, 0.9]}
+    first, again = _forecast(server, **body), _forecast(server, **body)
+    assert first["data"] == again["data"]  # seeded: the same request, the same answer
+
+    pipeline = BaseChronosPipeline.from_pretrained(str(chronos_dir), dtype="float32")
+    scales = [max(abs(v) for v in s) for s in series]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        quantiles, mean = pipeline.predict_quantiles(
+            [torch.tensor(s, dtype=torch.float32) / k for s, k in zip(series, scales, strict=True)],
+            prediction_length=5,
+            quantile_levels=[0.1, 0.5, 0.9],
+        )
+    for row, data in enumerate(first["data"]):
+        np.testing.assert_allclose(data["mean"], mean[row].numpy() * scales[row], rtol=1e-5)
+        for j, level in ((0, "0.1"), (2, "0.9")):
+            expected = quantiles[row, :, j].numpy() * scales[row]
+            np.testing.assert_allclose(data["quantiles"][level], expected, rtol=1e-5)
+        assert all(lo <= hi for lo, hi in zip(data["quantiles"]["0.1"], data["quantiles"]["0.9"], strict=True))
+
+
+def test_unknown_expert_is_404(server: RunningServer) -> None:
+    reply = _post(server, {"model": "nope", "series": [[1.0]], "horizon": 1})
+    assert reply.status_code == 404
+    assert "fracast" in reply.json()["error"]["message"]
 
 
 def test_json_nan_never_reaches_a_reply(server: RunningServer) -> None:

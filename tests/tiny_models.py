@@ -140,3 +140,43 @@ def as_hf_cache(cache: Path, repo_id: str, build, minilm_path: Path) -> Path:  #
     (repo / "refs").mkdir()
     (repo / "refs" / "main").write_text("0123456789abcdef")
     return snapshot
+
+
+def chronos_t5(target: Path) -> Path:
+    """Like amazon/chronos-t5-base: a T5 whose config carries ``chronos_config`` (the mean
+    scaling, uniform-bins tokenizer and sampling settings the Chronos pipeline reads)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    n_tokens = 128
+    config = T5Config(
+        vocab_size=n_tokens,
+        d_model=32,
+        d_kv=16,
+        d_ff=64,
+        num_layers=1,
+        num_decoder_layers=1,
+        num_heads=2,
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+        architectures=["T5ForConditionalGeneration"],
+    )
+    config.chronos_config = {
+        "tokenizer_class": "MeanScaleUniformBins",
+        "tokenizer_kwargs": {"low_limit": -15.0, "high_limit": 15.0},
+        "context_length": 64,
+        "prediction_length": 16,
+        "n_tokens": n_tokens,
+        "n_special_tokens": 2,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "use_eos_token": True,
+        "model_type": "seq2seq",
+        "num_samples": 20,
+        "temperature": 1.0,
+        "top_k": 50,
+        "top_p": 1.0,
+    }
+    T5ForConditionalGeneration(config).save_pretrained(str(target))
+    return target

@@ -4,6 +4,10 @@
   the ``fracast`` wheel. It predicts nine quantiles (0.1 ... 0.9) in 48-step blocks; other
   levels inside that range are interpolated linearly, levels outside it are refused (422).
   It has no mean, so ``mean`` is its median.
+* ``chronos``: any Chronos pipeline from a local directory (Chronos T5, Chronos-Bolt,
+  Chronos-2; ``chronos-forecasting``'s ``BaseChronosPipeline`` picks the class from the
+  config). T5 Chronos samples its paths, so each call is seeded (``options.seed``, 0)
+  inside a forked RNG: the same request gets the same answer.
 * ``statsforecast``: AutoETS or AutoTheta fitted per series (no weights). Quantiles come
   from its normal prediction intervals: quantile q is the lower bound of the
   ``100 * (1 - 2q)`` % interval (upper bound of ``100 * (2q - 1)`` % above the median).
@@ -28,9 +32,17 @@ from pydantic import BaseModel, Field
 
 from corral.config import Task
 from corral.errors import InvalidRequest
+from corral.experts._memory import torch_bytes
+from corral.experts._numeric import finite
 from corral.experts.base import Expert, require
 
-__all__ = ["ForecastInput", "FracastForecaster", "SeriesForecast", "StatsForecaster"]
+__all__ = [
+    "ChronosForecaster",
+    "ForecastInput",
+    "FracastForecaster",
+    "SeriesForecast",
+    "StatsForecaster",
+]
 
 Quantile = Annotated[float, Field(gt=0, lt=1)]
 
@@ -87,13 +99,7 @@ class _ForecastExpert(Expert[ForecastInput, _Item, _Output, list[SeriesForecast]
         need = self.min_length(season)
         items = []
         for i, series in enumerate(request.series):
-            values = np.asarray(series, dtype=np.float64)
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                raise InvalidRequest(
-                    f"series[{i}][{bad[0]}] is {values[bad[0]]}; values must be finite numbers",
-                    param=f"series[{i}][{bad[0]}]",
-                )
+            values = finite(np.asarray(series, dtype=np.float64), f"series[{i}]")
             if len(values) < need:
                 raise InvalidRequest(
                     f"series[{i}] has {len(values)} values; {self.backend} needs at least {need}"
@@ -155,6 +161,9 @@ class FracastForecaster(_ForecastExpert):
     def unload(self) -> None:
         del self.model
 
+    def resident_bytes(self) -> int | None:
+        return torch_bytes(self.model.core, self.model.head)
+
     def min_length(self, season_length: int) -> int:
         return 8  # fracast refuses fewer finite observations
 
@@ -188,6 +197,61 @@ class FracastForecaster(_ForecastExpert):
                 levels = {q: _interpolate(paths, self.levels, q) for q in wanted}
                 outputs[i] = _result(items[i], levels[0.5], levels)
         return [o for o in outputs if o is not None]
+
+
+class ChronosForecaster(_ForecastExpert):
+    """Forecast time series (mean and quantiles) with a Chronos model (T5, Bolt or Chronos-2)."""
+
+    backend = "chronos"
+
+    def load(self) -> None:
+        require("chronos", "chronos")
+        from chronos import BaseChronosPipeline
+
+        self.pipeline = BaseChronosPipeline.from_pretrained(
+            str(self.context.path), device_map=self.context.device, dtype="float32"
+        )
+        options = self.context.options
+        trained = getattr(getattr(self.pipeline.model, "config", None), "context_length", 512)
+        self.context_length = int(options.get("context_length", trained))
+        self.seed = int(options.get("seed", 0))
+
+    def unload(self) -> None:
+        del self.pipeline
+
+    def resident_bytes(self) -> int | None:
+        return torch_bytes(self.pipeline.model)
+
+    def forward(self, items: list[_Item]) -> list[_Output]:
+        """One pipeline call per horizon, over the last ``context_length`` values of each
+        series (Chronos left-pads shorter ones with NaN itself)."""
+        import torch
+
+        outputs: list[_Output | None] = [None] * len(items)
+        for group in _groups(items, lambda it: it.horizon):
+            levels = sorted({q for i in group for q in items[i].quantiles} | {0.5})
+            contexts = [
+                torch.tensor(items[i].values[-self.context_length :], dtype=torch.float32)
+                for i in group
+            ]
+            with torch.random.fork_rng(devices=[]), torch.inference_mode():
+                torch.manual_seed(self.seed)
+                quantiles, mean = self.pipeline.predict_quantiles(
+                    contexts, prediction_length=items[group[0]].horizon, quantile_levels=levels
+                )
+            bands, means = _stacked(quantiles), _stacked(mean)
+            for row, i in enumerate(group):
+                by_level = {q: bands[row, :, j] for j, q in enumerate(levels)}
+                outputs[i] = _result(items[i], means[row], by_level)
+        return [o for o in outputs if o is not None]
+
+
+def _stacked(values: Any) -> np.ndarray:
+    """Chronos and Bolt return one batch tensor; Chronos-2 a list of per-series tensors
+    with a leading variate axis (one variate here)."""
+    if isinstance(values, list):
+        return np.stack([v[0].float().numpy() for v in values]).astype(np.float64)
+    return np.asarray(values.float().numpy(), dtype=np.float64)
 
 
 class StatsForecaster(_ForecastExpert):

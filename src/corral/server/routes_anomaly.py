@@ -1,0 +1,247 @@
+"""``/v1/anomaly/...``: fit detectors of "normal", score rows, score streams, list, delete.
+
+Fit and score go through the router like every task (metrics, traces, cost, fallbacks);
+a detector is scored by the expert that fitted it unless the request names another of
+the same backend. Stream windows live in ``app.state.anomaly_streams``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+
+from corral.artifacts import NAME_PATTERN, ArtifactInfo
+from corral.config import LimitsConfig, Task
+from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
+from corral.experts.anomaly import KIND, AnomalyFitInput, AnomalyScoreInput, FitResult, ScoreResult
+from corral.runtime import Runtime
+from corral.server.anomaly_streams import StreamWindows
+from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.schemas import ERROR_RESPONSES
+from corral.server.schemas_anomaly import (
+    AnomalyDeleteResponse,
+    AnomalyDetectorInfo,
+    AnomalyFitRequest,
+    AnomalyFitResponse,
+    AnomalyListResponse,
+    AnomalyScoreRequest,
+    AnomalyScoreResponse,
+    AnomalyStreamRequest,
+    AnomalyStreamResponse,
+)
+
+api = APIRouter(prefix="/v1/anomaly", tags=["anomaly"], responses=ERROR_RESPONSES)
+
+Detector = Annotated[
+    str, Path(pattern=NAME_PATTERN, description="Detector name: letters, digits, '.', '_', '-'.")
+]
+
+
+def check_rows(
+    data: list[list[float]] | None,
+    series: list[float] | None,
+    limits: LimitsConfig,
+    *,
+    window: int | None = None,
+    param: str = "series",
+) -> None:
+    """413 naming the limit when rows, features, a series or a window are too big."""
+    if data is not None:
+        if len(data) > limits.max_rows:
+            raise PayloadTooLarge(
+                f"data has {len(data)} rows; server.limits.max_rows is {limits.max_rows}",
+                param="data",
+            )
+        for i, row in enumerate(data):
+            if len(row) > limits.max_features:
+                raise PayloadTooLarge(
+                    f"data[{i}] has {len(row)} values; server.limits.max_features is "
+                    f"{limits.max_features}",
+                    param=f"data[{i}]",
+                )
+    if series is not None:
+        if len(series) > limits.max_series_length:
+            raise PayloadTooLarge(
+                f"{param} has {len(series)} values; server.limits.max_series_length is "
+                f"{limits.max_series_length}",
+                param=param,
+            )
+        if len(series) > limits.max_rows:
+            raise PayloadTooLarge(
+                f"{param} has {len(series)} values (as many windows); server.limits.max_rows "
+                f"is {limits.max_rows}",
+                param=param,
+            )
+    if window is not None and window > limits.max_features:
+        raise PayloadTooLarge(
+            f"window is {window}; server.limits.max_features is {limits.max_features}",
+            param="window",
+        )
+
+
+def _fitting_expert(runtime: Runtime, info: ArtifactInfo) -> str:
+    """The expert that fitted the detector, else another of its backend (config changed)."""
+    backend, name = info.meta.get("backend"), str(info.meta.get("expert"))
+    spec = runtime.config.model_named(name)
+    if spec is not None and runtime.handles[spec.name].resolved.backend == backend:
+        return spec.name
+    for handle in runtime.handles.values():
+        if handle.task == Task.ANOMALY and handle.resolved.backend == backend:
+            return handle.name
+    raise ModelNotFound(
+        f"detector {info.name!r} was fitted by {backend} expert {name!r}, and no {backend} "
+        "anomaly expert is configured now",
+        param="model",
+    )
+
+
+async def _info(runtime: Runtime, detector: str, version: int | None) -> ArtifactInfo:
+    return await asyncio.to_thread(runtime.artifacts.info, KIND, detector, version)
+
+
+@api.post("/{detector}/fit", response_model=AnomalyFitResponse)
+async def fit(detector: Detector, body: AnomalyFitRequest, router: RouterDep) -> AnomalyFitResponse:
+    """Fit a detector on normal rows (or a series' windows) and store it as a new version."""
+    check_rows(body.data, body.series, router.runtime.config.server.limits, window=body.window)
+    request = AnomalyFitInput(
+        detector=detector,
+        data=body.data,
+        series=body.series,
+        window=body.window,
+        contamination=body.contamination,
+        threshold_quantile=body.threshold_quantile,
+        options=body.options,
+    )
+    handle, result = await router.serve(Task.ANOMALY, body.model, request)
+    assert isinstance(result, FitResult)
+    return AnomalyFitResponse(
+        name=result.detector,
+        version=result.version,
+        expert=handle.name,
+        backend=result.backend,
+        algorithm=result.algorithm,
+        n_rows=result.n_rows,
+        n_features=result.n_features,
+        window=result.window,
+        threshold=result.threshold,
+        threshold_quantile=result.threshold_quantile,
+        fit_seconds=result.fit_seconds,
+    )
+
+
+async def _score(
+    router: RouterDep, info: ArtifactInfo, model: str | None, **rows: object
+) -> tuple[str, ScoreResult]:
+    request = AnomalyScoreInput.model_validate(
+        {"detector": info.name, "version": info.version, **rows}
+    )
+    handle, result = await router.serve(
+        Task.ANOMALY, model or _fitting_expert(router.runtime, info), request
+    )
+    assert isinstance(result, ScoreResult)
+    return handle.name, result
+
+
+@api.post("/{detector}/score", response_model=AnomalyScoreResponse)
+async def score(
+    detector: Detector, body: AnomalyScoreRequest, router: RouterDep
+) -> AnomalyScoreResponse:
+    """Score rows (or a series' windows); flags those above the detector's threshold."""
+    check_rows(body.data, body.series, router.runtime.config.server.limits)
+    info = await _info(router.runtime, detector, body.version)
+    expert, result = await _score(router, info, body.model, data=body.data, series=body.series)
+    return AnomalyScoreResponse(
+        name=result.detector,
+        version=result.version,
+        expert=expert,
+        window=result.window,
+        threshold=result.threshold,
+        scores=result.scores,
+        is_anomaly=result.is_anomaly,
+    )
+
+
+@api.post("/{detector}/stream", response_model=AnomalyStreamResponse)
+async def stream(
+    detector: Detector, body: AnomalyStreamRequest, router: RouterDep, http: Request
+) -> AnomalyStreamResponse:
+    """Feed a stream's new values; each value that completes a window gets its score."""
+    check_rows(None, body.values, router.runtime.config.server.limits, param="values")
+    for i, value in enumerate(body.values):  # before they enter the stream's window
+        if not math.isfinite(value):
+            raise InvalidRequest(
+                f"values[{i}] is {value}; values must be finite", param=f"values[{i}]"
+            )
+    info = await _info(router.runtime, detector, body.version)
+    window = info.meta.get("window")
+    if window is None:
+        raise InvalidRequest(
+            f"detector {detector!r} was fitted on rows; streams need one fitted on a series "
+            "with a window",
+            param="detector",
+        )
+    streams: StreamWindows = http.app.state.anomaly_streams
+    segment, waiting, seen = streams.push(detector, body.stream_id, body.values, int(window))
+    scores: list[float | None] = [None] * waiting
+    flags: list[bool | None] = [None] * waiting
+    threshold = float(info.meta["threshold"])
+    if waiting < len(body.values):
+        _, result = await _score(router, info, body.model, series=segment)
+        scores += result.scores
+        flags += result.is_anomaly
+        threshold = result.threshold
+    return AnomalyStreamResponse(
+        name=info.name,
+        version=info.version,
+        stream_id=body.stream_id,
+        window=int(window),
+        seen=seen,
+        threshold=threshold,
+        scores=scores,
+        is_anomaly=flags,
+    )
+
+
+@api.get("", response_model=AnomalyListResponse)
+async def list_detectors(runtime: RuntimeDep) -> AnomalyListResponse:
+    """Every stored detector with its versions; the fields are the latest version's."""
+    stored = await asyncio.to_thread(runtime.artifacts.list, KIND)
+    versions: dict[str, list[ArtifactInfo]] = {}
+    for info in stored:
+        versions.setdefault(info.name, []).append(info)
+    data = []
+    for name, infos in versions.items():
+        latest = infos[-1]
+        meta = latest.meta
+        data.append(
+            AnomalyDetectorInfo(
+                name=name,
+                versions=[i.version for i in infos],
+                latest=latest.version,
+                expert=str(meta.get("expert")),
+                backend=str(meta.get("backend")),
+                algorithm=str(meta.get("algorithm")),
+                n_features=int(meta.get("n_features", 0)),
+                window=meta.get("window"),
+                threshold=float(meta.get("threshold", 0.0)),
+                created=latest.created,
+            )
+        )
+    return AnomalyListResponse(data=data)
+
+
+@api.delete("/{detector}", response_model=AnomalyDeleteResponse)
+async def delete_detector(
+    detector: Detector,
+    runtime: RuntimeDep,
+    http: Request,
+    version: Annotated[int | None, Query(ge=1, description="Only this version.")] = None,
+) -> AnomalyDeleteResponse:
+    """Delete one version of a detector, or all of them (its streams go too)."""
+    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, detector, version)
+    streams: StreamWindows = http.app.state.anomaly_streams
+    streams.forget(detector)
+    return AnomalyDeleteResponse(name=detector, deleted=deleted)

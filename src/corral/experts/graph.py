@@ -1,0 +1,516 @@
+"""Graph neural networks (torch-geometric): node classification and link prediction on
+graphs the client sends, fitted over HTTP and kept as numbered versions on disk.
+
+Why a GNN: in a payment graph a fraud ring's accounts look like anyone's on their own;
+what gives them away is whom they pay. GraphSAGE (``sage``, inductive: new nodes are
+labelled from their features and edges without refitting) and GCN (``gcn``) read each
+node's neighbourhood.
+
+* A fit (``GraphFitInput``) trains on the whole graph (semi-supervised: a few labels
+  suffice), measures the model on a held-out share of labels or edges, and stores the
+  weights, the graph and its id map through the artifact store (npz + JSON, no pickle).
+* A prediction (``GraphPredictInput``) loads the stored version (cached, a bounded LRU)
+  and labels nodes, scores pairs, or recommends the top-k links a node lacks.
+
+Both run in ``forward``, on the expert's worker thread: validation of a large edge list
+and training are both too slow for the event loop. A bad request becomes its own 4xx in
+``finish``; the other requests of the batch still answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from corral.artifacts import ArtifactInfo, ArtifactStore
+from corral.config import Task
+from corral.errors import ExpertUnavailable, InvalidRequest, RequestError
+from corral.experts._graph_data import (
+    IdMap,
+    check_rows,
+    edge_rows,
+    id_map,
+    node_inputs,
+    non_edges,
+    resolve_edges,
+    resolve_labels,
+)
+from corral.experts.base import Expert, require
+from corral.experts.graph_inputs import (
+    GraphFitInput,
+    GraphFitResult,
+    GraphPredictInput,
+    GraphTask,
+    LinkScore,
+    NodePrediction,
+    Prediction,
+)
+
+__all__ = ["KIND", "GraphExpert"]
+
+KIND = "graph"  # the artifact store's folder for fitted graph models
+GraphRequest = GraphFitInput | GraphPredictInput
+_Output = GraphFitResult | Prediction | RequestError
+
+_TASKS: dict[str, GraphTask] = {
+    "node": "node_classification",
+    "link": "link_prediction",
+    "node_classification": "node_classification",
+    "link_prediction": "link_prediction",
+}
+_OPTIONS = {
+    "architecture",
+    "hidden",
+    "layers",
+    "dropout",
+    "epochs",
+    "lr",
+    "weight_decay",
+    "task",
+    "degree_features",
+    "cache",
+    "threads",
+}
+
+
+@dataclass
+class _Loaded:
+    """A stored version, ready to predict: its network, graph and (once computed) the
+    network's output for the stored graph, which answers every stored-node query."""
+
+    info: ArtifactInfo
+    net: Any  # GraphNet
+    ids: IdMap
+    features: np.ndarray
+    edges: np.ndarray
+    edge_features: np.ndarray | None
+    mean: np.ndarray
+    std: np.ndarray
+    output: np.ndarray | None = field(default=None)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.info.meta
+
+
+class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | Prediction]):
+    """Predict with a fitted graph model: node labels, link scores or top-k new links."""
+
+    task = Task.GRAPH
+    backend = "torch-geometric"
+    input_model = GraphPredictInput
+
+    def load(self) -> None:
+        require("torch_geometric", "graph")
+        from corral.experts import _graph_nets as nets
+
+        self.nets = nets
+        options = self.context.options
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown options {unknown}; known: {sorted(_OPTIONS)}")
+        implied = "gcn" if self.context.spec.model.lower().endswith("gcn") else "sage"
+        self.architecture = str(options.get("architecture", implied)).lower()
+        if self.architecture not in nets.ARCHITECTURES:
+            raise ValueError(f"options.architecture must be sage or gcn: {self.architecture!r}")
+        task = str(options.get("task", "node"))
+        if task not in _TASKS:
+            raise ValueError(f"options.task must be node or link: {task!r}")
+        self.default_task = _TASKS[task]
+        self.hidden = _bounded(options, "hidden", 64, 2, 1024)
+        self.layers = _bounded(options, "layers", 2, 1, 4)
+        self.epochs = _bounded(options, "epochs", 200, 1, 5000)
+        self.cache_size = _bounded(options, "cache", 8, 1, 256)
+        self.threads = _bounded(options, "threads", 1, 1, 256)  # see _graph_nets.threads
+        self.dropout = float(options.get("dropout", 0.5))
+        self.lr = float(options.get("lr", 0.01))
+        self.weight_decay = float(options.get("weight_decay", 5e-4))
+        if not (0 <= self.dropout < 1 and self.lr > 0 and self.weight_decay >= 0):
+            raise ValueError("options: dropout must be in [0, 1), lr > 0, weight_decay >= 0")
+        self.degree = bool(options.get("degree_features", True))
+        self.device = self.context.device
+        self._cache: OrderedDict[tuple[str, int, float], _Loaded] = OrderedDict()
+
+    def unload(self) -> None:
+        self._cache.clear()
+
+    @property
+    def store(self) -> ArtifactStore:
+        if self.context.artifacts is None:
+            raise ExpertUnavailable("graph experts need an artifact store (runtime.state_dir)")
+        return self.context.artifacts
+
+    # --- the batched interface ----------------------------------------------------------
+    def prepare(self, request: GraphRequest) -> list[GraphRequest]:
+        return [request]
+
+    def forward(self, items: list[GraphRequest]) -> list[_Output]:
+        outputs: list[_Output] = []
+        with self.nets.threads(self.threads):
+            for item in items:
+                outputs.append(self._answer(item))
+        return outputs
+
+    def _answer(self, item: GraphRequest) -> _Output:
+        """A fit or prediction, or the request error it met (that request's own 4xx)."""
+        try:
+            if isinstance(item, GraphFitInput):
+                return self._fit(item)
+            return self._predict(item)
+        except RequestError as exc:
+            return exc
+
+    def finish(self, request: GraphRequest, outputs: list[_Output]) -> GraphFitResult | Prediction:
+        (output,) = outputs
+        if isinstance(output, RequestError):
+            raise output
+        return output
+
+    # --- fitting ------------------------------------------------------------------------
+    def _fit(self, request: GraphFitInput) -> GraphFitResult:
+        import torch
+
+        started = time.perf_counter()
+        task = request.task or self.default_task
+        features = check_rows(request.nodes.features, "nodes.features")
+        ids = id_map(request.nodes.ids, len(features))
+        edges = resolve_edges(request.edges, ids)
+        edge_features = edge_rows(request.edge_features, len(edges), "edge_features")
+        inputs = node_inputs(features, edges, edge_features, degree=self.degree)
+        with np.errstate(all="ignore"):  # values near float64's limit overflow here
+            mean, std = inputs.mean(axis=0), inputs.std(axis=0)
+            std[std < 1e-12] = 1.0
+            scaled = (inputs - mean) / std
+        if not all(np.isfinite(a).all() for a in (mean, std, scaled, np.float32(scaled))):
+            raise InvalidRequest(
+                "nodes.features (or edge_features) are too large to standardise; rescale them",
+                param="nodes.features",
+            )
+        x = torch.as_tensor(scaled, dtype=torch.float32, device=self.device)
+        epochs = request.epochs or self.epochs
+        if task == "node_classification":
+            net, classes, held, metrics = self._fit_nodes(request, ids, x, edges, epochs)
+        else:
+            if request.labels is not None:
+                raise InvalidRequest("labels are for node_classification", param="labels")
+            net, held, metrics = self._fit_links(request, x, edges, epochs)
+            classes = None
+        arrays = {
+            "features": features,
+            "edges": edges,
+            "x_mean": mean,
+            "x_std": std,
+            **{f"param.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()},
+        }
+        if edge_features is not None:
+            arrays["edge_features"] = edge_features
+        if ids.kind != "index":
+            arrays["ids"] = np.asarray(ids.ids)
+        meta = {
+            "task": task,
+            "expert": self.context.spec.name,
+            "architecture": self.architecture,
+            "net": asdict(net.spec),
+            "id_kind": ids.kind,
+            "classes": classes,
+            "degree_features": self.degree,
+            "nodes": len(features),
+            "edges": len(edges),
+            "features": features.shape[1],
+            "edge_features": None if edge_features is None else edge_features.shape[1],
+            "held_out": held,
+            "metrics": metrics,
+            "epochs": epochs,
+            "seed": request.seed,
+        }
+        info = self.store.save(KIND, request.graph, arrays, meta)
+        self._remember(_Loaded(info, net, ids, features, edges, edge_features, mean, std))
+        return GraphFitResult(
+            graph=request.graph,
+            version=info.version,
+            task=task,
+            architecture=self.architecture,
+            nodes=len(features),
+            edges=len(edges),
+            features=features.shape[1],
+            classes=classes,
+            held_out=held,
+            metrics=metrics,
+            epochs=epochs,
+            fit_seconds=time.perf_counter() - started,
+        )
+
+    def _spec(self, in_dim: int, out_dim: int) -> Any:
+        return self.nets.NetSpec(
+            self.architecture, in_dim, self.hidden, out_dim, self.layers, self.dropout
+        )
+
+    def _training(self, epochs: int) -> Any:
+        return self.nets.Training(epochs, self.lr, self.weight_decay)
+
+    def _fit_nodes(
+        self, request: GraphFitInput, ids: IdMap, x: Any, edges: np.ndarray, epochs: int
+    ) -> tuple[Any, list[Any], int, dict[str, float]]:
+        """Train on the labels not held out; measure on the held-out ones (stratified, and
+        every class keeps at least one training label)."""
+        import torch
+
+        if request.labels is None:
+            raise InvalidRequest("node_classification needs labels", param="labels")
+        labels = resolve_labels(request.labels, ids)
+        rng = np.random.default_rng(request.seed)
+        held = np.zeros(len(labels.rows), dtype=bool)
+        for c in range(len(labels.classes)):
+            members = np.flatnonzero(labels.targets == c)
+            take = min(int(len(members) * request.held_out), len(members) - 1)
+            held[rng.permutation(members)[:take]] = True
+        rows = torch.as_tensor(labels.rows[~held], device=self.device)
+        targets = torch.as_tensor(labels.targets[~held], device=self.device)
+        index = self.nets.edge_index(edges, self.device)
+        with self.nets.seeded(request.seed):
+            net = self.nets.GraphNet(self._spec(x.size(1), len(labels.classes))).to(self.device)
+            self.nets.train_nodes(net, x, index, rows, targets, self._training(epochs))
+        metrics: dict[str, float] = {}
+        if held.any():
+            probabilities = self.nets.softmax(self.nets.run(net, x, index))
+            scored = self.nets.classification_metrics(
+                probabilities[labels.rows[held]], labels.targets[held]
+            )
+            metrics = {k: v for k, v in scored.items() if np.isfinite(v)}
+        return net, labels.classes, int(held.sum()), metrics
+
+    def _fit_links(
+        self, request: GraphFitInput, x: Any, edges: np.ndarray, epochs: int
+    ) -> tuple[Any, int, dict[str, float]]:
+        """Hold out a share of edges and as many non-edges; train on the rest."""
+        import torch
+
+        need = 2 if request.held_out > 0 else 1
+        if len(edges) < need:
+            raise InvalidRequest(
+                f"link_prediction needs at least {need} edges; edges has {len(edges)}",
+                param="edges",
+            )
+        rng = np.random.default_rng(request.seed)
+        order = rng.permutation(len(edges))
+        count = 0
+        if request.held_out > 0:
+            count = min(max(1, int(len(edges) * request.held_out)), len(edges) - 1)
+        train, test = edges[order[count:]], edges[order[:count]]
+        index = self.nets.edge_index(train, self.device)
+        positives = torch.as_tensor(train.T, dtype=torch.long, device=self.device)
+        with self.nets.seeded(request.seed) as generator:
+            net = self.nets.GraphNet(self._spec(x.size(1), self.hidden)).to(self.device)
+            self.nets.train_links(net, x, index, positives, self._training(epochs), generator)
+        metrics: dict[str, float] = {}
+        negatives = non_edges(edges, len(x), count, rng)
+        if count and len(negatives):
+            z = self.nets.run(net, x, index)
+            pairs = np.concatenate([test, negatives])
+            truth = np.concatenate([np.ones(len(test)), np.zeros(len(negatives))])
+            value = self.nets.auc(np.sum(z[pairs[:, 0]] * z[pairs[:, 1]], axis=1), truth)
+            metrics = {"auc": value} if np.isfinite(value) else {}
+        return net, count, metrics
+
+    # --- predicting ---------------------------------------------------------------------
+    def _predict(self, request: GraphPredictInput) -> Prediction:
+        loaded = self._load(self.store.info(KIND, request.graph, request.version))
+        if loaded.meta["task"] == "node_classification":
+            return self._predict_nodes(loaded, request)
+        return self._predict_links(loaded, request)
+
+    def _load(self, info: ArtifactInfo) -> _Loaded:
+        key = (info.name, info.version, info.created)
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        import torch
+
+        arrays = self.store.load(KIND, info.name, info.version).arrays
+        meta = info.meta
+        spec = self.nets.NetSpec(**meta["net"])
+        net = self.nets.GraphNet(spec)
+        net.load_state_dict(
+            {k[6:]: torch.as_tensor(v) for k, v in arrays.items() if k.startswith("param.")}
+        )
+        net.to(self.device).eval()
+        n = int(meta["nodes"])
+        ids = id_map(arrays["ids"].tolist(), n) if "ids" in arrays else id_map(None, n)
+        loaded = _Loaded(
+            info,
+            net,
+            ids,
+            arrays["features"],
+            arrays["edges"],
+            arrays.get("edge_features"),
+            arrays["x_mean"],
+            arrays["x_std"],
+        )
+        return self._remember(loaded)
+
+    def _remember(self, loaded: _Loaded) -> _Loaded:
+        self._cache[(loaded.info.name, loaded.info.version, loaded.info.created)] = loaded
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return loaded
+
+    def _output(
+        self,
+        loaded: _Loaded,
+        features: np.ndarray,
+        edges: np.ndarray,
+        edge_features: np.ndarray | None,
+    ) -> np.ndarray:
+        import torch
+
+        inputs = node_inputs(features, edges, edge_features, degree=loaded.meta["degree_features"])
+        with np.errstate(all="ignore"):
+            scaled = np.float32((inputs - loaded.mean) / loaded.std)
+            out = self.nets.run(
+                loaded.net,
+                torch.as_tensor(scaled, device=self.device),
+                self.nets.edge_index(edges, self.device),
+            )
+            result = self.nets.softmax(out) if loaded.meta["task"] == "node_classification" else out
+        if not np.isfinite(result).all():
+            raise InvalidRequest(
+                "new_nodes.features (or new_edge_features) are too far outside the fitted "
+                "graph's range for the model; rescale them as the fit's were",
+                param="new_nodes.features",
+            )
+        return result
+
+    def _stored_output(self, loaded: _Loaded) -> np.ndarray:
+        if loaded.output is None:
+            loaded.output = self._output(
+                loaded, loaded.features, loaded.edges, loaded.edge_features
+            )
+        return loaded.output
+
+    def _predict_nodes(self, loaded: _Loaded, request: GraphPredictInput) -> Prediction:
+        _only(request, loaded, ("pairs", "node", "candidates"))
+        if request.new_nodes is None and (request.new_edges or request.new_edge_features):
+            raise InvalidRequest("new_edges need the new_nodes they touch", param="new_edges")
+        if not request.nodes and request.new_nodes is None:
+            raise InvalidRequest("give nodes (stored ids) or new_nodes to label", param="nodes")
+        ids, probabilities, new_rows = loaded.ids, None, np.empty(0, np.int64)
+        if request.new_nodes is None:
+            probabilities = self._stored_output(loaded)
+        else:
+            new = request.new_nodes
+            width = loaded.features.shape[1]
+            features = check_rows(new.features, "new_nodes.features", width=width)
+            if len(new.ids) != len(features):
+                raise InvalidRequest(
+                    f"new_nodes.ids has {len(new.ids)} ids for {len(features)} feature rows",
+                    param="new_nodes.ids",
+                )
+            ids = loaded.ids.extended(new.ids, "new_nodes.ids")
+            edges = resolve_edges(request.new_edges or [], ids, "new_edges")
+            edge_features = None
+            if loaded.edge_features is not None:
+                rows = edge_rows(request.new_edge_features, len(edges), "new_edge_features")
+                if rows is None and len(edges):
+                    raise InvalidRequest(
+                        f"graph {loaded.info.name!r} was fitted with edge_features: give "
+                        "new_edge_features, one row per new edge",
+                        param="new_edge_features",
+                    )
+                edge_width = loaded.edge_features.shape[1]
+                if rows is not None and rows.shape[1] != edge_width:
+                    raise InvalidRequest(
+                        f"new_edge_features rows have {rows.shape[1]} values; the graph was "
+                        f"fitted with {edge_width}",
+                        param="new_edge_features[0]",
+                    )
+                parts = [loaded.edge_features] if rows is None else [loaded.edge_features, rows]
+                edge_features = np.concatenate(parts)
+            elif request.new_edge_features is not None:
+                raise InvalidRequest(
+                    f"graph {loaded.info.name!r} was fitted without edge_features",
+                    param="new_edge_features",
+                )
+            probabilities = self._output(
+                loaded,
+                np.concatenate([loaded.features, features]),
+                np.concatenate([loaded.edges, edges]),
+                edge_features,
+            )
+            new_rows = np.arange(len(loaded.features), len(ids.ids))
+        rows = np.concatenate([ids.rows_of(request.nodes or [], "nodes"), new_rows])
+        classes = loaded.meta["classes"]
+        return Prediction(
+            graph=loaded.info.name,
+            version=loaded.info.version,
+            task="node_classification",
+            nodes=[
+                NodePrediction(
+                    id=ids.ids[r],
+                    label=classes[int(np.argmax(probabilities[r]))],
+                    probabilities={
+                        str(c): float(p) for c, p in zip(classes, probabilities[r], strict=True)
+                    },
+                )
+                for r in rows.tolist()
+            ],
+        )
+
+    def _predict_links(self, loaded: _Loaded, request: GraphPredictInput) -> Prediction:
+        _only(request, loaded, ("nodes", "new_nodes", "new_edges", "new_edge_features"))
+        if (request.pairs is None) == (request.node is None):
+            raise InvalidRequest(
+                "give pairs to score or a node to recommend for (one of them)", param="pairs"
+            )
+        z = self._stored_output(loaded)
+        ids = loaded.ids
+        if request.pairs is not None:
+            pairs = resolve_edges(request.pairs, ids, "pairs")
+            scores = self.nets.sigmoid(np.sum(z[pairs[:, 0]] * z[pairs[:, 1]], axis=1))
+            links = [
+                LinkScore(ids.ids[a], ids.ids[b], float(s))
+                for (a, b), s in zip(pairs.tolist(), scores, strict=True)
+            ]
+        else:
+            assert request.node is not None
+            row = ids.row(request.node, "node")
+            pool = (
+                np.unique(ids.rows_of(request.candidates, "candidates"))
+                if request.candidates is not None
+                else np.arange(len(ids.ids))
+            )
+            edges = loaded.edges
+            linked = np.concatenate(
+                [edges[edges[:, 0] == row, 1], edges[edges[:, 1] == row, 0], [row]]
+            )
+            pool = pool[~np.isin(pool, linked)]
+            scores = self.nets.sigmoid(z[pool] @ z[row])
+            best = np.argsort(-scores, kind="stable")[: request.top_k]
+            links = [LinkScore(ids.ids[row], ids.ids[pool[i]], float(scores[i])) for i in best]
+        return Prediction(
+            graph=loaded.info.name,
+            version=loaded.info.version,
+            task="link_prediction",
+            links=links,
+        )
+
+
+def _bounded(options: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = int(options.get(key, default))
+    if not low <= value <= high:
+        raise ValueError(f"options.{key} must be {low} to {high}: {value}")
+    return value
+
+
+def _only(request: GraphPredictInput, loaded: _Loaded, fields: tuple[str, ...]) -> None:
+    """422 for a field the stored model's task does not use."""
+    for name in fields:
+        if getattr(request, name) is not None:
+            raise InvalidRequest(
+                f"{name} does not apply: graph {loaded.info.name!r} is a "
+                f"{loaded.meta['task']} model",
+                param=name,
+            )

@@ -1,0 +1,363 @@
+"""Reading a page as a layout, not as flat text: lines, key/value pairs and tables from
+word boxes alone (any OCR engine or a PDF text layer gives those).
+
+* **Lines**: words whose vertical extents overlap join a line, chained word to word from
+  left to right, so a slightly rotated scan still reads as one line. Lines are in reading
+  order (top to bottom); words in a line left to right.
+* **Segments**: a line splits where the gap between two words is wider than its text is
+  tall: "Invoice Number:" and "INV-001" far to its right are two segments of one line.
+* **Key/value**: a label is a segment whose words end with ``:`` ("Date:"), or whose
+  first words are in the label vocabulary ("Invoice Number", "Total"). Its value is the
+  rest of its segment, else the nearest segment to its right on the same line, else the
+  segment directly below it.
+* **Tables**: consecutive lines of two or more segments (one of them with at least
+  ``min_columns``) whose segments line up in x. Columns are the union of the rows'
+  segment x-ranges; each segment becomes the cell of the column it falls in.
+
+Coordinates are pixels, origin top-left, boxes ``(x0, y0, x1, y1)``.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "DEFAULT_LABELS",
+    "KeyValue",
+    "Layout",
+    "Line",
+    "Segment",
+    "Table",
+    "Word",
+    "analyse",
+    "group_lines",
+    "label_words",
+    "normalise_label",
+    "union",
+]
+
+Box = tuple[float, float, float, float]
+
+DEFAULT_LABELS: tuple[str, ...] = (
+    "invoice number", "invoice no", "invoice #", "invoice id", "invoice date", "date",
+    "due date", "due", "total", "subtotal", "sub total", "tax", "vat", "amount due",
+    "balance due", "total due", "grand total", "po number", "order number", "order no",
+    "receipt number", "receipt no", "account number", "customer id", "reference",
+    "bill to", "ship to", "phone", "email", "terms",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    box: Box
+    score: float = 1.0
+
+    @property
+    def height(self) -> float:
+        return self.box[3] - self.box[1]
+
+    @property
+    def cy(self) -> float:
+        return (self.box[1] + self.box[3]) / 2
+
+
+def union(boxes: Iterable[Box]) -> Box:
+    """The smallest box holding all of ``boxes``."""
+    x0s, y0s, x1s, y1s = zip(*boxes, strict=True)
+    return (min(x0s), min(y0s), max(x1s), max(y1s))
+
+
+@dataclass
+class Segment:
+    """Words of one line close enough together to be one phrase (a key, a value, a cell)."""
+
+    words: list[Word]
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    @property
+    def box(self) -> Box:
+        return union(w.box for w in self.words)
+
+    @property
+    def score(self) -> float:
+        return statistics.fmean(w.score for w in self.words)
+
+
+@dataclass
+class Line:
+    words: list[Word]
+    segments: list[Segment] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    @property
+    def box(self) -> Box:
+        return union(w.box for w in self.words)
+
+    @property
+    def height(self) -> float:
+        return statistics.median(w.height for w in self.words)
+
+
+@dataclass(frozen=True)
+class KeyValue:
+    key: str
+    value: str
+    key_box: Box
+    value_box: Box
+    confidence: float
+
+
+@dataclass(frozen=True)
+class Table:
+    rows: list[list[str]]
+    box: Box
+
+
+@dataclass(frozen=True)
+class Layout:
+    lines: list[Line]
+    key_values: list[KeyValue]
+    tables: list[Table]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+
+def _vertical_overlap(a: Box, b: Box) -> float:
+    """Shared height over the smaller height (1.0: one spans the other)."""
+    shared = min(a[3], b[3]) - max(a[1], b[1])
+    return max(0.0, shared) / max(1e-6, min(a[3] - a[1], b[3] - b[1]))
+
+
+def group_lines(words: Sequence[Word], gap_factor: float = 0.8) -> list[Line]:
+    """Words into lines in reading order, each split into segments (see module docs)."""
+    chains: list[list[Word]] = []
+    for word in sorted((w for w in words if w.text.strip()), key=lambda w: (w.box[0], w.box[1])):
+        best, best_overlap = None, 0.5
+        for chain in chains:
+            last = chain[-1]
+            if last.box[0] > word.box[0] + 1e-6:
+                continue  # lines grow left to right only
+            overlap = _vertical_overlap(last.box, word.box)
+            if overlap > best_overlap:
+                best, best_overlap = chain, overlap
+        if best is None:
+            chains.append([word])
+        else:
+            best.append(word)
+    lines = [Line(chain) for chain in chains]
+    lines.sort(key=lambda line: (statistics.fmean(w.cy for w in line.words), line.box[0]))
+    for line in lines:
+        line.segments = _segments(line, gap_factor)
+    return lines
+
+
+def _segments(line: Line, gap_factor: float) -> list[Segment]:
+    limit = gap_factor * line.height
+    segments = [Segment([line.words[0]])]
+    for previous, word in zip(line.words, line.words[1:], strict=False):
+        if word.box[0] - previous.box[2] > limit:
+            segments.append(Segment([word]))
+        else:
+            segments[-1].words.append(word)
+    return segments
+
+
+def normalise_label(text: str) -> str:
+    """Lower case, punctuation but ``#`` dropped, spaces collapsed ("Invoice No." ->
+    "invoice no")."""
+    return " ".join(re.sub(r"[^\w#\s]", " ", text.lower()).split())
+
+
+def label_words(segment: Segment, labels: frozenset[str]) -> int:
+    """How many leading words of ``segment`` are a label (0: it holds none).
+
+    A word ending with ':' closes a label ("Invoice Number:"); without one, the longest
+    run of leading words in ``labels`` is a label when the segment is only that label or
+    what follows it holds a digit ("Total $12.00"), so "Total due in 30 days" is not read
+    as the key "Total" (it has a digit, but reading it so is the least bad guess)."""
+    for i, word in enumerate(segment.words[:6]):
+        if word.text.endswith(":") and (len(word.text) > 1 or i > 0):
+            return i + 1
+    for n in range(min(len(segment.words), 4), 0, -1):
+        if normalise_label(" ".join(w.text for w in segment.words[:n])) in labels:
+            rest = " ".join(w.text for w in segment.words[n:])
+            if not rest or any(c.isdigit() for c in rest):
+                return n
+    return 0
+
+
+def _table_candidate(line: Line, labels: frozenset[str]) -> bool:
+    """Two or more segments, none of them a ``label:``, and not just ``label  value``."""
+    if len(line.segments) < 2:
+        return False
+    if any(w.text.endswith(":") for w in line.words):
+        return False
+    return not (len(line.segments) == 2 and label_words(line.segments[0], labels))
+
+
+def _overlaps(a: Box, b: Box) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0])
+
+
+def _aligned(line: Line, columns: list[Box]) -> bool:
+    """Most of the line's segments fall under a column the table already has."""
+    hits = sum(any(_overlaps(s.box, c) for c in columns) for s in line.segments)
+    return hits * 2 >= len(line.segments)
+
+
+def _columns(rows: list[Line]) -> list[tuple[float, float]]:
+    spans = sorted((s.box[0], s.box[2]) for row in rows for s in row.segments)
+    merged = [list(spans[0])]
+    for x0, x1 in spans[1:]:
+        if x0 < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], x1)
+        else:
+            merged.append([x0, x1])
+    return [(a, b) for a, b in merged]
+
+
+def _table(rows: list[Line]) -> Table:
+    columns = _columns(rows)
+    cells: list[list[str]] = []
+    for row in rows:
+        texts: list[list[str]] = [[] for _ in columns]
+        for segment in row.segments:
+            centre = (segment.box[0] + segment.box[2]) / 2
+            index = min(
+                range(len(columns)),
+                key=lambda i: (
+                    0
+                    if columns[i][0] <= centre <= columns[i][1]
+                    else min(abs(centre - columns[i][0]), abs(centre - columns[i][1])) + 1
+                ),
+            )
+            texts[index].append(segment.text)
+        cells.append([" ".join(t) for t in texts])
+    return Table(rows=cells, box=union(row.box for row in rows))
+
+
+def find_tables(
+    lines: list[Line], labels: frozenset[str], min_columns: int = 3
+) -> tuple[list[Table], set[int]]:
+    """Tables and the indices of the lines they took."""
+    tables: list[Table] = []
+    taken: set[int] = set()
+    run: list[int] = []
+
+    def close() -> None:
+        rows = [lines[i] for i in run]
+        if len(rows) >= 2 and max(len(r.segments) for r in rows) >= min_columns:
+            table = _table(rows)
+            if len(table.rows[0]) >= 2:
+                tables.append(table)
+                taken.update(run)
+        run.clear()
+
+    for i, line in enumerate(lines):
+        if not _table_candidate(line, labels):
+            close()
+            continue
+        if run:
+            previous = lines[run[-1]]
+            gap = line.box[1] - previous.box[3]
+            columns = [s.box for j in run for s in lines[j].segments]
+            if gap > 2.5 * max(previous.height, line.height) or not _aligned(line, columns):
+                close()
+        run.append(i)
+    close()
+    return tables, taken
+
+
+def _value_below(
+    lines: list[Line], start: int, key: Segment, skip: set[int], used: set[int]
+) -> Segment | None:
+    """The first segment under ``key`` (overlapping it in x) within a few line heights."""
+    height = lines[start].height
+    for j in range(start + 1, min(start + 4, len(lines))):
+        line = lines[j]
+        if line.box[1] - key.box[3] > 2.5 * height:
+            return None
+        if j in skip:
+            continue
+        for segment in line.segments:
+            if id(segment) in used or not _overlaps(segment.box, key.box):
+                continue
+            return segment
+    return None
+
+
+def find_key_values(
+    lines: list[Line], labels: frozenset[str], skip: set[int] | None = None
+) -> list[KeyValue]:
+    """Labels and their values in reading order; lines in ``skip`` (tables) are neither."""
+    skip = skip or set()
+    used: set[int] = set()  # ids of segments already a key or a value
+    label_counts = {
+        id(s): label_words(s, labels)
+        for i, line in enumerate(lines)
+        if i not in skip
+        for s in line.segments
+    }
+    pairs: list[KeyValue] = []
+    for i, line in enumerate(lines):
+        if i in skip:
+            continue
+        for k, segment in enumerate(line.segments):
+            n = label_counts[id(segment)]
+            if not n or id(segment) in used:
+                continue
+            used.add(id(segment))
+            key_words, rest = segment.words[:n], segment.words[n:]
+            value: Segment | None = None
+            factor = 0.95
+            if rest:
+                value = Segment(rest)
+            else:
+                right = line.segments[k + 1] if k + 1 < len(line.segments) else None
+                if right is not None and not label_counts[id(right)] and id(right) not in used:
+                    value, factor = right, 0.9
+                else:
+                    below = _value_below(lines, i, segment, skip, used)
+                    if below is not None and not label_counts.get(id(below)):
+                        value, factor = below, 0.75
+            if value is None:
+                continue
+            used.add(id(value))
+            key = Segment(key_words)
+            scores = [w.score for w in key_words + value.words]
+            pairs.append(
+                KeyValue(
+                    key=key.text.rstrip(":").strip(),
+                    value=value.text,
+                    key_box=key.box,
+                    value_box=value.box,
+                    confidence=round(factor * statistics.fmean(scores), 4),
+                )
+            )
+    return pairs
+
+
+def analyse(
+    words: Sequence[Word],
+    labels: Iterable[str] = DEFAULT_LABELS,
+    *,
+    min_columns: int = 3,
+    gap_factor: float = 0.8,
+) -> Layout:
+    """Lines, tables and key/value pairs of one page's words."""
+    vocabulary = frozenset(normalise_label(label) for label in labels)
+    lines = group_lines(words, gap_factor)
+    tables, taken = find_tables(lines, vocabulary, min_columns)
+    return Layout(lines, find_key_values(lines, vocabulary, taken), tables)

@@ -1,0 +1,82 @@
+"""``POST /v1/documents/extract``: words, lines, key/value pairs and tables of a PDF or
+image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from corral.config import LimitsConfig, Task
+from corral.errors import InvalidRequest, PayloadTooLarge
+from corral.experts.documents import DocumentInput, DocumentResult
+from corral.images import decode_base64
+from corral.server.deps import RouterDep
+from corral.server.limits import check_labels
+from corral.server.schemas import ERROR_RESPONSES
+from corral.server.schemas_documents import DocumentRequest, DocumentResponse
+
+__all__ = ["api"]
+
+api = APIRouter(prefix="/v1", tags=["documents"], responses=ERROR_RESPONSES)
+
+
+def _check(labels: list[str] | None, pages: list[int] | None, limits: LimitsConfig) -> None:
+    check_labels(labels, limits)
+    if pages is not None and len(pages) > limits.max_pages:
+        raise PayloadTooLarge(
+            f"pages has {len(pages)} items; server.limits.max_pages is {limits.max_pages}",
+            param="pages",
+        )
+
+
+async def _answer(router: RouterDep, model: str | None, request: DocumentInput) -> DocumentResponse:
+    handle, result = await router.serve(Task.DOCUMENT, model, request)
+    assert isinstance(result, DocumentResult)
+    return DocumentResponse(model=handle.name, pages=result.pages, text=result.text)
+
+
+@api.post("/documents/extract", response_model=DocumentResponse)
+async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
+    """Read a document given as base64 (``document``) or by ``file_id``."""
+    _check(body.labels, body.pages, router.runtime.config.server.limits)
+    fields = {"pages": body.pages, "labels": body.labels, "dpi": body.dpi}
+    if body.document is not None:
+        data = decode_base64(body.document, param="document")
+        request = DocumentInput.inline(data, param="document", **fields)
+    else:
+        assert body.file_id is not None
+        request = DocumentInput(file_id=body.file_id, **fields)
+    return await _answer(router, body.model, request)
+
+
+def _pages(text: str | None) -> list[int] | None:
+    """Form field ``pages``: "0,2,3"."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise InvalidRequest(
+            f"pages must be comma-separated page numbers such as 0,2; got {text[:40]!r}",
+            param="pages",
+        ) from None
+
+
+@api.post("/documents/extract/upload", response_model=DocumentResponse)
+async def extract_upload(
+    router: RouterDep,
+    file: Annotated[UploadFile, File(description="The PDF or image.")],
+    model: Annotated[str | None, Form()] = None,
+    pages: Annotated[str | None, Form(description="Comma-separated 0-based pages.")] = None,
+    labels: Annotated[list[str] | None, Form(description="Extra key names; repeat.")] = None,
+    dpi: Annotated[int | None, Form(ge=36)] = None,
+) -> DocumentResponse:
+    """Read a document sent as a multipart/form-data upload (field ``file``)."""
+    selected = _pages(pages)
+    _check(labels, selected, router.runtime.config.server.limits)
+    data = await file.read()
+    if not data:
+        raise InvalidRequest("file is empty", param="file")
+    request = DocumentInput.inline(data, param="file", pages=selected, labels=labels, dpi=dpi)
+    return await _answer(router, model, request)

@@ -1,0 +1,54 @@
+"""Bodies of ``POST /v1/documents/extract`` (JSON) and its multipart twin ``/upload``.
+
+The page results are the expert's own models (``corral.experts.documents``), so the
+HTTP answer and a coordinator's tool result have one shape."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from corral.experts.documents import PageResult
+from corral.server.schemas import _Request
+
+__all__ = ["DocumentRequest", "DocumentResponse"]
+
+
+class DocumentRequest(_Request):
+    document: str | None = Field(
+        None,
+        description="The PDF or image (PNG, JPEG, TIFF, ...) as base64 or a data: URL; "
+        "or give `file_id`.",
+    )
+    file_id: str | None = Field(
+        None, max_length=128, description="Id of an upload from POST /v1/files."
+    )
+    pages: list[int] | None = Field(
+        None, min_length=1, description="0-based page numbers to read; omitted: every page."
+    )
+    labels: list[str] | None = Field(
+        None,
+        description="Key names to look for besides the built-in ones (invoice number, date, "
+        "total, due date, ...); text ending with ':' is always a key.",
+    )
+    dpi: int | None = Field(
+        None,
+        ge=36,
+        description="PDF render resolution, which is also the unit of the boxes (default 150).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DocumentRequest:
+        if (self.document is None) == (self.file_id is None):
+            raise ValueError("give exactly one of `document` (base64) or `file_id`")
+        return self
+
+
+class DocumentResponse(BaseModel):
+    object: Literal["document"] = "document"
+    model: str
+    pages: list[PageResult]
+    text: str = Field(
+        description="Every page's text in reading order, pages apart by a blank line."
+    )

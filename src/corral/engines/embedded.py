@@ -1,0 +1,5 @@
+"""The embedded engine: every expert in this process (``corral.runtime.Runtime``)."""
+
+from corral.runtime import Runtime as EmbeddedEngine
+
+__all__ = ["EmbeddedEngine"]

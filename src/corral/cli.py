@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
         "--strict", action="store_true", help="refuse to start if any expert's weights are missing"
     )
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--engine",
+        choices=["embedded", "ray"],
+        help="where experts run (default: runtime.engine): this process, or Ray Serve",
+    )
     serve.set_defaults(handler=_serve)
 
     check = sub.add_parser(
@@ -282,6 +287,10 @@ def _serve(args: argparse.Namespace) -> int:
         console.print("[red]--strict: refusing to start with unavailable experts[/]")
         return 1
     fitted = _fitted(args.config, console)
+    host = args.host or config.server.host
+    port = args.port if args.port is not None else config.server.port
+    if (args.engine or config.runtime.engine) == "ray":
+        return _serve_ray(config, host, port, fitted)
     total = len(runtime.handles) - len(unavailable)
     app = create_app(
         config,
@@ -290,8 +299,6 @@ def _serve(args: argparse.Namespace) -> int:
         listener=RichLoadProgress(console, total=total) if log_format == "text" else None,
         fitted=fitted,
     )
-    host = args.host or config.server.host
-    port = args.port if args.port is not None else config.server.port
     uvicorn.run(
         app,
         host=host,
@@ -300,6 +307,17 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=None,  # uvicorn's records go through corral's handler (text or JSON)
         timeout_graceful_shutdown=30,
     )
+    return 0
+
+
+def _serve_ray(config: Config, host: str, port: int, fitted: FittedRouting | None) -> int:
+    """The same config on Ray Serve: one deployment per expert, the app as ingress."""
+    from corral.engines.ray import run  # imports ray itself only when called
+
+    try:
+        run(config, host=host, port=port, fitted=fitted)
+    except CorralError as exc:
+        return _failed("serve --engine ray", exc)
     return 0
 
 

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corral._yaml import Loc, LocatedYaml, interpolate_env
+from corral.config_ray import RayConfig, RayModelConfig
 from corral.errors import ConfigError
 
 __all__ = [
@@ -124,6 +125,9 @@ class ModelConfig(_Strict):
     aliases: list[str] = []
     timeout_s: float | None = Field(None, gt=0, description="Per-request limit; then fallback.")
     options: dict[str, Any] = {}
+    ray: RayModelConfig | None = Field(
+        None, description="Replicas and resources on Ray Serve (runtime.engine: ray)."
+    )
 
     @field_validator("memory")
     @classmethod
@@ -164,8 +168,14 @@ class RuntimeConfig(_Strict):
         return value
 
     engine: Literal["embedded", "ray"] = "embedded"
+    ray: RayConfig = Field(RayConfig(), description="The Ray cluster (runtime.engine: ray).")
     models_dir: Path | None = Field(
         None, description="Extra directory searched for hub ids as <dir>/<org>/<name>."
+    )
+    state_dir: Path | None = Field(
+        None,
+        description="Where fitted detectors and graph models are kept (<dir>/artifacts); "
+        "default $CORRAL_STATE_DIR, else ~/.local/state/corral.",
     )
 
 
@@ -178,6 +188,49 @@ class LimitsConfig(_Strict):
     max_labels: int = Field(64, ge=1)
     max_series_length: int = Field(100_000, ge=1, description="Values in one forecast series.")
     max_horizon: int = Field(10_000, ge=1, description="Steps one forecast may ask for.")
+    max_rows: int = Field(
+        100_000, ge=1, le=1_000_000, description="Rows (or windows) one anomaly fit or score sends."
+    )
+    max_features: int = Field(
+        1_000, ge=1, le=10_000, description="Features per anomaly row (or window length)."
+    )
+    max_graph_nodes: int = Field(
+        100_000, ge=1, le=1_000_000, description="Nodes one graph fit (or prediction) sends."
+    )
+    max_graph_edges: int = Field(
+        500_000, ge=1, le=5_000_000, description="Edges one graph fit (or prediction) sends."
+    )
+    max_graph_features: int = Field(
+        1_024, ge=1, le=65_536, description="Features per graph node (or edge)."
+    )
+    max_streams: int = Field(
+        1_000, ge=1, le=1_000_000, description="Anomaly stream windows kept; least recent dropped."
+    )
+    # images (/v1/detect, /v1/documents/extract) and uploads (/v1/files)
+    max_image_pixels: int = Field(
+        25_000_000,
+        ge=1,
+        le=89_478_485,  # Pillow's own decompression-bomb limit: never beyond it
+        description="Pixels (width x height) one decoded image may have; checked from the "
+        "header, before decoding.",
+    )
+    max_images: int = Field(64, ge=1, description="Images (or frames) in one request.")
+    max_request_pixels: int = Field(
+        100_000_000, ge=1, description="Pixels all the images of one request may have together."
+    )
+    max_file_bytes: int = Field(
+        4 * 1024 * 1024, ge=1, description="Bytes one upload to /v1/files may have."
+    )
+    max_files: int = Field(256, ge=1, description="Uploads kept at once (oldest dropped first).")
+    max_files_bytes: int = Field(
+        256 * 1024 * 1024, ge=1, description="Bytes all kept uploads may take together."
+    )
+    file_ttl_s: float = Field(3600.0, gt=0, description="Seconds an upload is kept.")
+    # documents (/v1/documents/extract); each page also counts against max_image_pixels
+    max_pages: int = Field(50, ge=1, description="Pages one document request may read.")
+    max_render_dpi: int = Field(
+        300, ge=36, le=1200, description="Highest resolution a PDF page is rendered at."
+    )
 
 
 class RateLimitConfig(_Strict):

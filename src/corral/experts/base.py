@@ -23,8 +23,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
 
-from corral.config import ModelConfig, Task
+from corral.artifacts import ArtifactStore
+from corral.config import LimitsConfig, ModelConfig, Task
 from corral.errors import ExpertUnavailable
+from corral.files import FileStore
 
 __all__ = ["BaseExpert", "Expert", "LoadContext", "SharedModels", "require"]
 
@@ -72,6 +74,9 @@ class LoadContext:
     shared: SharedModels = field(default_factory=SharedModels)
     base_url: str | None = None
     executor: Executor | None = None  # the thread this expert's blocking calls run on
+    artifacts: ArtifactStore | None = None  # fitted state kept across restarts (anomaly, graph)
+    files: FileStore | None = None  # uploads that tool calls name by id (detect, documents)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)  # for inputs read from `files`
 
     @property
     def options(self) -> dict[str, Any]:
@@ -98,6 +103,11 @@ class BaseExpert(ABC):
     @abstractmethod
     def unload(self) -> None:
         """Drop references to the weights so their memory can be freed."""
+
+    def resident_bytes(self) -> int | None:
+        """Bytes the loaded model holds as its framework reports them (weights, caches);
+        None when it cannot say, and the runtime falls back to the RSS growth it saw."""
+        return None
 
     async def aclose(self) -> None:
         """Release everything on shutdown, on the expert's own thread: after any call still

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from corral.access import require_expert
+from corral.artifacts import ArtifactStore, default_state_dir
 from corral.catalog import resolve
 from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
 from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
 from corral.experts.registry import expert_class
+from corral.files import FileStore
 from corral.observe.cost import CostMeter
 from corral.observe.metrics import Metrics
 from corral.runtime.batcher import MicroBatcher
@@ -50,6 +52,9 @@ class Runtime:
         self.metrics = metrics
         self.costs: CostMeter | None = None  # told every call's compute seconds and tokens
         self._shared = SharedModels()
+        state_dir = config.runtime.state_dir or default_state_dir(environ)
+        self.artifacts = ArtifactStore(state_dir.expanduser() / "artifacts")
+        self.files = FileStore.from_limits(config.server.limits)  # uploads, by id (/v1/files)
         self._executors: dict[str, ThreadPoolExecutor] = {}
         self.handles: dict[str, ExpertHandle] = {}
         for spec in config.models:
@@ -137,7 +142,9 @@ class Runtime:
                 expert, executor, measured = await self._load(
                     handle, device, device_used_bytes(device)
                 )
-                await self.placement.loaded(handle, device, measured)
+                await self.placement.loaded(
+                    handle, device, measured, reported=expert.resident_bytes()
+                )
             handle.expert = expert
             if isinstance(expert, Expert):
                 handle.batcher = MicroBatcher(
@@ -219,6 +226,9 @@ class Runtime:
             shared=self._shared,
             base_url=resolved.base_url,
             executor=executor,
+            artifacts=self.artifacts,
+            files=self.files,
+            limits=self.config.server.limits,
         )
         expert = cls(context)
         expert.load()

@@ -25,7 +25,18 @@ from corral.observe.otel import build_tracer_provider, tracer_from
 from corral.observe.usage import UsageStore, default_usage_path
 from corral.routing import FittedRouting, Router
 from corral.runtime import ExpertState, LoadListener, Runtime
-from corral.server import routes_chat, routes_observe, routes_openai, routes_tasks, tracing
+from corral.server import (
+    routes_anomaly,
+    routes_chat,
+    routes_documents,
+    routes_graph,
+    routes_observe,
+    routes_openai,
+    routes_tasks,
+    routes_vision,
+    tracing,
+)
+from corral.server.anomaly_streams import StreamWindows
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
@@ -110,6 +121,7 @@ def create_app(
     app.state.traces = TraceStore()
     app.state.api_keys = api_keys
     app.state.usage = usage
+    app.state.anomaly_streams = StreamWindows(config.server.limits.max_streams)
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
@@ -118,7 +130,17 @@ def create_app(
     )
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
-    for module in (routes_openai, routes_chat, routes_tasks, routes_observe):
+    routes = (
+        routes_openai,
+        routes_chat,
+        routes_tasks,
+        routes_anomaly,
+        routes_graph,
+        routes_documents,
+        routes_vision,
+        routes_observe,
+    )
+    for module in routes:
         app.include_router(module.api)
 
     @app.get(

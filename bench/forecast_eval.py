@@ -27,8 +27,9 @@ models:
   - {name: fracast, model: fracast, default: true}
   - {name: AutoETS, model: statsforecast/AutoETS}
   - {name: AutoTheta, model: statsforecast/AutoTheta}
+  - {name: AutoARIMA, model: statsforecast/AutoARIMA}
 """
-BACKENDS = ["fracast", "AutoETS", "AutoTheta"]
+BACKENDS = ["fracast", "AutoETS", "AutoTheta", "AutoARIMA"]
 LEVELS = [round(0.1 * i, 1) for i in range(1, 10)]
 
 

@@ -27,6 +27,7 @@ def _config(chronos_dir: Path) -> str:
 models:
   - {{name: fracast, model: fracast, default: true, batch: {{max_wait_ms: 50}}}}
   - {{name: ets, model: statsforecast/AutoETS, options: {{season_length: {SEASON}}}}}
+  - {{name: arima, model: statsforecast/AutoARIMA}}
   - {{name: chronos, model: amazon/chronos-t5-base, path: {chronos_dir}}}
 """
 
@@ -91,6 +92,18 @@ def test_beats_seasonal_naive_on_held_out_co2(
     assert mase < 1.0 and relative < 1.0
     assert np.all(low <= mid) and np.all(mid <= high)
     assert coverage >= 0.5
+
+
+def test_auto_arima_fits_the_last_decade(server: RunningServer, co2: np.ndarray) -> None:
+    """AutoARIMA searches its orders per series (seconds on 500 values): the last ten
+    years are enough to beat seasonal naive on the held-out two."""
+    train, test = co2[-HOLDOUT - 120 : -HOLDOUT], co2[-HOLDOUT:]
+    body = {"series": [train.tolist()], "horizon": HOLDOUT, "season_length": SEASON}
+    (data,) = _forecast(server, model="arima", **body)["data"]
+    mean, low, high = (np.array(v) for v in (data["mean"], *map(data["quantiles"].get, ("0.1", "0.9"))))
+    naive = np.tile(train[-SEASON:], HOLDOUT // SEASON)
+    assert np.mean(np.abs(mean - test)) < np.mean(np.abs(naive - test))
+    assert np.all(low <= high) and np.mean((low <= test) & (test <= high)) >= 0.5
 
 
 @pytest.mark.parametrize("model", ["fracast", "ets"])

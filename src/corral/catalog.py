@@ -97,7 +97,7 @@ CATALOG: Mapping[str, CatalogEntry] = {
             locate=lambda: _package_dir("statsforecast"),
             note=f"statistical {name}, fitted per request: no weights (path: the package)",
         )
-        for name in ("AutoETS", "AutoTheta")
+        for name in ("AutoETS", "AutoTheta", "AutoARIMA")
     },
     # --- detectors inside opencv-python-headless<5 (pip install 'corral[vision]') ---------
     **{

@@ -8,7 +8,8 @@
   Chronos-2; ``chronos-forecasting``'s ``BaseChronosPipeline`` picks the class from the
   config). T5 Chronos samples its paths, so each call is seeded (``options.seed``, 0)
   inside a forked RNG: the same request gets the same answer.
-* ``statsforecast``: AutoETS or AutoTheta fitted per series (no weights). Quantiles come
+* ``statsforecast``: AutoETS, AutoTheta or AutoARIMA fitted per series (no weights;
+  AutoARIMA searches orders, and takes seconds on a few hundred values). Quantiles come
   from its normal prediction intervals: quantile q is the lower bound of the
   ``100 * (1 - 2q)`` % interval (upper bound of ``100 * (2q - 1)`` % above the median).
 
@@ -255,11 +256,12 @@ def _stacked(values: Any) -> np.ndarray:
 
 
 class StatsForecaster(_ForecastExpert):
-    """Forecast time series (mean and quantiles) with statistical models (AutoETS, AutoTheta)."""
+    """Forecast time series (mean and quantiles) with statistical models (AutoETS, AutoTheta,
+    AutoARIMA)."""
 
     backend = "statsforecast"
     uses_torch = False
-    MODELS = ("AutoETS", "AutoTheta")
+    MODELS = ("AutoETS", "AutoTheta", "AutoARIMA")
 
     def load(self) -> None:
         require("statsforecast", "forecast")

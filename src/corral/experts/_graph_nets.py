@@ -31,7 +31,6 @@ __all__ = [
     "seeded",
     "sigmoid",
     "softmax",
-    "threads",
     "train_links",
     "train_nodes",
 ]
@@ -75,22 +74,6 @@ class GraphNet(torch.nn.Module):
             if i < len(self.convs) - 1:
                 x = F.dropout(F.relu(x), p=self.dropout, training=self.training)
         return x
-
-
-@contextmanager
-def threads(count: int) -> Iterator[None]:
-    """torch's intra-op threads set to ``count`` for a fit or prediction, then restored.
-
-    Why: a graph of a few thousand nodes makes operations too small to gain from more
-    threads, and on a busy machine the extra threads only spin (``bench/graph_eval.py``
-    fits the same GraphSAGE on 1 and on 2 threads). The expert's device has one worker
-    thread, so no other torch call runs on it meanwhile."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextmanager

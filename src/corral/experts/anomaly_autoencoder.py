@@ -19,12 +19,11 @@ and the catalog says so; this reconstruction-error model is what answers for it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
+from corral.experts._torch import torch_threads
 from corral.experts.anomaly import AnomalyExpert
 from corral.experts.base import require
 
@@ -72,16 +71,6 @@ class AutoencoderDetector(AnomalyExpert):
         if not 1 <= self.threads <= 256:
             raise ValueError(f"options.threads must be 1 to 256: {self.threads}")
 
-    @contextmanager
-    def _threads(self) -> Iterator[None]:
-        """Fewer intra-op threads for the duration of one call (see the module docstring)."""
-        before = self.torch.get_num_threads()
-        self.torch.set_num_threads(self.threads)
-        try:
-            yield
-        finally:
-            self.torch.set_num_threads(before)
-
     def _sizes(self, features: int, options: dict[str, Any]) -> tuple[int, int]:
         """The code layer must be narrower than the input, or the net learns the identity."""
         hidden = int(options["hidden"])
@@ -91,7 +80,7 @@ class AutoencoderDetector(AnomalyExpert):
     def fit_model(
         self, rows: np.ndarray, options: dict[str, Any], contamination: float
     ) -> tuple[Any, np.ndarray]:
-        with self._threads():
+        with torch_threads(self.threads):
             return self._train(rows, options)
 
     def _train(self, rows: np.ndarray, options: dict[str, Any]) -> tuple[Any, np.ndarray]:
@@ -148,7 +137,7 @@ class AutoencoderDetector(AnomalyExpert):
 
     def score_model(self, model: Any, rows: np.ndarray) -> np.ndarray:
         x = self.torch.as_tensor(rows, dtype=self.torch.float32, device=self.context.device)
-        with self._threads():
+        with torch_threads(self.threads):
             return self._errors(model, x)
 
     def model_arrays(self, model: Any, rows: np.ndarray) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ from corral.config import Task
 from corral.errors import InvalidRequest
 from corral.experts._memory import torch_bytes
 from corral.experts._numeric import finite
+from corral.experts._torch import torch_threads
 from corral.experts.base import Expert, require
 
 __all__ = [
@@ -152,6 +153,8 @@ class FracastForecaster(_ForecastExpert):
 
     def load(self) -> None:
         fracast = require("fracast", "forecast")
+        self.threads = int(self.context.options.get("threads", 1))
+        self.rows_per_call = int(self.context.options.get("rows_per_call", 16))
         self.model = fracast.FracastModel.from_pretrained(
             str(self.context.path),
             weights=self.context.options.get("weights", "fp32"),
@@ -180,24 +183,33 @@ class FracastForecaster(_ForecastExpert):
     def forward(self, items: list[_Item]) -> list[_Output]:
         """One batched call per count of 48-step blocks: a short horizon never pays for
         another request's long one. Shorter series are left-padded with NaN, which
-        fracast treats as unobserved, exactly as it pads a short context itself."""
+        fracast treats as unobserved, exactly as it pads a short context itself. A call
+        takes at most ``options.rows_per_call`` series (16): past that fracast's time per
+        series grows (0.037 s at 8, 0.055 s at 32, 0.10 s at 64 here)."""
         outputs: list[_Output | None] = [None] * len(items)
         block = self.model.horizon
-        for group in _groups(items, lambda it: -(-it.horizon // block)):
-            width = min(max(len(items[i].values) for i in group), self.model.context_length)
-            rows = np.full((len(group), width), np.nan)
-            for row, i in enumerate(group):
-                tail = items[i].values[-width:]
-                rows[row, width - len(tail) :] = tail
-            horizon = max(items[i].horizon for i in group)
-            with np.errstate(all="ignore"):
-                forecast = np.sort(self.model.forecast_batch(rows, horizon=horizon), axis=-1)
-            for row, i in enumerate(group):
-                paths = forecast[row].astype(np.float64)  # [horizon, levels]
-                wanted = (*items[i].quantiles, 0.5)
-                levels = {q: _interpolate(paths, self.levels, q) for q in wanted}
-                outputs[i] = _result(items[i], levels[0.5], levels)
+        for blocks in _groups(items, lambda it: -(-it.horizon // block)):
+            for start in range(0, len(blocks), self.rows_per_call):
+                self._forecast_rows(items, blocks[start : start + self.rows_per_call], outputs)
         return [o for o in outputs if o is not None]
+
+    def _forecast_rows(
+        self, items: list[_Item], group: list[int], outputs: list[_Output | None]
+    ) -> None:
+        """One fracast call over the series ``group`` indexes; results go into ``outputs``."""
+        width = min(max(len(items[i].values) for i in group), self.model.context_length)
+        rows = np.full((len(group), width), np.nan)
+        for row, i in enumerate(group):
+            tail = items[i].values[-width:]
+            rows[row, width - len(tail) :] = tail
+        horizon = max(items[i].horizon for i in group)
+        with np.errstate(all="ignore"), torch_threads(self.threads):
+            forecast = np.sort(self.model.forecast_batch(rows, horizon=horizon), axis=-1)
+        for row, i in enumerate(group):
+            paths = forecast[row].astype(np.float64)  # [horizon, levels]
+            wanted = (*items[i].quantiles, 0.5)
+            levels = {q: _interpolate(paths, self.levels, q) for q in wanted}
+            outputs[i] = _result(items[i], levels[0.5], levels)
 
 
 class ChronosForecaster(_ForecastExpert):

@@ -51,6 +51,12 @@ CATALOG: Mapping[str, CatalogEntry] = {
     "ultralytics/yolov12n": CatalogEntry(
         Task.DETECT, "onnx-yolo", note="export to ONNX: `yolo export model=yolov12n.pt format=onnx`"
     ),
+    "ultralytics/rtdetr-l": CatalogEntry(
+        Task.DETECT, "onnx-detr", note="export to ONNX: `yolo export model=rtdetr-l.pt format=onnx`"
+    ),
+    "roboflow/rf-detr-base": CatalogEntry(
+        Task.DETECT, "onnx-detr", note="export to ONNX: `RFDETRBase().export()` (rfdetr)"
+    ),
     "deepseek-ai/deepseek-coder-6.7b-instruct": CatalogEntry(
         Task.CHAT, "llama-cpp", role="code", note="expects a GGUF file in the model directory"
     ),

@@ -1,7 +1,8 @@
 """Object detection: what the detect backends share (input, results, class filter, NMS).
 
-The backends (``detect_onnx``: YOLO exports on ONNX Runtime; ``detect_opencv``: OpenCV's
-HOG people and Haar face detectors) differ only in ``load`` and ``forward``. Each item
+The backends (``detect_onnx``: YOLO exports on ONNX Runtime; ``detect_detr``: DETR-family
+exports (RT-DETR, RF-DETR, DETR) on ONNX Runtime; ``detect_opencv``: OpenCV's HOG people
+and Haar face detectors) differ only in ``load`` and ``forward``. Each item
 is one image (a video frame), so the micro-batcher can put the frames of many requests
 through one model call.
 
@@ -27,12 +28,14 @@ from corral.experts.base import Expert, require
 from corral.images import check_image_count, decode_image
 
 __all__ = [
+    "COCO91_NAMES",
     "COCO_NAMES",
     "DetectExpert",
     "DetectInput",
     "Detection",
     "ImageDetections",
     "nms",
+    "ranked",
 ]
 
 # the 80 COCO classes in the order YOLO models trained on COCO number them
@@ -48,6 +51,14 @@ _COCO = (
 )
 COCO_NAMES: tuple[str, ...] = tuple(n.replace("_", " ") for n in _COCO.split())
 
+# COCO's category ids (1-90 with gaps), which DETR and RF-DETR checkpoints trained on COCO
+# index their 91 class columns by; unused ids are "N/A", as in Hugging Face's id2label
+_COCO_GAPS = frozenset({0, 12, 26, 29, 30, 45, 66, 68, 69, 71, 83})
+COCO91_NAMES: tuple[str, ...] = tuple(
+    "N/A" if i in _COCO_GAPS else COCO_NAMES[i - 1 - sum(g < i for g in _COCO_GAPS if g)]
+    for i in range(91)
+)
+
 
 class DetectInput(BaseModel):
     """Detect objects in uploaded images (ids from POST /v1/files)."""
@@ -60,7 +71,10 @@ class DetectInput(BaseModel):
     )
     score_threshold: float = Field(0.25, ge=0.0, le=1.0, description="Drop boxes scoring less.")
     iou_threshold: float = Field(
-        0.45, ge=0.0, le=1.0, description="Merge same-label boxes overlapping more (NMS)."
+        0.45,
+        ge=0.0,
+        le=1.0,
+        description="Merge same-label boxes overlapping more (NMS; DETR backends: unused).",
     )
     max_detections: int = Field(100, ge=1, le=1000, description="Most boxes per image.")
 
@@ -160,7 +174,49 @@ class DetectExpert(Expert[DetectInput, DetectItem, ImageDetections, list[ImageDe
                     f"classes[{i}] is {name[:100]!r}; {self.context.spec.name!r} detects: {shown}",
                     param=f"classes[{i}]",
                 )
-        return frozenset(index[name] for name in classes)
+        wanted = set(classes)
+        return frozenset(i for i, name in enumerate(self.names) if name in wanted)
+
+
+def _filtered(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    item: DetectItem,
+    size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The boxes above the item's score threshold and of its classes, clipped to the
+    image (``size`` is width, height); boxes left with no area are dropped."""
+    width, height = size
+    keep = scores > item.score_threshold
+    if item.classes is not None:
+        keep &= np.isin(class_ids, np.fromiter(item.classes, dtype=np.int64))
+    boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+    boxes = np.clip(boxes, 0, [width, height, width, height])
+    inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not all in the padding
+    return boxes[inside], scores[inside], class_ids[inside]
+
+
+def _detections(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    order: np.ndarray,
+    names: Sequence[str],
+    size: tuple[int, int],
+) -> ImageDetections:
+    return ImageDetections(
+        size[0],
+        size[1],
+        [
+            Detection(
+                box=[round(float(v), 2) for v in boxes[i]],
+                label=names[int(class_ids[i])],
+                score=float(scores[i]),
+            )
+            for i in order
+        ],
+    )
 
 
 def nms(
@@ -175,31 +231,29 @@ def nms(
     ``x1, y1, x2, y2`` boxes already in original pixels, then the item's thresholds and
     cap; boxes are clipped to the image (``size`` is width, height)."""
     cv2 = require("cv2", "vision")
-    width, height = size
-    keep = scores > item.score_threshold
-    if item.classes is not None:
-        keep &= np.isin(class_ids, np.fromiter(item.classes, dtype=np.int64))
-    boxes, scores, class_ids = boxes[keep], scores[keep], class_ids[keep]
+    boxes, scores, class_ids = _filtered(boxes, scores, class_ids, item, size)
     if len(scores) == 0:
-        return ImageDetections(width, height, [])
-    boxes = np.clip(boxes, 0, [width, height, width, height])
-    inside = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])  # not all in the padding
-    boxes, scores, class_ids = boxes[inside], scores[inside], class_ids[inside]
+        return ImageDetections(size[0], size[1], [])
     xywh = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]).astype(np.float64)
     picked = cv2.dnn.NMSBoxesBatched(
         xywh, scores.astype(np.float32), class_ids.astype(np.int32), 0.0, item.iou_threshold
     )
     order = np.asarray(picked, dtype=np.int64).reshape(-1)
     order = order[np.argsort(-scores[order], kind="stable")][: item.max_detections]
-    return ImageDetections(
-        width,
-        height,
-        [
-            Detection(
-                box=[round(float(v), 2) for v in boxes[i]],
-                label=names[int(class_ids[i])],
-                score=float(scores[i]),
-            )
-            for i in order
-        ],
-    )
+    return _detections(boxes, scores, class_ids, order, names, size)
+
+
+def ranked(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    class_ids: np.ndarray,
+    item: DetectItem,
+    names: Sequence[str],
+    size: tuple[int, int],
+) -> ImageDetections:
+    """What ``nms`` does without the suppression, for set-based detectors (DETR) whose
+    queries are trained not to repeat one object: threshold, classes, clip, best first,
+    capped at ``max_detections``."""
+    boxes, scores, class_ids = _filtered(boxes, scores, class_ids, item, size)
+    order = np.argsort(-scores, kind="stable")[: item.max_detections]
+    return _detections(boxes, scores, class_ids, order, names, size)

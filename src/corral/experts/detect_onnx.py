@@ -32,7 +32,14 @@ from corral.errors import ExpertUnavailable
 from corral.experts.base import require
 from corral.experts.detect import COCO_NAMES, DetectExpert, DetectItem, ImageDetections, nms
 
-__all__ = ["OnnxYoloDetector", "letterbox", "onnx_file", "onnx_providers"]
+__all__ = [
+    "OnnxYoloDetector",
+    "letterbox",
+    "names_from_metadata",
+    "onnx_file",
+    "onnx_providers",
+    "pad_batch",
+]
 
 log = logging.getLogger("corral.experts")
 _PAD = (114, 114, 114)
@@ -85,7 +92,7 @@ def letterbox(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, flo
     return padded, scale, left, top
 
 
-def _names_from_metadata(metadata: dict[str, str]) -> list[str] | None:
+def names_from_metadata(metadata: dict[str, str]) -> list[str] | None:
     """Ultralytics writes ``names`` as ``"{0: 'person', 1: 'bicycle', ...}"``."""
     text = metadata.get("names")
     if not text:
@@ -141,7 +148,7 @@ class OnnxYoloDetector(DetectExpert):
         # a fixed batch (Ultralytics exports batch 1 unless dynamic=True) runs frame by frame
         self.fixed_batch = isinstance(batch, int)
         self.max_batch = batch if isinstance(batch, int) else int(options.get("max_batch", 16))
-        self.names = list(self.context.spec.labels or _names_from_metadata(metadata) or COCO_NAMES)
+        self.names = list(self.context.spec.labels or names_from_metadata(metadata) or COCO_NAMES)
         self._check_output(self.session.get_outputs()[0].shape)
 
     def _check_output(self, shape: list[Any]) -> None:
@@ -163,7 +170,7 @@ class OnnxYoloDetector(DetectExpert):
             batch = np.stack([b[0] for b in boxed]).transpose(0, 3, 1, 2)
             batch = (batch.astype(np.float32) / 255.0).astype(self.dtype)
             if self.fixed_batch and len(chunk) < self.max_batch:
-                batch = _pad_batch(batch, self.max_batch)
+                batch = pad_batch(batch, self.max_batch, 114 / 255)
             raw = np.asarray(self.session.run(None, {self.input_name: batch})[0], np.float32)
             for row, (item, (_, scale, left, top)) in enumerate(zip(chunk, boxed, strict=True)):
                 outputs.append(self._decode(raw[row], item, scale, left, top))
@@ -190,7 +197,7 @@ class OnnxYoloDetector(DetectExpert):
         return nms(boxes, scores, class_ids, item, self.names, (width, height))
 
 
-def _pad_batch(batch: np.ndarray, size: int) -> np.ndarray:
-    """A model with a fixed batch of ``size`` gets the last chunk padded with grey."""
-    pad = np.full((size - len(batch), *batch.shape[1:]), 114 / 255, dtype=batch.dtype)
+def pad_batch(batch: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """A model with a fixed batch of ``size`` gets the last chunk padded with ``fill``."""
+    pad = np.full((size - len(batch), *batch.shape[1:]), fill, dtype=batch.dtype)
     return np.concatenate([batch, pad])

@@ -24,6 +24,7 @@ REGISTRY: Mapping[tuple[Task, str], str] = {
     (Task.FORECAST, "fracast"): "corral.experts.forecast:FracastForecaster",
     (Task.FORECAST, "statsforecast"): "corral.experts.forecast:StatsForecaster",
     (Task.DETECT, "onnx-yolo"): "corral.experts.detect_onnx:OnnxYoloDetector",
+    (Task.DETECT, "onnx-detr"): "corral.experts.detect_detr:OnnxDetrDetector",
     (Task.DETECT, "opencv"): "corral.experts.detect_opencv:OpenCvDetector",
     (Task.ANOMALY, "autoencoder"): "corral.experts.anomaly_autoencoder:AutoencoderDetector",
     (Task.ANOMALY, "pyod"): "corral.experts.anomaly_pyod:PyodDetector",

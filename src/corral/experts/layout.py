@@ -12,13 +12,18 @@ word boxes alone (any OCR engine or a PDF text layer gives those).
   segment directly below it.
 * **Tables**: consecutive lines of two or more segments (one of them with at least
   ``min_columns``) whose segments line up in x. Columns are the union of the rows'
-  segment x-ranges; each segment becomes the cell of the column it falls in.
+  segment x-ranges; each segment becomes the cell of the column it falls in. A line of
+  labels only ("Invoice Number  Date  Due Date", values below) is not a table row. A
+  line that sits closer under a row than the rows sit to each other, whose segments
+  each fall under one column and hold no label, is that row wrapped: its text continues
+  the row's cells (a two-line description) instead of ending the table.
 
 Coordinates are pixels, origin top-left, boxes ``(x0, y0, x1, y1)``.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import statistics
 from collections.abc import Iterable, Sequence
@@ -199,10 +204,13 @@ def label_words(segment: Segment, labels: frozenset[str]) -> int:
 
 
 def _table_candidate(line: Line, labels: frozenset[str]) -> bool:
-    """Two or more segments, none of them a ``label:``, and not just ``label  value``."""
+    """Two or more segments, none of them a ``label:``, not just ``label  value``, and
+    not a row of labels alone (their values are on the line below)."""
     if len(line.segments) < 2:
         return False
     if any(w.text.endswith(":") for w in line.words):
+        return False
+    if all(label_words(s, labels) == len(s.words) for s in line.segments):
         return False
     return not (len(line.segments) == 2 and label_words(line.segments[0], labels))
 
@@ -228,12 +236,13 @@ def _columns(rows: list[Line]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in merged]
 
 
-def _table(rows: list[Line]) -> Table:
-    columns = _columns(rows)
+def _table(rows: list[list[Line]]) -> Table:
+    """Cells of rows (a row: its line, then the lines it wrapped onto), by column."""
+    columns = _columns([row[0] for row in rows])
     cells: list[list[str]] = []
     for row in rows:
         texts: list[list[str]] = [[] for _ in columns]
-        for segment in row.segments:
+        for segment in (s for line in row for s in line.segments):
             centre = (segment.box[0] + segment.box[2]) / 2
             index = min(
                 range(len(columns)),
@@ -245,7 +254,37 @@ def _table(rows: list[Line]) -> Table:
             )
             texts[index].append(segment.text)
         cells.append([" ".join(t) for t in texts])
-    return Table(rows=cells, box=union(row.box for row in rows))
+    return Table(rows=cells, box=union(line.box for row in rows for line in row))
+
+
+def _top(line: Line, x0: float, x1: float) -> float:
+    """The top of the line's words overlapping ``x0..x1`` (the line's top if none do)."""
+    tops = [w.box[1] for w in line.words if min(w.box[2], x1) > max(w.box[0], x0)]
+    return min(tops) if tops else line.box[1]
+
+
+def _wraps(line: Line, rows: list[list[Line]], labels: frozenset[str]) -> bool:
+    """Whether ``line`` continues the last row: closer under it (top to top) than the
+    rows (two or more) are to each other, fewer segments than the row, each under
+    exactly one column, no label among them."""
+    last = rows[-1]
+    if len(line.segments) >= len(last[0].segments):
+        return False
+    if any(w.text.endswith(":") for w in line.words) or any(
+        label_words(s, labels) for s in line.segments
+    ):
+        return False
+    # top to top (a box's bottom moves with descenders: "Office chair" has none), measured
+    # over the wrapped text's own x-range (a tilted scan's row is higher at one end)
+    x0, x1 = line.box[0], line.box[2]
+    pitches = [_top(b[0], x0, x1) - _top(a[-1], x0, x1) for a, b in itertools.pairwise(rows)]
+    below = _top(line, x0, x1) - _top(last[-1], x0, x1)
+    if not pitches or below > 0.8 * statistics.median(pitches):
+        return False
+    columns = _columns([row[0] for row in rows])
+    return all(
+        sum(_overlaps(s.box, (c[0], 0.0, c[1], 0.0)) for c in columns) == 1 for s in line.segments
+    )
 
 
 def find_tables(
@@ -254,28 +293,31 @@ def find_tables(
     """Tables and the indices of the lines they took."""
     tables: list[Table] = []
     taken: set[int] = set()
-    run: list[int] = []
+    run: list[list[int]] = []  # rows: the row's line index, then its wrapped lines
 
     def close() -> None:
-        rows = [lines[i] for i in run]
-        if len(rows) >= 2 and max(len(r.segments) for r in rows) >= min_columns:
+        rows = [[lines[i] for i in row] for row in run]
+        if len(rows) >= 2 and max(len(r[0].segments) for r in rows) >= min_columns:
             table = _table(rows)
             if len(table.rows[0]) >= 2:
                 tables.append(table)
-                taken.update(run)
+                taken.update(i for row in run for i in row)
         run.clear()
 
     for i, line in enumerate(lines):
+        if run and _wraps(line, [[lines[j] for j in row] for row in run], labels):
+            run[-1].append(i)
+            continue
         if not _table_candidate(line, labels):
             close()
             continue
         if run:
-            previous = lines[run[-1]]
+            previous = lines[run[-1][-1]]
             gap = line.box[1] - previous.box[3]
-            columns = [s.box for j in run for s in lines[j].segments]
+            columns = [s.box for row in run for s in lines[row[0]].segments]
             if gap > 2.5 * max(previous.height, line.height) or not _aligned(line, columns):
                 close()
-        run.append(i)
+        run.append([i])
     close()
     return tables, taken
 

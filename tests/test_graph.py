@@ -251,6 +251,43 @@ def test_link_prediction_scores_held_out_edges_and_recommends_new_ones(
     assert len(everything) == 320 - 1 - len(linked)
 
 
+def test_new_users_get_links_inductively(
+    server: RunningServer, shop: Graph, shop_fit: dict[str, Any]
+) -> None:
+    """Eight users the fit never saw, two per community, sent with noise features and
+    their first six items (from their community): no refit, and their scores and top-k
+    follow those items (a community's items are a quarter of all)."""
+    rng = np.random.default_rng(7)
+    items = np.flatnonzero(shop.kinds == "item")
+    item_group = shop.labels[items]
+    groups = {320 + k: k % 4 for k in range(8)}
+    first = {u: rng.choice(items[item_group == g], 6, replace=False) for u, g in groups.items()}
+    new = {
+        "new_nodes": {"ids": list(groups), "features": rng.normal(size=(8, 8)).tolist()},
+        "new_edges": [[user, int(item)] for user, chosen in first.items() for item in chosen],
+    }
+    pairs = [[user, int(item)] for user in groups for item in items]
+    reply = _ok(server, "shop/predict", {**new, "pairs": [*pairs, [320, 321], [0, 200]]})
+    scores = np.array([d["score"] for d in reply["data"]])
+    aucs, hits = [], []
+    for k, (user, group) in enumerate(groups.items()):
+        own = scores[k * len(items) : (k + 1) * len(items)]
+        aucs.append(_auc(own, (item_group == group).astype(int)))
+        top = _ok(server, "shop/predict", {**new, "node": user, "top_k": 8,
+                                           "candidates": items.tolist()})["data"]
+        targets = [d["target"] for d in top]
+        assert len(targets) == 8 and not set(targets) & set(first[user].tolist())
+        hits.append(np.mean([shop.labels[t] == group for t in targets]))
+    print(f"new users: AUC of their community's items {np.mean(aucs):.3f} (min "
+          f"{min(aucs):.3f}), top-8 from it {np.mean(hits):.2f}")
+    # community 2 is the model's weakest for stored users too (AUC 0.85 vs 0.93-0.99)
+    assert np.mean(aucs) > 0.85 and min(aucs) > 0.6 and np.mean(hits) > 0.6
+    stored = _ok(server, "shop/predict", {"pairs": [[0, 200]]})["data"][0]["score"]
+    assert scores[-1] == pytest.approx(stored, abs=0.05)  # new nodes barely move old pairs
+    everything = _ok(server, "shop/predict", {**new, "node": 321, "top_k": 1000})["data"]
+    assert len(everything) == 328 - 1 - 6 and 320 in {d["target"] for d in everything}
+
+
 # --- the tool, listing, persistence, deletion ------------------------------------------
 def test_predict_is_a_bounded_tool(server: RunningServer) -> None:
     from corral.experts.graph_inputs import GraphPredictInput
@@ -394,6 +431,20 @@ def test_bad_fits_say_where(
         ("shop", {"nodes": [1]}, 422, "nodes"),
         ("shop", {"pairs": [[0, 1]], "node": 0}, 422, "pairs"),
         ("shop", {"pairs": [[0, 320]]}, 422, "pairs[0][1]"),
+        ("shop", {"new_edges": [[0, 200]], "node": 0}, 422, "new_edges"),
+        (
+            "shop",
+            {"new_nodes": {"ids": [320], "features": [[0.0] * 8]}, "new_edges": [[320, 322]],
+             "node": 320},
+            422,
+            "new_edges[0][1]",
+        ),
+        (
+            "shop",
+            {"new_nodes": {"ids": [5], "features": [[0.0] * 8]}, "node": 5},
+            422,
+            "new_nodes.ids[0]",
+        ),
         ("shop", {"node": 0, "top_k": 0}, 422, "top_k"),
         ("fraud", {"nodes": ["acct-0001"], "version": 9}, 404, None),
         ("never-fitted", {"nodes": [0]}, 404, None),

@@ -10,7 +10,9 @@ node's neighbourhood.
   suffice), measures the model on a held-out share of labels or edges, and stores the
   weights, the graph and its id map through the artifact store (npz + JSON, no pickle).
 * A prediction (``GraphPredictInput``) loads the stored version (cached, a bounded LRU)
-  and labels nodes, scores pairs, or recommends the top-k links a node lacks.
+  and hands it to ``_graph_predict.Predictor``, which labels nodes, scores pairs, or
+  recommends the top-k links a node lacks, for stored or new nodes. This module builds,
+  stores and restores models; that one only reads them.
 
 Both run in ``forward``, on the expert's worker thread: validation of a large edge list
 and training are both too slow for the event loop. A bad request becomes its own 4xx in
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -39,14 +41,14 @@ from corral.experts._graph_data import (
     resolve_edges,
     resolve_labels,
 )
+from corral.experts._graph_predict import Loaded, Predictor
+from corral.experts._torch import torch_threads
 from corral.experts.base import Expert, require
 from corral.experts.graph_inputs import (
     GraphFitInput,
     GraphFitResult,
     GraphPredictInput,
     GraphTask,
-    LinkScore,
-    NodePrediction,
     Prediction,
 )
 
@@ -77,26 +79,6 @@ _OPTIONS = {
 }
 
 
-@dataclass
-class _Loaded:
-    """A stored version, ready to predict: its network, graph and (once computed) the
-    network's output for the stored graph, which answers every stored-node query."""
-
-    info: ArtifactInfo
-    net: Any  # GraphNet
-    ids: IdMap
-    features: np.ndarray
-    edges: np.ndarray
-    edge_features: np.ndarray | None
-    mean: np.ndarray
-    std: np.ndarray
-    output: np.ndarray | None = field(default=None)
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self.info.meta
-
-
 class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | Prediction]):
     """Predict with a fitted graph model: node labels, link scores or top-k new links."""
 
@@ -109,6 +91,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         from corral.experts import _graph_nets as nets
 
         self.nets = nets
+        self.predictor = Predictor(nets, self.context.device)
         options = self.context.options
         unknown = sorted(set(options) - _OPTIONS)
         if unknown:
@@ -125,7 +108,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         self.layers = _bounded(options, "layers", 2, 1, 4)
         self.epochs = _bounded(options, "epochs", 200, 1, 5000)
         self.cache_size = _bounded(options, "cache", 8, 1, 256)
-        self.threads = _bounded(options, "threads", 1, 1, 256)  # see _graph_nets.threads
+        self.threads = _bounded(options, "threads", 1, 1, 256)  # see _torch.torch_threads
         self.dropout = float(options.get("dropout", 0.5))
         self.lr = float(options.get("lr", 0.01))
         self.weight_decay = float(options.get("weight_decay", 5e-4))
@@ -133,7 +116,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
             raise ValueError("options: dropout must be in [0, 1), lr > 0, weight_decay >= 0")
         self.degree = bool(options.get("degree_features", True))
         self.device = self.context.device
-        self._cache: OrderedDict[tuple[str, int, float], _Loaded] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, float], Loaded] = OrderedDict()
 
     def unload(self) -> None:
         self._cache.clear()
@@ -150,7 +133,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
 
     def forward(self, items: list[GraphRequest]) -> list[_Output]:
         outputs: list[_Output] = []
-        with self.nets.threads(self.threads):
+        with torch_threads(self.threads):
             for item in items:
                 outputs.append(self._answer(item))
         return outputs
@@ -228,7 +211,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
             "seed": request.seed,
         }
         info = self.store.save(KIND, request.graph, arrays, meta)
-        self._remember(_Loaded(info, net, ids, features, edges, edge_features, mean, std))
+        self._remember(Loaded(info, net, ids, features, edges, edge_features, mean, std))
         return GraphFitResult(
             graph=request.graph,
             version=info.version,
@@ -319,11 +302,9 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
     # --- predicting ---------------------------------------------------------------------
     def _predict(self, request: GraphPredictInput) -> Prediction:
         loaded = self._load(self.store.info(KIND, request.graph, request.version))
-        if loaded.meta["task"] == "node_classification":
-            return self._predict_nodes(loaded, request)
-        return self._predict_links(loaded, request)
+        return self.predictor.predict(loaded, request)
 
-    def _load(self, info: ArtifactInfo) -> _Loaded:
+    def _load(self, info: ArtifactInfo) -> Loaded:
         key = (info.name, info.version, info.created)
         if key in self._cache:
             self._cache.move_to_end(key)
@@ -340,7 +321,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         net.to(self.device).eval()
         n = int(meta["nodes"])
         ids = id_map(arrays["ids"].tolist(), n) if "ids" in arrays else id_map(None, n)
-        loaded = _Loaded(
+        loaded = Loaded(
             info,
             net,
             ids,
@@ -352,150 +333,11 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         )
         return self._remember(loaded)
 
-    def _remember(self, loaded: _Loaded) -> _Loaded:
+    def _remember(self, loaded: Loaded) -> Loaded:
         self._cache[(loaded.info.name, loaded.info.version, loaded.info.created)] = loaded
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return loaded
-
-    def _output(
-        self,
-        loaded: _Loaded,
-        features: np.ndarray,
-        edges: np.ndarray,
-        edge_features: np.ndarray | None,
-    ) -> np.ndarray:
-        import torch
-
-        inputs = node_inputs(features, edges, edge_features, degree=loaded.meta["degree_features"])
-        with np.errstate(all="ignore"):
-            scaled = np.float32((inputs - loaded.mean) / loaded.std)
-            out = self.nets.run(
-                loaded.net,
-                torch.as_tensor(scaled, device=self.device),
-                self.nets.edge_index(edges, self.device),
-            )
-            result = self.nets.softmax(out) if loaded.meta["task"] == "node_classification" else out
-        if not np.isfinite(result).all():
-            raise InvalidRequest(
-                "new_nodes.features (or new_edge_features) are too far outside the fitted "
-                "graph's range for the model; rescale them as the fit's were",
-                param="new_nodes.features",
-            )
-        return result
-
-    def _stored_output(self, loaded: _Loaded) -> np.ndarray:
-        if loaded.output is None:
-            loaded.output = self._output(
-                loaded, loaded.features, loaded.edges, loaded.edge_features
-            )
-        return loaded.output
-
-    def _predict_nodes(self, loaded: _Loaded, request: GraphPredictInput) -> Prediction:
-        _only(request, loaded, ("pairs", "node", "candidates"))
-        if request.new_nodes is None and (request.new_edges or request.new_edge_features):
-            raise InvalidRequest("new_edges need the new_nodes they touch", param="new_edges")
-        if not request.nodes and request.new_nodes is None:
-            raise InvalidRequest("give nodes (stored ids) or new_nodes to label", param="nodes")
-        ids, probabilities, new_rows = loaded.ids, None, np.empty(0, np.int64)
-        if request.new_nodes is None:
-            probabilities = self._stored_output(loaded)
-        else:
-            new = request.new_nodes
-            width = loaded.features.shape[1]
-            features = check_rows(new.features, "new_nodes.features", width=width)
-            if len(new.ids) != len(features):
-                raise InvalidRequest(
-                    f"new_nodes.ids has {len(new.ids)} ids for {len(features)} feature rows",
-                    param="new_nodes.ids",
-                )
-            ids = loaded.ids.extended(new.ids, "new_nodes.ids")
-            edges = resolve_edges(request.new_edges or [], ids, "new_edges")
-            edge_features = None
-            if loaded.edge_features is not None:
-                rows = edge_rows(request.new_edge_features, len(edges), "new_edge_features")
-                if rows is None and len(edges):
-                    raise InvalidRequest(
-                        f"graph {loaded.info.name!r} was fitted with edge_features: give "
-                        "new_edge_features, one row per new edge",
-                        param="new_edge_features",
-                    )
-                edge_width = loaded.edge_features.shape[1]
-                if rows is not None and rows.shape[1] != edge_width:
-                    raise InvalidRequest(
-                        f"new_edge_features rows have {rows.shape[1]} values; the graph was "
-                        f"fitted with {edge_width}",
-                        param="new_edge_features[0]",
-                    )
-                parts = [loaded.edge_features] if rows is None else [loaded.edge_features, rows]
-                edge_features = np.concatenate(parts)
-            elif request.new_edge_features is not None:
-                raise InvalidRequest(
-                    f"graph {loaded.info.name!r} was fitted without edge_features",
-                    param="new_edge_features",
-                )
-            probabilities = self._output(
-                loaded,
-                np.concatenate([loaded.features, features]),
-                np.concatenate([loaded.edges, edges]),
-                edge_features,
-            )
-            new_rows = np.arange(len(loaded.features), len(ids.ids))
-        rows = np.concatenate([ids.rows_of(request.nodes or [], "nodes"), new_rows])
-        classes = loaded.meta["classes"]
-        return Prediction(
-            graph=loaded.info.name,
-            version=loaded.info.version,
-            task="node_classification",
-            nodes=[
-                NodePrediction(
-                    id=ids.ids[r],
-                    label=classes[int(np.argmax(probabilities[r]))],
-                    probabilities={
-                        str(c): float(p) for c, p in zip(classes, probabilities[r], strict=True)
-                    },
-                )
-                for r in rows.tolist()
-            ],
-        )
-
-    def _predict_links(self, loaded: _Loaded, request: GraphPredictInput) -> Prediction:
-        _only(request, loaded, ("nodes", "new_nodes", "new_edges", "new_edge_features"))
-        if (request.pairs is None) == (request.node is None):
-            raise InvalidRequest(
-                "give pairs to score or a node to recommend for (one of them)", param="pairs"
-            )
-        z = self._stored_output(loaded)
-        ids = loaded.ids
-        if request.pairs is not None:
-            pairs = resolve_edges(request.pairs, ids, "pairs")
-            scores = self.nets.sigmoid(np.sum(z[pairs[:, 0]] * z[pairs[:, 1]], axis=1))
-            links = [
-                LinkScore(ids.ids[a], ids.ids[b], float(s))
-                for (a, b), s in zip(pairs.tolist(), scores, strict=True)
-            ]
-        else:
-            assert request.node is not None
-            row = ids.row(request.node, "node")
-            pool = (
-                np.unique(ids.rows_of(request.candidates, "candidates"))
-                if request.candidates is not None
-                else np.arange(len(ids.ids))
-            )
-            edges = loaded.edges
-            linked = np.concatenate(
-                [edges[edges[:, 0] == row, 1], edges[edges[:, 1] == row, 0], [row]]
-            )
-            pool = pool[~np.isin(pool, linked)]
-            scores = self.nets.sigmoid(z[pool] @ z[row])
-            best = np.argsort(-scores, kind="stable")[: request.top_k]
-            links = [LinkScore(ids.ids[row], ids.ids[pool[i]], float(scores[i])) for i in best]
-        return Prediction(
-            graph=loaded.info.name,
-            version=loaded.info.version,
-            task="link_prediction",
-            links=links,
-        )
 
 
 def _bounded(options: dict[str, Any], key: str, default: int, low: int, high: int) -> int:
@@ -503,14 +345,3 @@ def _bounded(options: dict[str, Any], key: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise ValueError(f"options.{key} must be {low} to {high}: {value}")
     return value
-
-
-def _only(request: GraphPredictInput, loaded: _Loaded, fields: tuple[str, ...]) -> None:
-    """422 for a field the stored model's task does not use."""
-    for name in fields:
-        if getattr(request, name) is not None:
-            raise InvalidRequest(
-                f"{name} does not apply: graph {loaded.info.name!r} is a "
-                f"{loaded.meta['task']} model",
-                param=name,
-            )

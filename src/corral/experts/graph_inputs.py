@@ -120,8 +120,9 @@ class GraphPredictBody(_Input):
     )
     new_nodes: NewNodes | None = Field(
         None,
-        description="node_classification: nodes not in the fitted graph (labelled too, "
-        "inductively, from their features and new_edges).",
+        description="Nodes not in the fitted graph, joined to it with their new_edges "
+        "(inductive, no refit): node_classification labels them too; link_prediction "
+        "lets pairs, node and candidates name them.",
     )
     new_edges: list[Edge] | None = Field(
         None,

@@ -1,7 +1,8 @@
 """The same YAML on both engines: the text endpoints over HTTP, embedded and on Ray Serve
 (a local single-node cluster started here on 127.0.0.1), with real models and clients.
-Then what only Ray does: a replica killed mid-request is replaced and the request
-succeeds on the replacement."""
+The experts' own metrics (loads, resident bytes, batch sizes, queue waits) on each
+engine's `/metrics`. Then what only Ray does: a replica killed mid-request, or killed
+while its replacement loads, is replaced and the request succeeds on the replacement."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +20,7 @@ import numpy as np
 import openai
 import pytest
 import ray
+from prometheus_client.parser import text_string_to_metric_families
 from ray import serve
 
 from corral.config import default_config, parse_config
@@ -79,6 +82,33 @@ def client(url: str) -> Iterator[openai.OpenAI]:
 
 def _replica(name: str) -> Any:
     return serve.get_deployment_handle(expert_deployment_name(name), app_name="corral")
+
+
+def _metrics(url: str) -> Callable[..., float]:
+    """The app's /metrics now: ``value(sample_name, **labels)`` sums matching samples."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+
+    def value(name: str, **labels: str) -> float:
+        return sum(
+            s.value
+            for s in samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        )
+
+    return value
+
+
+async def _embed_concurrently(url: str, sentences: list[str]) -> list[list[float]]:
+    async with httpx.AsyncClient(base_url=url + "/v1", timeout=60) as http:
+        replies = await asyncio.gather(
+            *(
+                http.post("/embeddings", json={"input": s, "encoding_format": "float"})
+                for s in sentences
+            )
+        )
+    assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
+    return [r.json()["data"][0]["embedding"] for r in replies]
 
 
 # --- the same tests on both engines ----------------------------------------------------
@@ -223,26 +253,46 @@ def test_models_and_readiness(url) -> None:
     assert httpx.get(url + "/readyz").json()["ready"] is True
 
 
+def test_expert_metrics_on_the_metrics_endpoint(url) -> None:
+    """Loads, resident bytes, batch sizes and queue waits are on /metrics on both
+    engines (on Ray the replicas measure them and the ingress records them)."""
+    before = _metrics(url)
+    sentences = [f"metrics sentence {i} on topic {i % 3}" for i in range(16)]
+    asyncio.run(_embed_concurrently(url, sentences))
+    after = _metrics(url)
+
+    def delta(name: str) -> float:
+        return after(name, expert="embedder") - before(name, expert="embedder")
+
+    assert delta("corral_batch_size_sum") == 16  # every item in some forward pass
+    assert 1 <= delta("corral_batch_size_count") <= 16  # forward passes
+    assert delta("corral_queue_wait_seconds_count") == 16  # one wait per request
+    assert 0 <= delta("corral_queue_wait_seconds_sum") < 60
+    for name in ("fast", "embedder", "reranker", "classifier", "ner"):
+        assert after("corral_model_load_seconds_count", expert=name) >= 1, name
+        assert after("corral_model_load_seconds_sum", expert=name) > 0, name
+    # embedded: the MiniLM experts share one copy, counted on the first that loaded it
+    minilm = [after("corral_resident_bytes", expert=n) for n in ("embedder", "reranker")]
+    assert max(minilm) > 10 * 2**20
+    assert after("corral_resident_bytes", expert="fast") > 10 * 2**20
+
+
 # --- Ray only ---------------------------------------------------------------------------
 def test_concurrent_requests_are_batched_inside_the_replica(ray_url, sentence_model) -> None:
     before = _replica("embedder").batch_stats.remote().result()
+    scraped = _metrics(ray_url)
     sentences = [f"sentence number {i} about topic {i % 5}" for i in range(32)]
-
-    async def run() -> list[list[float]]:
-        async with httpx.AsyncClient(base_url=ray_url + "/v1", timeout=60) as http:
-            replies = await asyncio.gather(
-                *(
-                    http.post("/embeddings", json={"input": s, "encoding_format": "float"})
-                    for s in sentences
-                )
-            )
-        return [r.json()["data"][0]["embedding"] for r in replies]
-
-    vectors = np.array(asyncio.run(run()), dtype=np.float32)
+    vectors = np.array(asyncio.run(_embed_concurrently(ray_url, sentences)), dtype=np.float32)
     after = _replica("embedder").batch_stats.remote().result()
     assert after.requests - before.requests == 32
     assert after.batches - before.batches < 32, "no micro-batching inside the replica"
     np.testing.assert_allclose(vectors, sentence_model.encode(sentences), atol=1e-5)
+    # the ingress's metrics have exactly the replica's forward passes
+    now = _metrics(ray_url)
+    passes = now("corral_batch_size_count", expert="embedder") - scraped(
+        "corral_batch_size_count", expert="embedder"
+    )
+    assert passes == after.batches - before.batches
 
 
 def test_killed_replica_is_replaced_and_the_request_retried(ray_url, sentence_model) -> None:
@@ -263,6 +313,7 @@ def test_killed_replica_is_replaced_and_the_request_retried(ray_url, sentence_mo
         )
         outcome["seconds"] = time.perf_counter() - started
 
+    loads_before = _metrics(ray_url)("corral_model_load_seconds_count", expert="embedder")
     worker = threading.Thread(target=call)
     worker.start()
     time.sleep(1.0)  # the request is in the replica's forward passes (several seconds)
@@ -277,6 +328,92 @@ def test_killed_replica_is_replaced_and_the_request_retried(ray_url, sentence_mo
     assert stats.requests == 1, "the retried request is the only one the new replica served"
     got = np.array([d["embedding"] for d in reply.json()["data"][:4]], dtype=np.float32)
     np.testing.assert_allclose(got, sentence_model.encode(texts[:4]), atol=1e-5)
+    # the replacement's load reached the ingress's metrics with the retried request
+    loads = _metrics(ray_url)("corral_model_load_seconds_count", expert="embedder")
+    assert loads == loads_before + 1
+
+
+def _replica_pids(deployment: str) -> set[int]:
+    """Processes of a deployment's replicas, by the title Ray gives an actor's worker."""
+    title = f"ray::ServeReplica:corral:{deployment}".encode()
+    pids = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes().startswith(title):
+                    pids.add(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+    return pids
+
+
+def _starting(deployment: str) -> bool:
+    """Serve has a replica of ``deployment`` starting and none running."""
+    status = serve.status().applications["corral"].deployments[deployment]
+    states = {str(getattr(k, "value", k)): n for k, n in status.replica_states.items()}
+    return states.get("STARTING", 0) >= 1 and states.get("RUNNING", 0) == 0
+
+
+def _wait_until_loading(deployment: str, known: set[int], timeout: float) -> int:
+    """The pid of a new replica of ``deployment`` once it is loading its expert: Serve
+    has not seen it start (its constructor runs the load) and it has imported torch,
+    which only the load does (importing corral's replica code does not)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in _replica_pids(deployment) - known:
+            try:
+                torch_mapped = "libtorch_cpu" in Path(f"/proc/{pid}/maps").read_text()
+            except OSError:
+                continue
+            if torch_mapped and _starting(deployment):
+                return pid
+        time.sleep(0.05)
+    raise AssertionError(f"no replica of {deployment} was seen loading in {timeout:.0f}s")
+
+
+def test_replica_killed_mid_load_is_replaced_and_the_request_served(
+    ray_url, sentence_model
+) -> None:
+    """The reranker's replica dies; while its replacement is loading the model (the
+    request waiting for it), the replacement is SIGKILLed too. Serve starts a third,
+    which loads and serves the waiting request, with the right scores."""
+    deployment = expert_deployment_name("reranker")
+    first = _replica("reranker").info.remote().result()
+    loads_before = _metrics(ray_url)("corral_model_load_seconds_count", expert="reranker")
+    query = "What is the capital of France?"
+    documents = ["Berlin is the capital of Germany.", "Paris is the capital of France.", "Bananas."]
+    outcome: dict[str, Any] = {}
+
+    def call() -> None:
+        started = time.perf_counter()
+        outcome["reply"] = httpx.post(
+            ray_url + "/v1/rerank",
+            json={"query": query, "documents": documents, "raw_scores": True},
+            timeout=120,
+        )
+        outcome["seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    os.kill(first.pid, signal.SIGKILL)
+    loading = _wait_until_loading(deployment, {first.pid}, timeout=40)
+    worker = threading.Thread(target=call)
+    worker.start()  # routed to no replica (none is running): it waits for one
+    time.sleep(0.3)
+    assert _starting(deployment), "the load finished before the kill"
+    os.kill(loading, signal.SIGKILL)  # mid-load
+    worker.join(timeout=120)
+    assert time.perf_counter() - started < 60
+    reply = outcome["reply"]
+    assert reply.status_code == 200, reply.text
+    scores = {r["index"]: r["relevance_score"] for r in reply.json()["results"]}
+    q, *d = sentence_model.encode([query, *documents], normalize_embeddings=True)
+    np.testing.assert_allclose([scores[i] for i in range(3)], np.stack(d) @ q, atol=1e-5)
+    final = _replica("reranker").info.remote().result()
+    assert final.pid not in (first.pid, loading) and final.state == "ready"
+    assert _replica("reranker").batch_stats.remote().result().requests == 1
+    # the killed load never finished, so only the third replica's load is counted
+    loads = _metrics(ray_url)("corral_model_load_seconds_count", expert="reranker")
+    assert loads == loads_before + 1
 
 
 # --- config: the per-model Ray settings ------------------------------------------------

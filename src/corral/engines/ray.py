@@ -5,8 +5,31 @@ that expert, with its micro-batcher), and corral's FastAPI app and Router as the
 ingress deployment. Replicas and resources come from each model's ``ray:`` settings,
 then ``runtime.ray.defaults``. ``runtime.ray.address`` names a cluster to join; without
 it a local one is started, bound to 127.0.0.1. Ray is imported only here and below
-(``pip install 'corral[ray]'``); the embedded engine never needs it. Not used yet:
-Serve's model multiplexing (many small variants of one expert sharing replicas).
+(``pip install 'corral[ray]'``); the embedded engine never needs it.
+
+Not built yet: many small variants of one expert (fine-tunes) sharing replicas. How it
+would go, one YAML for both engines as everywhere else:
+
+1. Config: ``variants: {dir: PATH}`` on a model (each subdirectory one variant in the
+   base's layout; task and backend resolved once, from the base); a request names
+   ``"<expert>:<variant>"`` as its ``model``. ``Runtime`` makes an ``ExpertHandle`` per
+   variant on first use, so on the embedded engine the residency manager already loads
+   and evicts variants by memory x reload cost x recency: nothing new there.
+2. Ray: still one deployment per base expert. ``ExpertReplica`` gains an
+   ``@serve.multiplexed`` loader whose body is the replica Runtime's ``ensure_loaded``
+   for the variant's handle; ``RemoteRuntime._call`` sends
+   ``handle.options(multiplexed_model_id=variant)``, so Serve routes a variant to a
+   replica that holds it (else the least busy one, which loads it).
+3. Serve's multiplexer evicts by count (LRU, ``max_num_models_per_replica``); corral
+   evicts by bytes. The replica Runtime gets the replica's ``memory`` reservation as its
+   ``memory_budget`` and the count is set above what fits, so corral's ``Placement``
+   evicts first; the loader returns a small object whose ``__del__`` (Serve's unload
+   hook) unloads that handle, so Serve never believes in a variant corral dropped.
+4. Metrics keep ``expert`` the base name (variants are unbounded label values) and the
+   report carries each variant load. Test: two random-init fine-tunes of one tiny
+   encoder (different weights, so different vectors) served alternately on both
+   engines; on Ray with 2 replicas x 1 variant, each variant stays on one replica
+   (no reloads in the replicas' reports).
 """
 
 from __future__ import annotations

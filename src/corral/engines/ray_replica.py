@@ -3,16 +3,21 @@
 Loading, the micro-batcher and measurement are the embedded engine's own code, run
 inside the replica; the replica measures (compute seconds and tokens of each call, as
 the request's charges) and the ingress prices them, so cost accounting is the same on
-both engines. Requests and results are pydantic objects or plain dicts, pickled by Ray
-between corral's own processes (never from clients).
+both engines. The same holds for the expert's own metrics (its load, resident bytes,
+each forward pass's size and queue waits): the replica keeps what it observed in a
+``ReplicaReport`` and hands it over with its next reply, once, so the ingress's
+``/metrics`` has them as the embedded engine's has (``RemoteRuntime`` records them).
+Requests and results are pydantic objects or plain dicts, pickled by Ray between
+corral's own processes (never from clients).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from corral.config import Config
@@ -21,10 +26,72 @@ from corral.observe.cost import CostMeter
 from corral.observe.trace import Charge, Trace, activate, new_trace_id
 from corral.runtime import BatchStats, ExpertState, Runtime
 
-__all__ = ["CHARGES_KEY", "ExpertReplica", "ReplicaInfo", "single_expert_config"]
+__all__ = [
+    "CHARGES_KEY",
+    "REPORT_KEY",
+    "ExpertReplica",
+    "LoadReport",
+    "Outbox",
+    "ReplicaInfo",
+    "ReplicaReport",
+    "Reply",
+    "single_expert_config",
+]
 
-# the last item of a chat stream from a replica: the stream's charges, not a chunk
+# the last item of a chat stream from a replica: the stream's charges and the replica's
+# report under these keys, not a chunk
 CHARGES_KEY = "corral.charges"
+REPORT_KEY = "corral.report"
+# forward passes kept for the next reply; only a long run of failing calls (which carry
+# no report) reaches it, and then the oldest are dropped rather than memory growing
+_MAX_PENDING_BATCHES = 4096
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """A replica's load of its expert, as ``Metrics.observe_load`` takes it."""
+
+    seconds: float
+    memory_bytes: int
+    device: str
+
+
+@dataclass
+class ReplicaReport:
+    """What a replica measured since its last reply: delivered once, with one reply."""
+
+    load: LoadReport | None = None
+    batches: list[tuple[int, list[float]]] = field(default_factory=list)  # size, waits
+
+
+class Outbox:
+    """Collects a replica's observations until a reply takes them (one event loop:
+    the micro-batcher reports from it, replies are made on it)."""
+
+    def __init__(self) -> None:
+        self._load: LoadReport | None = None
+        self._batches: deque[tuple[int, list[float]]] = deque(maxlen=_MAX_PENDING_BATCHES)
+
+    def loaded(self, seconds: float, memory_bytes: int, device: str) -> None:
+        self._load = LoadReport(seconds, memory_bytes, device)
+
+    def batch(self, size: int, waits: list[float]) -> None:
+        self._batches.append((size, waits))
+
+    def take(self) -> ReplicaReport:
+        report = ReplicaReport(self._load, list(self._batches))
+        self._load = None
+        self._batches.clear()
+        return report
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A replica's answer to one call: the result, what it cost, what it observed."""
+
+    value: Any
+    charges: list[Charge]
+    report: ReplicaReport
 
 
 @dataclass(frozen=True)
@@ -50,6 +117,18 @@ def single_expert_config(config: Config, name: str) -> Config:
     return Config(models=[spec], runtime=runtime, server=server, observe=config.observe)
 
 
+class _ReplicaRuntime(Runtime):
+    """The replica's Runtime: its forward passes are reported to the outbox (the
+    replica has no metrics registry of its own; the ingress's is the one scraped)."""
+
+    def __init__(self, config: Config, outbox: Outbox) -> None:
+        super().__init__(config)
+        self.outbox = outbox
+
+    def _batch_observer(self, name: str) -> Callable[[int, list[float]], None] | None:
+        return self.outbox.batch
+
+
 class ExpertReplica:
     """The deployment class of every expert (``engines.ray`` names one per expert)."""
 
@@ -58,11 +137,16 @@ class ExpertReplica:
         # has loaded, so Serve's readiness is the expert's; a failed load leaves it up,
         # answering 503 as the embedded engine does
         own = single_expert_config(config, name)
-        self.runtime = Runtime(own)
+        self.outbox = Outbox()
+        self.runtime = _ReplicaRuntime(own, self.outbox)
         self.runtime.costs = CostMeter(own, default_llm=None)  # measures; the ingress prices
         self.handle = self.runtime.handles[name]
         with contextlib.suppress(ExpertUnavailable):
             await self.runtime.ensure_loaded(self.handle)
+        if self.handle.state == ExpertState.READY:  # a failed load is not observed (embedded)
+            self.outbox.loaded(
+                self.handle.load_seconds or 0.0, self.handle.memory_bytes or 0, self.handle.device
+            )
 
     def info(self) -> ReplicaInfo:
         handle = self.handle
@@ -77,23 +161,29 @@ class ExpertReplica:
             tool_schema=expert.tool_schema() if expert is not None else None,
         )
 
+    def describe(self) -> Reply:
+        """``info`` for the ingress, with the report (so its load is observed at once);
+        ``info`` alone takes nothing from the outbox (tests and operators may ask)."""
+        return Reply(self.info(), [], self.outbox.take())
+
     def batch_stats(self) -> BatchStats | None:
         """The replica's micro-batcher counters (forward passes vs requests)."""
         batcher = self.handle.batcher
         return batcher.stats if batcher is not None else None
 
-    async def submit(self, request: Any) -> tuple[Any, list[Charge]]:
+    async def submit(self, request: Any) -> Reply:
         with activate(Trace(id=new_trace_id())) as trace:
             result = await self.runtime.submit(self.handle, request)
-        return result, trace.charges
+        return Reply(result, trace.charges, self.outbox.take())
 
-    async def chat(self, params: dict[str, Any]) -> tuple[dict[str, Any], list[Charge]]:
+    async def chat(self, params: dict[str, Any]) -> Reply:
         with activate(Trace(id=new_trace_id())) as trace:
             reply = await self.runtime.chat(self.handle, params)
-        return reply, trace.charges
+        return Reply(reply, trace.charges, self.outbox.take())
 
     async def chat_stream(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
-        """The chunks, then one ``{CHARGES_KEY: [...]}`` item with what they cost."""
+        """The chunks, then one ``{CHARGES_KEY: [...], REPORT_KEY: ...}`` item with what
+        they cost and what the replica observed."""
         trace = Trace(id=new_trace_id())
         chunks = self.runtime.chat_stream(self.handle, params)
         while True:
@@ -103,7 +193,7 @@ class ExpertReplica:
                 except StopAsyncIteration:
                     break
             yield chunk
-        yield {CHARGES_KEY: trace.charges}
+        yield {CHARGES_KEY: trace.charges, REPORT_KEY: self.outbox.take()}
 
     def check_health(self) -> None:
         """Serve's health probe: a replica whose expert was loaded and lost is replaced."""

@@ -4,8 +4,12 @@ seam, forwarded to each expert's deployment.
 Routing, traces, metrics and cost accounting run in the ingress exactly as on the
 embedded engine (this is a ``Runtime``: handles, lookup, accounting are its own); only
 where an expert runs changes. A replica measures each call and returns its charges; the
-ingress prices them. A replica that dies is replaced by Serve, and the call is retried
-on the replacement (requests are idempotent: encoders and whole chat completions).
+ingress prices them. Each reply also brings what the replica observed since its last
+one (its load, its forward passes' sizes and queue waits), recorded here in the same
+metrics as embedded: every observation reaches one ingress replica once, so with
+several ingress replicas each ``/metrics`` has its share (sum them). A replica that
+dies is replaced by Serve, and the call is retried on the replacement (requests are
+idempotent: encoders and whole chat completions).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 
 from corral.access import require_expert
 from corral.config import Config
-from corral.engines.ray_replica import CHARGES_KEY, ReplicaInfo
+from corral.engines.ray_replica import CHARGES_KEY, REPORT_KEY, ReplicaInfo, ReplicaReport, Reply
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, NoCapacity
 from corral.experts.base import BaseExpert, LoadContext
 from corral.experts.registry import expert_class
@@ -97,8 +101,9 @@ class RemoteRuntime(Runtime):
             if handle.state == ExpertState.UNAVAILABLE:
                 raise ExpertUnavailable(handle.reason)
             if handle.expert is None:
-                info: ReplicaInfo = await self._call(handle, "info")
-                self._learn(handle, info)
+                reply: Reply = await self._call(handle, "describe")
+                self._learn(handle, reply.value)
+                self._record(handle, reply.report)
             if handle.state == ExpertState.UNAVAILABLE:
                 raise ExpertUnavailable(handle.reason)
             assert handle.expert is not None
@@ -129,23 +134,21 @@ class RemoteRuntime(Runtime):
             path=handle.resolved.path or Path(), device=info.device, spec=handle.spec
         )
         handle.expert = remote(context)
-        if self.metrics is not None:
-            self.metrics.observe_load(
-                handle.name, info.load_seconds or 0.0, info.memory_bytes or 0, info.device
-            )
 
     # --- serving: the Router's seam ----------------------------------------------------
     async def submit(self, handle: ExpertHandle, request: Any) -> Any:
         await self.ensure_loaded(handle)
-        result, charges = await self._call(handle, "submit", request)
-        self._charge(handle, charges)
-        return result
+        reply: Reply = await self._call(handle, "submit", request)
+        self._charge(handle, reply.charges)
+        self._record(handle, reply.report)
+        return reply.value
 
     async def chat(self, handle: ExpertHandle, params: dict[str, Any]) -> dict[str, Any]:
         await self.ensure_loaded(handle)
-        reply, charges = await self._call(handle, "chat", params)
-        self._charge(handle, charges)
-        return reply  # type: ignore[no-any-return]
+        reply: Reply = await self._call(handle, "chat", params)
+        self._charge(handle, reply.charges)
+        self._record(handle, reply.report)
+        return reply.value  # type: ignore[no-any-return]
 
     async def chat_stream(
         self, handle: ExpertHandle, params: dict[str, Any]
@@ -166,6 +169,7 @@ class RemoteRuntime(Runtime):
         while True:
             if CHARGES_KEY in item:
                 self._charge(handle, item[CHARGES_KEY])
+                self._record(handle, item[REPORT_KEY])
                 return
             yield item
             try:
@@ -181,6 +185,18 @@ class RemoteRuntime(Runtime):
         """The replica measured; the ingress prices (the same meter as embedded)."""
         for charge in charges:
             self._account(handle, charge.seconds, charge.tokens_in, charge.tokens_out)
+
+    def _record(self, handle: ExpertHandle, report: ReplicaReport) -> None:
+        """A replica's observations into this app's metrics, as embedded records them.
+        A load is a new replica's: /v1/models shows the latest one's measurements."""
+        if report.load is not None:
+            load = report.load
+            handle.memory_bytes, handle.load_seconds = load.memory_bytes, load.seconds
+            if self.metrics is not None:
+                self.metrics.observe_load(handle.name, load.seconds, load.memory_bytes, load.device)
+        if self.metrics is not None:
+            for size, waits in report.batches:
+                self.metrics.observe_batch(handle.name, size, waits)
 
     async def _call(self, handle: ExpertHandle, method: str, *args: Any) -> Any:
         deployment = self._deployments[handle.name]

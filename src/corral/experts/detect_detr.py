@@ -61,7 +61,7 @@ from corral.experts.detect import (
     ImageDetections,
     ranked,
 )
-from corral.experts.detect_onnx import names_from_metadata, onnx_file, onnx_providers, pad_batch
+from corral.experts.detect_onnx import names_from_metadata, onnx_session, pad_batch
 
 __all__ = ["OnnxDetrDetector", "aspect_size"]
 
@@ -217,14 +217,8 @@ class OnnxDetrDetector(DetectExpert):
     backend = "onnx-detr"
 
     def load(self) -> None:
-        ort = require("onnxruntime", "vision")
         options = self.context.options
-        file = onnx_file(self.context.path, options.get("file"))
-        session_options = ort.SessionOptions()
-        if options.get("threads"):
-            session_options.intra_op_num_threads = int(options["threads"])
-        providers = onnx_providers(ort, self.context.device, self.context.spec.device)
-        self.session = ort.InferenceSession(str(file), session_options, providers=providers)
+        self.session, file = onnx_session(self.context)
         self._bind_inputs()
         outputs = {o.name: list(o.shape) for o in self.session.get_outputs()}
         self._bind_outputs(outputs)

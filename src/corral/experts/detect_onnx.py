@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from corral.errors import ExpertUnavailable
-from corral.experts.base import require
+from corral.experts.base import LoadContext, require
 from corral.experts.detect import COCO_NAMES, DetectExpert, DetectItem, ImageDetections, nms
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "names_from_metadata",
     "onnx_file",
     "onnx_providers",
+    "onnx_session",
     "pad_batch",
 ]
 
@@ -73,6 +74,19 @@ def onnx_providers(ort: Any, device: str, requested: str) -> list[Any]:
             )
         log.warning("onnxruntime has no CUDA provider here; running on the CPU")
     return ["CPUExecutionProvider"]
+
+
+def onnx_session(context: LoadContext) -> tuple[Any, Path]:
+    """An ONNX Runtime session on the expert's ``.onnx`` (``options.file`` picks one of
+    several), with ``options.threads`` intra-op threads and the device's providers."""
+    ort = require("onnxruntime", "vision")
+    options = context.options
+    file = onnx_file(context.path, options.get("file"))
+    session_options = ort.SessionOptions()
+    if options.get("threads"):
+        session_options.intra_op_num_threads = int(options["threads"])
+    providers = onnx_providers(ort, context.device, context.spec.device)
+    return ort.InferenceSession(str(file), session_options, providers=providers), file
 
 
 def letterbox(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, int, int]:
@@ -131,14 +145,8 @@ class OnnxYoloDetector(DetectExpert):
     backend = "onnx-yolo"
 
     def load(self) -> None:
-        ort = require("onnxruntime", "vision")
         options = self.context.options
-        file = onnx_file(self.context.path, options.get("file"))
-        session_options = ort.SessionOptions()
-        if options.get("threads"):
-            session_options.intra_op_num_threads = int(options["threads"])
-        providers = onnx_providers(ort, self.context.device, self.context.spec.device)
-        self.session = ort.InferenceSession(str(file), session_options, providers=providers)
+        self.session, _ = onnx_session(self.context)
         model_input = self.session.get_inputs()[0]
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.input_name = model_input.name

@@ -221,11 +221,12 @@ What limits it here: two cores are all there is, so a second replica cannot add
 compute: it splits the same cores (one torch thread each instead of two). Every request
 on Ray takes two more hops than embedded (Serve's HTTP proxy -> the ingress replica with
 corral's app and router -> the expert's replica), each a process boundary with
-pickling; but it also spreads the per-request Python work (HTTP, JSON, routing, traces,
-batching) over those processes, where embedded does all of it in one process beside the
-model's thread. On a quiet machine, with many one-sentence requests that work limits,
-so Ray can come out ahead of embedded on two cores; with 32-sentence requests the
-forward passes dominate and the extra hops and processes are a small cost.
+pickling, and those processes (proxy, ingress, controller, raylet) compete with the
+model for the same two cores. One-sentence requests pay the hops per sentence, so they
+lose the most; 32-sentence requests amortise them over the batch. (Under heavy
+contention from other work the ranking can flip: the scheduler shares CPU per busy
+thread, and Ray has more of them.)
+
 What to expect per added node: replicas placed on other nodes (`ray: {{replicas: N}}` or
 `autoscaling`) bring their own cores, so throughput grows by roughly one node's worth of
 what the single-process ceiling is on that node, minus the hop overhead, until the

@@ -272,7 +272,9 @@ def test_expert_metrics_on_the_metrics_endpoint(url) -> None:
         assert after("corral_model_load_seconds_count", expert=name) >= 1, name
         assert after("corral_model_load_seconds_sum", expert=name) > 0, name
     # embedded: the MiniLM experts share one copy, counted on the first that loaded it
-    minilm = [after("corral_resident_bytes", expert=n) for n in ("embedder", "reranker")]
+    minilm = [
+        after("corral_resident_bytes", expert=n) for n in ("embedder", "reranker", "classifier")
+    ]
     assert max(minilm) > 10 * 2**20
     assert after("corral_resident_bytes", expert="fast") > 10 * 2**20
 

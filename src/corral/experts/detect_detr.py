@@ -41,7 +41,6 @@ give two boxes of different classes; corral keeps each query's best class only.
 
 from __future__ import annotations
 
-import ast
 import json
 from collections import defaultdict
 from collections.abc import Mapping
@@ -61,7 +60,7 @@ from corral.experts.detect import (
     ImageDetections,
     ranked,
 )
-from corral.experts.detect_onnx import names_from_metadata, onnx_session, pad_batch
+from corral.experts.detect_onnx import input_size, names_from_metadata, onnx_session, pad_batch
 
 __all__ = ["OnnxDetrDetector", "aspect_size"]
 
@@ -126,24 +125,6 @@ def _choice(options: dict[str, Any], key: str, allowed: tuple[str, ...], default
     return value
 
 
-def _static_size(shape: list[Any], option: Any, metadata: dict[str, str]) -> tuple[int, int] | None:
-    """(height, width) to resize to: the model's fixed input, ``options.imgsz``, or the
-    ``imgsz`` Ultralytics writes; None when the model takes any size."""
-    if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
-        return shape[2], shape[3]
-    value: Any = option
-    if value is None and metadata.get("imgsz"):
-        try:
-            value = ast.literal_eval(metadata["imgsz"])
-        except (ValueError, SyntaxError):
-            value = None
-    if isinstance(value, int):
-        return value, value
-    if isinstance(value, (list, tuple)) and len(value) == 2:
-        return int(value[0]), int(value[1])
-    return None
-
-
 def _scoring(
     options: dict[str, Any], outputs: list[str], hf_config: dict[str, Any]
 ) -> tuple[str, str]:
@@ -175,7 +156,7 @@ def _recipe(
     if processor.get("image_mean") and processor.get("image_std"):
         mean, std = tuple(processor["image_mean"]), tuple(processor["image_std"])
     size: dict[str, Any] = processor["size"] if isinstance(processor.get("size"), dict) else {}
-    fixed = _static_size(image_shape, options.get("imgsz"), metadata)
+    fixed = input_size(image_shape, metadata, options.get("imgsz"))
     if fixed is None and size.get("height") and size.get("width"):
         fixed = int(size["height"]), int(size["width"])  # e.g. Hugging Face's RT-DETR: 640 x 640
     return _Recipe(

@@ -34,6 +34,7 @@ from corral.experts.detect import COCO_NAMES, DetectExpert, DetectItem, ImageDet
 
 __all__ = [
     "OnnxYoloDetector",
+    "input_size",
     "letterbox",
     "names_from_metadata",
     "onnx_file",
@@ -122,8 +123,9 @@ def names_from_metadata(metadata: dict[str, str]) -> list[str] | None:
     return None
 
 
-def _input_size(shape: list[Any], metadata: dict[str, str], option: Any) -> tuple[int, int]:
-    """(height, width): the model's fixed input, else ``options.imgsz``, metadata, 640."""
+def input_size(shape: list[Any], metadata: dict[str, str], option: Any) -> tuple[int, int] | None:
+    """(height, width) to resize to: the model's fixed input, ``options.imgsz``, or the
+    ``imgsz`` Ultralytics writes; None when the model takes any size."""
     if len(shape) == 4 and isinstance(shape[2], int) and isinstance(shape[3], int):
         return shape[2], shape[3]
     value: Any = option
@@ -136,7 +138,7 @@ def _input_size(shape: list[Any], metadata: dict[str, str], option: Any) -> tupl
         return value, value
     if isinstance(value, (list, tuple)) and len(value) == 2:
         return int(value[0]), int(value[1])
-    return 640, 640
+    return None
 
 
 class OnnxYoloDetector(DetectExpert):
@@ -151,7 +153,8 @@ class OnnxYoloDetector(DetectExpert):
         metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         self.input_name = model_input.name
         self.dtype = np.float16 if "float16" in model_input.type else np.float32
-        self.size = _input_size(list(model_input.shape), metadata, options.get("imgsz"))
+        size = input_size(list(model_input.shape), metadata, options.get("imgsz"))
+        self.size = size or (640, 640)
         batch = model_input.shape[0] if model_input.shape else 1
         # a fixed batch (Ultralytics exports batch 1 unless dynamic=True) runs frame by frame
         self.fixed_batch = isinstance(batch, int)

@@ -116,6 +116,22 @@ def test_a_wrapped_description_continues_its_row_and_label_rows_are_not_tables()
 
 
 # --- the server ------------------------------------------------------------------------
+def test_layoutlmv3_spans_are_runs_of_tagged_words() -> None:
+    """A word the model left untagged ends the span: "assembly 4 38.56" tagged
+    VALUE, O, VALUE is two values, never "assembly 38.56"."""
+    from types import SimpleNamespace
+
+    from corral.experts.layoutlmv3 import LayoutLMv3DocumentExpert, roles
+
+    labels = {0: "O", 1: "B-KEY", 2: "I-KEY", 3: "B-VALUE", 4: "I-VALUE"}
+    words = [Word(t, (x, 0.0, x + 40.0, 20.0)) for t, x in (("assembly", 0), ("4", 50), ("38.56", 100))]
+    spans = LayoutLMv3DocumentExpert._spans(
+        SimpleNamespace(roles=roles(labels)),  # type: ignore[arg-type]
+        words, [4, 0, 4], [0.9, 0.9, 0.9], {id(w): 0 for w in words},
+    )  # fmt: skip
+    assert [[w.text for w in span.words] for span in spans] == [["assembly"], ["38.56"]]
+
+
 def _tiny_layoutlmv3(folder: Path) -> Path:
     """A random-init LayoutLMv3 (hidden size 32) with a byte-level BPE tokenizer."""
     from tokenizers.pre_tokenizers import ByteLevel

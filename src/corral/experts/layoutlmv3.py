@@ -153,15 +153,17 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
         self, words: list[Word], ids: list[int], scores: list[float], line_of: dict[int, int]
     ) -> list[_Span]:
         spans: list[_Span] = []
+        last: _Span | None = None  # the span the previous word extended, if any
         for word, label, score in zip(words, ids, scores, strict=True):
             role = self.roles.get(label)
-            if role is None:
+            if role is None:  # an untagged word ends the span: spans are runs of words
+                last = None
                 continue
             kind, begins = role
             line = line_of[id(word)]
-            last = spans[-1] if spans else None
             if last is None or begins or last.role != kind or last.line != line:
-                spans.append(_Span(kind, [word], line, [score]))
+                last = _Span(kind, [word], line, [score])
+                spans.append(last)
             else:
                 last.words.append(word)
                 last.scores.append(score)

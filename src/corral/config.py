@@ -115,6 +115,9 @@ class ModelConfig(_Strict):
     task: Task | None = None
     backend: str | None = None
     path: Path | None = None
+    revision: str | None = Field(
+        None, description="Hub revision (branch, tag or commit) `corral pull` fetches and loads."
+    )
     base_url: str | None = None
     device: str = "auto"
     pin: bool = False
@@ -176,6 +179,11 @@ class RuntimeConfig(_Strict):
         None,
         description="Where fitted detectors and graph models are kept (<dir>/artifacts); "
         "default $CORRAL_STATE_DIR, else ~/.local/state/corral.",
+    )
+    download: Literal["auto", "never"] = Field(
+        "auto",
+        description="auto: `corral serve` downloads missing weights when the Hub (or Ollama) "
+        "answers; never: serve only what is on disk (as `corral serve --offline`).",
     )
 
 
@@ -268,6 +276,11 @@ class ServerConfig(_Strict):
     )
     rate_limit: RateLimitConfig = RateLimitConfig()
     limits: LimitsConfig = LimitsConfig()
+    readiness: Literal["all", "any"] = Field(
+        "all",
+        description="all: /readyz is 503 while any configured expert is unavailable; any: "
+        "200 once one expert is ready (partial deployments).",
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -41,6 +41,7 @@ from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
 from corral.server.schemas import ERROR_RESPONSES
+from corral.server.upstream_health import probe_upstreams, watch_upstreams
 
 __all__ = ["create_app"]
 
@@ -76,6 +77,7 @@ def create_app(
     api_keys = ApiKeys(config.server)
 
     async def warm() -> None:
+        await probe_upstreams(runtime)  # before readiness can be claimed
         prefer = await asyncio.to_thread(_most_used, usage)
         await runtime.load_all(listener, prefer=prefer)
         await router.prepare()
@@ -96,12 +98,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(warm()) if prewarm else None
         app.state.loading = loading
+        watching = asyncio.create_task(watch_upstreams(runtime))
         try:
             yield
         finally:
-            if loading is not None:
-                loading.cancel()
-                await asyncio.gather(loading, return_exceptions=True)
+            for task in (loading, watching):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             if router.shadow is not None:
                 await router.shadow.drain()
             await runtime.close()
@@ -171,12 +175,24 @@ def create_app(
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: 200 once every loadable expert has loaded; lists those unavailable."""
+        """Readiness: 200 once pre-warm is done and no configured expert is unavailable
+        (``server.readiness: any``: once one expert is ready); lists which are not, and why."""
         rt: Runtime = request.app.state.runtime
-        experts = {h.name: h.state.value for h in rt.handles.values()}
+        status = {h.name: h.status() for h in rt.handles.values()}
+        unavailable = {name: why for name, (state, why) in status.items() if state == "unavailable"}
         warming = request.app.state.loading is not None and not request.app.state.loading.done()
-        ready = rt.ready and not warming  # routes embedded and the LLM timed too
-        return JSONResponse({"ready": ready, "experts": experts}, status_code=200 if ready else 503)
+        settled = rt.ready and not warming  # routes embedded and the LLM timed too
+        if config.server.readiness == "any":
+            ready = settled and any(state == "ready" for state, _ in status.values())
+        else:
+            ready = settled and not unavailable
+        body = {
+            "ready": ready,
+            "loading": not settled,
+            "experts": {name: state for name, (state, _) in status.items()},
+            "unavailable": unavailable,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
 

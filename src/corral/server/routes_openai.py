@@ -107,15 +107,16 @@ def _cascade_card(cascade: CascadeConfig) -> ModelCard:
 
 
 def _card(handle: ExpertHandle) -> ModelCard:
+    state, reason = handle.status()  # an unreachable upstream shows as unavailable
     return ModelCard(
         id=handle.name,
         created=_STARTED,
         model=handle.spec.model,
         task=handle.task.value if handle.task else None,
         backend=handle.resolved.backend,
-        state=handle.state.value,
+        state=state,
         default=handle.spec.default,
         aliases=list(handle.spec.aliases),
         memory_bytes=handle.memory_bytes,
-        reason=handle.reason or None,
+        reason=reason or None,
     )

@@ -49,7 +49,9 @@ class HubSettings:
     def from_env(cls, env: Mapping[str, str]) -> HubSettings:
         from corral.catalog import hf_cache_dir
 
-        offline = env.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+        # as huggingface_hub reads it: HF_HUB_OFFLINE, else TRANSFORMERS_OFFLINE
+        flag = env.get("HF_HUB_OFFLINE") or env.get("TRANSFORMERS_OFFLINE") or ""
+        offline = flag.strip().upper() in ("1", "ON", "YES", "TRUE")
         return cls(
             endpoint=env.get("HF_ENDPOINT", _DEFAULT_ENDPOINT).rstrip("/"),
             cache_dir=hf_cache_dir(env),

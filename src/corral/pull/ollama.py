@@ -84,6 +84,8 @@ def _advance(
     if completed > done:
         bar.update(completed - done)
         bars[digest] = (bar, completed)
+        if completed >= int(size):
+            bar.close()  # the layer is in: its line now, not at the end of the pull
     return max(0, completed - done)
 
 

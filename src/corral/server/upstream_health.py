@@ -35,13 +35,28 @@ async def _probe(client: httpx.AsyncClient, handle: ExpertHandle) -> None:
     base = (handle.resolved.base_url or "").rstrip("/")
     url = base + ("/api/tags" if handle.resolved.backend == "ollama" else "/models")
     try:
-        await client.get(url)
+        reply = await client.get(url)
+        error = _ollama_lacks(handle, reply) if handle.resolved.backend == "ollama" else ""
     except httpx.HTTPError as exc:
         error = f"expert {handle.name!r}: upstream {base} is unreachable ({type(exc).__name__})"
-        if error != handle.upstream_error:
-            log.warning("%s", error)
-        handle.upstream_error = error
-        return
-    if handle.upstream_error:
+    if error and error != handle.upstream_error:
+        log.warning("%s", error)
+    elif not error and handle.upstream_error:
         log.info("expert %r: upstream %s answers again", handle.name, base)
-    handle.upstream_error = ""
+    handle.upstream_error = error
+
+
+def _ollama_lacks(handle: ExpertHandle, reply: httpx.Response) -> str:
+    """An Ollama that answers but does not hold the model cannot serve it either."""
+    model = str(handle.spec.options.get("upstream_model", handle.spec.model))
+    try:
+        tags = reply.json() if reply.status_code == 200 else None
+        if not isinstance(tags, dict) or not isinstance(tags.get("models"), list):
+            return ""  # not Ollama's tag list: reachable is all we can tell
+        held = {str(m.get(k)) for m in tags["models"] for k in ("name", "model")}
+    except (ValueError, AttributeError):
+        return ""
+    if model in held or f"{model}:latest" in held:
+        return ""
+    base = handle.resolved.base_url
+    return f"expert {handle.name!r}: Ollama at {base} does not have {model}; `corral pull` it"

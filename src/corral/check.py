@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from corral.availability import Availability, Status, assess
@@ -80,16 +81,17 @@ def _print(
     for a, r in zip(results, resolved, strict=True):
         colour = _COLOURS.get(a.status, "red")
         task = r.task.value if r.task else "?"
-        table.add_row(a.name, a.model, task, r.backend or "?", f"[{colour}]{a.status.value}[/]")
+        row = (a.name, escape(a.model), task, r.backend or "?", f"[{colour}]{a.status.value}[/]")
+        table.add_row(*row)
     console.print(table)
     for a, r in zip(results, resolved, strict=True):
-        lines = [f"[bold]{a.name}[/] ({a.model}): {a.status.value}: {a.detail}"]
+        lines = [f"[bold]{a.name}[/] ({escape(a.model)}): {a.status.value}: {escape(a.detail)}"]
         if not a.can_serve and not r.found and r.looked and r.base_url is None:
-            lines += [f"  looked in: {place}" for place in r.looked]
+            lines += [f"  looked in: {escape(place)}" for place in r.looked]
         if a.remedy:
-            lines.append(f"  remedy: {a.remedy}")
+            lines.append(f"  remedy: {escape(a.remedy)}")
         if r.note and r.note not in (a.detail, a.remedy):
-            lines.append(f"  note: {r.note}")
+            lines.append(f"  note: {escape(r.note)}")
         for line in lines:
             console.print(line, highlight=False, soft_wrap=True)
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rich.markup import escape
+
 from corral.catalog import ResolvedModel
 from corral.config import Config, ModelConfig
 from corral.pull.errors import DownloadError
@@ -84,7 +86,8 @@ def pull_expert(
             f"{plan.snapshot(settings)}{note}",
         )
     progress.say(
-        f"[bold]{name}[/] ({source.repo}): fetching {len(plan.missing)} of {len(plan.sizes)} "
+        f"[bold]{name}[/] ({escape(source.repo)}): fetching {len(plan.missing)} of "
+        f"{len(plan.sizes)} "
         f"files, {human_bytes(plan.missing_bytes)}{note}"
     )
     try:
@@ -107,7 +110,7 @@ def _pull_ollama(spec: ModelConfig, base_url: str, progress: PullProgress) -> Pu
     try:
         if ollama_has(base_url, model):
             return PullResult(spec.name, True, f"already in Ollama at {base_url}: {model}")
-        progress.say(f"[bold]{spec.name}[/]: Ollama at {base_url} pulls {model}")
+        progress.say(f"[bold]{spec.name}[/]: Ollama at {escape(base_url)} pulls {escape(model)}")
         pulled = pull_ollama(spec.name, base_url, model, progress)
     except DownloadError as exc:
         return PullResult(spec.name, False, exc.message)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from corral.catalog import resolve
 from corral.config import Config
@@ -50,4 +51,5 @@ def download_for_serve(config: Config, console: Console, *, offline: bool) -> No
 def print_results(results: Sequence[PullResult], console: Console) -> None:
     for r in results:
         mark = "[green]ok[/]    " if r.ok else "[red]failed[/]"
-        console.print(f"{mark} [bold]{r.name}[/]: {r.summary}", highlight=False, soft_wrap=True)
+        line = f"{mark} [bold]{r.name}[/]: {escape(r.summary)}"
+        console.print(line, highlight=False, soft_wrap=True)

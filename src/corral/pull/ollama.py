@@ -75,7 +75,7 @@ def _advance(
     if not digest or not size:
         status = event.get("status")
         if status and not str(status).startswith("pulling"):
-            progress.say(f"  ollama: {status}")
+            progress.say(f"  ollama: {status}", markup=False)
         return 0
     if digest not in bars:
         bars[digest] = (progress.bar_class(f"{model} {str(digest)[:19]}")(total=int(size)), 0)

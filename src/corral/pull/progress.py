@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -40,8 +41,8 @@ class PullProgress:
         self.console = console
         self._progress: Progress | None = None
 
-    def say(self, text: str) -> None:
-        self.console.print(text, highlight=False, soft_wrap=True)
+    def say(self, text: str, *, markup: bool = True) -> None:
+        self.console.print(text, highlight=False, soft_wrap=True, markup=markup)
 
     def bar_class(self, label: str) -> type[Any]:
         """A tqdm-like class that reports one file called ``label``."""
@@ -94,7 +95,7 @@ class PullProgress:
         if not self.console.is_terminal:
             resumed = f", resuming at {human_bytes(initial)}" if initial else ""
             size = human_bytes(total) if total is not None else "unknown size"
-            self.say(f"  fetching {label} ({size}{resumed})")
+            self.say(f"  fetching {label} ({size}{resumed})", markup=False)
             return None
         if self._progress is None:
             self._progress = Progress(
@@ -106,12 +107,12 @@ class PullProgress:
                 transient=True,
             )
             self._progress.start()
-        return self._progress.add_task(label, total=total, completed=initial)
+        return self._progress.add_task(escape(label), total=total, completed=initial)
 
     def _finish(self, task: TaskID | None, label: str, done: int, seconds: float) -> None:
         if task is not None and self._progress is not None:
             self._progress.remove_task(task)
-        self.say(f"  fetched  {label} ({human_bytes(done)} in {seconds:.1f}s)")
+        self.say(f"  fetched  {label} ({human_bytes(done)} in {seconds:.1f}s)", markup=False)
 
     def close(self) -> None:
         if self._progress is not None:

@@ -87,6 +87,10 @@ def test_pull_fetches_only_what_backends_load_resumes_then_nothing(
         SEED_PART + "  - name: coder\n    model: deepseek-ai/deepseek-coder-6.7b-instruct\n"
     )
     env = _env(tmp_path / "hf", hub)
+    check = _corral("check", str(config), env=env).stdout
+    gguf_bytes = len(hub.repos[GGUF_REPO].files["deepseek-coder-6.7b-instruct.Q4_K_M.gguf"])
+    assert f"coder (deepseek-ai/deepseek-coder-6.7b-instruct): downloadable: {GGUF_REPO}: {gguf_bytes / 2**20:.1f} MiB to fetch" in check
+    assert "0 of 3 experts can serve now (not yet: 3 downloadable)" in check
     first = _corral("pull", str(config), env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout

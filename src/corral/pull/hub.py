@@ -93,8 +93,13 @@ class HubPlan:
 
 def plan_hub(source: HubSource, settings: HubSettings, *, timeout: float = 10.0) -> HubPlan:
     """Ask the Hub which files the backend needs and which the cache lacks."""
-    from huggingface_hub import HfApi
-
+    try:
+        from huggingface_hub import HfApi
+    except ImportError:
+        raise DownloadError(
+            f"expert {source.expert!r}: downloading from the Hub needs huggingface_hub: "
+            "pip install 'corral[text]'"
+        ) from None
     if settings.offline:
         raise DownloadError(f"expert {source.expert!r}: HF_HUB_OFFLINE is set; not asking the Hub")
     api = HfApi(endpoint=settings.endpoint, token=settings.token)

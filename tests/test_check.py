@@ -29,8 +29,8 @@ def test_check_seed_says_why_each_expert_cannot_serve(
     cache = tmp_path / "hub"
     no_hub = f"not in the Hugging Face cache, and {hub} is unreachable (ConnectError)"
 
-    def pullable(repo: str) -> str:
-        return f"  remedy: `corral pull` (or `hf download {repo}`) on a machine with Hub access, or set `path:` to a local copy"
+    def pullable(repo: str, files: str = "") -> str:
+        return f"  remedy: `corral pull` (or `hf download {repo}{files}`) on a machine with Hub access, or set `path:` to a local copy"
 
     expected = [
         f"fast (qwen3:8b): upstream unreachable: Ollama at http://{ollama} is unreachable (ConnectError); is `ollama serve` running?",
@@ -51,7 +51,7 @@ def test_check_seed_says_why_each_expert_cannot_serve(
         "`pip install ultralytics && yolo export model=yolo12n.pt format=onnx imgsz=640`, then set `path:` to yolo12n.onnx",
         f"coder (deepseek-ai/deepseek-coder-6.7b-instruct): not on disk: {no_hub}",
         f"  looked in: Hugging Face cache {cache}/models--TheBloke--deepseek-coder-6.7B-instruct-GGUF",
-        pullable("TheBloke/deepseek-coder-6.7B-instruct-GGUF"),
+        pullable("TheBloke/deepseek-coder-6.7B-instruct-GGUF", " --include '*Q4_K_M*.gguf'"),
         "  note: llama.cpp serves only GGUF and deepseek-ai publishes safetensors: corral fetches one quantisation "
         "(options.quant, default Q4_K_M) from TheBloke/deepseek-coder-6.7B-instruct-GGUF (bartowski and others publish GGUFs too)",
         f"doc-parser (microsoft/layoutlmv3-base): not on disk: {no_hub}",

@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import httpx
 
-from corral.catalog import ResolvedModel
+from corral.catalog import ResolvedModel, hf_download_command
 from corral.config import ModelConfig
 
 __all__ = ["BACKEND_LIBRARIES", "Availability", "Status", "assess"]
@@ -131,7 +131,7 @@ def assess(
         return result(Status.USABLE, f"weights at {r.path}")
     if r.repo is None:
         return result(Status.MISSING, "no weights on disk, and none on the Hub to fetch", r.hint)
-    fetch = f"`corral pull` (or `hf download {r.repo}`)"
+    fetch = f"`corral pull` (or `{hf_download_command(r.repo, spec)}`)"
     if hub_down is not None:
         return result(
             Status.MISSING,

@@ -19,7 +19,14 @@ from pathlib import Path
 from corral.config import ModelConfig, RuntimeConfig, Task
 from corral.errors import CorralError
 
-__all__ = ["CATALOG", "CatalogEntry", "ResolvedModel", "hf_cache_dir", "resolve"]
+__all__ = [
+    "CATALOG",
+    "CatalogEntry",
+    "ResolvedModel",
+    "hf_cache_dir",
+    "hf_download_command",
+    "resolve",
+]
 
 
 def _package_dir(module: str, subdir: str = "") -> Path | None:
@@ -391,6 +398,15 @@ def _hub_repo(spec: ModelConfig, entry: CatalogEntry | None) -> str | None:
     return None
 
 
+def hf_download_command(repo: str, spec: ModelConfig) -> str:
+    """The `hf` command that fetches what corral would (one quantisation of a GGUF repo)."""
+    entry = CATALOG.get(spec.model)
+    if (spec.backend or (entry.backend if entry else None)) == "llama-cpp":
+        quant = spec.options.get("quant", "Q4_K_M")
+        return f"hf download {repo} --include '*{quant}*.gguf'"
+    return f"hf download {repo}"
+
+
 def _pick_gguf(folder: Path, spec: ModelConfig) -> Path | None:
     """The GGUF file in a downloaded folder that ``options.quant``/``file`` names."""
     from corral.pull.files import select_files
@@ -411,7 +427,7 @@ def _how_to_supply(spec: ModelConfig, entry: CatalogEntry | None) -> str:
     repo = _hub_repo(spec, entry)
     if repo is not None:
         ways.append("`corral pull` (or `corral serve`, which downloads what is missing)")
-        ways.append(f"`hf download {repo}` on a machine with Hub access")
+        ways.append(f"`{hf_download_command(repo, spec)}` on a machine with Hub access")
         ways.append("set `path:` to a local copy, or put it under $CORRAL_MODELS_DIR/<org>/<name>")
     elif entry is not None and not entry.fetch and entry.note:
         ways.append(entry.note)

@@ -26,6 +26,7 @@ __all__ = [
     "PullProgress",
     "PullResult",
     "hub_source",
+    "in_folder",
     "pull_config",
     "pull_expert",
 ]
@@ -63,7 +64,7 @@ def pull_expert(
     source = hub_source(spec, resolved)
     if source is None:
         return PullResult(name, resolved.found, _nothing_to_fetch(resolved))
-    cached = resolved.path is not None and _inside(resolved.path, settings.cache_dir)
+    cached = in_folder(resolved.path, settings.cache_dir)
     if resolved.found and not (verify and cached):
         return PullResult(name, True, f"already on disk: {resolved.path}")
     if settings.offline:
@@ -129,7 +130,10 @@ def _nothing_to_fetch(resolved: ResolvedModel) -> str:
     return f"cannot be fetched: {resolved.hint or resolved.note or 'no source known'}"
 
 
-def _inside(path: Path, folder: Path) -> bool:
+def in_folder(path: Path | None, folder: Path) -> bool:
+    """Whether ``path`` lies inside ``folder`` (the Hub cache, say)."""
+    if path is None:
+        return False
     try:
         path.resolve().relative_to(folder.resolve())
     except ValueError:

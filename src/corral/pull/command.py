@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from rich.console import Console
 from rich.markup import escape
 
-from corral.catalog import resolve
+from corral.catalog import hf_cache_dir, resolve
 from corral.config import Config
-from corral.pull import PullProgress, PullResult, pull_config
+from corral.pull import PullProgress, PullResult, in_folder, pull_config
 
 __all__ = ["download_for_serve", "print_results", "pull_command"]
 
@@ -42,9 +42,12 @@ def download_for_serve(config: Config, console: Console, *, offline: bool) -> No
         console.print(f"downloads off ({why}): serving what is on disk", highlight=False)
         return
     resolved = [resolve(spec, config.runtime) for spec in config.models]
-    if all(r.found and r.backend != "ollama" for r in resolved):
-        return  # everything is on disk: start without touching the network
-    results = pull_config(config, resolved, os.environ, PullProgress(console), verify=False)
+    cache = hf_cache_dir(os.environ)
+    if all(r.found and r.backend != "ollama" and not in_folder(r.path, cache) for r in resolved):
+        return  # everything ships in packages or local folders: no network at all
+    # copies in the Hub cache are checked against the Hub's file list (when it answers),
+    # so a download interrupted between two files is completed, not loaded half
+    results = pull_config(config, resolved, os.environ, PullProgress(console))
     print_results([r for r in results if r.fetched_bytes or not r.ok], console)
 
 

@@ -239,3 +239,20 @@ def test_serve_has_ollama_pull_its_models(tmp_path: Path) -> None:
     assert ready.status_code == 503 and list(ready.json()["unavailable"]) == ["ghost"]
     assert "does not have nosuch:1b" in ready.json()["unavailable"]["ghost"]
     assert models["fast"]["state"] == "ready" and models["ghost"]["state"] == "unavailable"
+
+
+def test_serve_downloads_nothing_when_told_not_to(hub: HubFixture, tmp_path: Path) -> None:
+    """`runtime.download: never` and `serve --offline`: the Hub is not asked at all."""
+    from rich.console import Console
+
+    from corral.pull.command import download_for_serve
+
+    before = len(hub.log)
+    for text, offline, why in (
+        (SEED_PART + "runtime:\n  download: never\n", False, "runtime.download: never"),
+        (SEED_PART, True, "--offline"),
+    ):
+        console = Console(record=True, width=200)
+        download_for_serve(parse_config(text), console, offline=offline)
+        assert f"downloads off ({why}): serving what is on disk" in console.export_text()
+    assert len(hub.log) == before

@@ -27,6 +27,7 @@ CONFIG = (
     MODELS
     + """
 server:
+  limits: {max_fit_bytes: 2000000}
   api_keys:
     - {key: alice-key, name: alice, experts: [anomaly, graph, detector]}
     - {key: bob-key, name: bob, experts: [anomaly, graph, detector]}
@@ -213,6 +214,25 @@ def test_query_parameters_are_bounded(server: RunningServer) -> None:
     graph["edges"], graph["labels"] = [[int(huge), 1]], None
     reply = _post(server, "/graph/big/fit", graph, ALICE)
     assert reply.status_code == 422, reply.text
+
+
+def test_fits_that_would_not_fit_in_memory_are_413_before_running(server: RunningServer) -> None:
+    series = {**FIT, "series": [float(i % 7) for i in range(5000)], "window": 100}
+    refused = _post(server, "/anomaly/long/fit", series, ALICE)
+    assert refused.status_code == 413, refused.text
+    error = refused.json()["error"]
+    assert "server.limits.max_fit_bytes" in error["message"] and error["param"] == "series"
+    rows = {"model": "anomaly", "data": [[0.0] * 50] * 1500}
+    assert _post(server, "/anomaly/wide/fit", rows, ALICE).status_code == 413
+    graph = {
+        "model": "graph",
+        "nodes": {"features": [[float(i % 3)] * 8 for i in range(3000)]},
+        "edges": [[i, i + 1] for i in range(2999)],
+        "labels": {str(i): "x" if i % 2 else "y" for i in range(10)},
+    }
+    refused = _post(server, "/graph/big/fit", graph, ALICE)
+    assert refused.status_code == 413 and "max_fit_bytes" in refused.text, refused.text
+    assert _post(server, "/anomaly/small/fit", FIT, ALICE).status_code == 200  # still serving
 
 
 def test_without_keys_nothing_is_owned(tmp_path: Any) -> None:

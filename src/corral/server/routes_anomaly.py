@@ -22,6 +22,7 @@ from corral.ownership import OWNER_PATTERN, canonical, qualify
 from corral.runtime import Runtime
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.fit_memory import anomaly_fit_bytes, check_fit_memory
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_anomaly import (
     AnomalyDeleteResponse,
@@ -96,6 +97,23 @@ def check_rows(
         )
 
 
+def check_memory(
+    data: list[list[float]] | None,
+    series: list[float] | None,
+    window: int | None,
+    limits: LimitsConfig,
+    what: str,
+) -> None:
+    """413 naming server.limits.max_fit_bytes when the rows (or windows) would not fit."""
+    if data is not None:
+        rows, features, param = len(data), max((len(r) for r in data), default=0), "data"
+    elif series is not None and window is not None:
+        rows, features, param = max(len(series) - window + 1, 0), window, "series"
+    else:
+        return
+    check_fit_memory(anomaly_fit_bytes(rows, features), what, limits, param)
+
+
 def _fitting_expert(runtime: Runtime, info: ArtifactInfo) -> str:
     """The expert that fitted the detector, else another of its backend (config changed)."""
     backend, name = info.meta.get("backend"), str(info.meta.get("expert"))
@@ -127,7 +145,9 @@ async def fit(
     detector: Detector, body: AnomalyFitRequest, router: RouterDep, owner: Owner = None
 ) -> AnomalyFitResponse:
     """Fit a detector on normal rows (or a series' windows) and store it as a new version."""
-    check_rows(body.data, body.series, router.runtime.config.server.limits, window=body.window)
+    limits = router.runtime.config.server.limits
+    check_rows(body.data, body.series, limits, window=body.window)
+    check_memory(body.data, body.series, body.window, limits, "this fit")
     request = AnomalyFitInput(
         detector=_ref(detector, owner),
         data=body.data,
@@ -174,6 +194,9 @@ async def score(
     """Score rows (or a series' windows); flags those above the detector's threshold."""
     check_rows(body.data, body.series, router.runtime.config.server.limits)
     info = await _info(router.runtime, _ref(detector, owner), body.version, body.model)
+    window = info.meta.get("window")
+    limits = router.runtime.config.server.limits
+    check_memory(body.data, body.series, int(window) if window else None, limits, "scoring")
     expert, result = await _score(router, info, body.model, data=body.data, series=body.series)
     return AnomalyScoreResponse(
         name=info.name,

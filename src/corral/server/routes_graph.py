@@ -28,6 +28,7 @@ from corral.experts.graph_inputs import (
 from corral.ownership import OWNER_PATTERN, canonical, qualify
 from corral.routing import Router
 from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.fit_memory import check_fit_memory, graph_fit_bytes
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_graph import (
     GraphDeleteResponse,
@@ -65,6 +66,7 @@ async def fit(
     """Train a GNN on the graph in the body and store it as a new version of ``name``."""
     ref = _ref(name, owner)
     _check_fit(body, router.runtime.config.server.limits)
+    _check_fit_memory(body, router)
     fields = {k: getattr(body, k) for k in GraphFitInput.model_fields if k != "graph"}
     request = GraphFitInput.model_construct(graph=ref, **fields)  # validated as the body
     handle, result = await router.serve(Task.GRAPH, body.model, request)
@@ -199,6 +201,26 @@ def _check_fit(body: GraphFitRequest, limits: LimitsConfig) -> None:
     _too_many(len(body.edges), limits.max_graph_edges, "edges", "edges")
     _check_width(body.nodes.features, limits, "nodes.features")
     _check_width(body.edge_features, limits, "edge_features")
+
+
+def _check_fit_memory(body: GraphFitRequest, router: Router) -> None:
+    """413 naming server.limits.max_fit_bytes when training would not fit (the expert's
+    hidden size and layers count; 403 first if the key may not use it)."""
+    options = router.runtime.find(Task.GRAPH, body.model).spec.options
+    features = body.nodes.features
+    estimate = graph_fit_bytes(
+        nodes=len(features),
+        features=len(features[0]) if features else 0,
+        edges=len(body.edges),
+        hidden=_int_option(options, "hidden", 64),
+        layers=_int_option(options, "layers", 2),
+    )
+    check_fit_memory(estimate, "this fit", router.runtime.config.server.limits, "nodes")
+
+
+def _int_option(options: dict[str, object], name: str, default: int) -> int:
+    value = options.get(name, default)
+    return value if isinstance(value, int) else default
 
 
 def _check_predict(body: GraphPredictRequest, limits: LimitsConfig) -> None:

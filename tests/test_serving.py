@@ -111,6 +111,7 @@ def test_idle_and_slow_clients_cannot_hold_the_server(served: Served) -> None:
     # a good client (another address) is served as usual meanwhile
     busy = max(_latency(served.url) for _ in range(5))
     assert busy <= max(3 * usual, usual + 0.5), (usual, busy)
+    print(f"good client: {usual * 1000:.0f} ms alone, {busy * 1000:.0f} ms beside 100 held")
     # the idle and trickling ones are closed after the header timeout, slow bodies after theirs
     for sock in silent + trickling:
         assert _closed_by_server(sock, HEADER_TIMEOUT_S + 3)
@@ -128,11 +129,23 @@ def test_idle_and_slow_clients_cannot_hold_the_server(served: Served) -> None:
     again.close()
 
 
-def _chat(url: str, stream: bool, answers: list[tuple[int, str]]) -> None:
+def _chat(
+    url: str, stream: bool, answers: list[tuple[int, str]], sent: threading.Semaphore
+) -> None:
     body = {**CHAT, "max_tokens": 4, "temperature": 0.0, "stream": stream}
+
+    def trace(event: str, info: object) -> None:  # httpcore's: the request is on the wire
+        if event == "http11.send_request_body.complete":
+            sent.release()
+
     try:
-        with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=120) as reply:
+        with httpx.Client(timeout=300) as client:
+            request = client.build_request(
+                "POST", url + "/v1/chat/completions", json=body, extensions={"trace": trace}
+            )
+            reply = client.send(request, stream=True)
             text = reply.read().decode()
+            reply.close()
     except httpx.HTTPError as exc:
         answers.append((0, repr(exc)))
         return
@@ -152,10 +165,15 @@ def _chat(url: str, stream: bool, answers: list[tuple[int, str]]) -> None:
 
 def test_sigterm_drains_requests_in_flight_and_exits_0(served: Served) -> None:
     answers: list[tuple[int, str]] = []
-    threads = [threading.Thread(target=_chat, args=(served.url, i < 2, answers)) for i in range(8)]
+    sent = threading.Semaphore(0)
+    threads = [
+        threading.Thread(target=_chat, args=(served.url, i < 2, answers, sent)) for i in range(8)
+    ]
     for thread in threads:
         thread.start()
-    time.sleep(1.0)  # all eight sent and queued behind the one model
+    for _ in threads:  # all eight on the wire (then read by the server)
+        assert sent.acquire(timeout=120)
+    time.sleep(0.5)
     started = time.monotonic()
     served.proc.send_signal(signal.SIGTERM)
     for thread in threads:

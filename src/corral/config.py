@@ -239,6 +239,11 @@ class LimitsConfig(_Strict):
     max_render_dpi: int = Field(
         300, ge=36, le=1200, description="Highest resolution a PDF page is rendered at."
     )
+    max_fit_bytes: int = Field(
+        1024**3,
+        ge=1024,
+        description="Memory one anomaly or graph fit may take, estimated before it runs.",
+    )
 
 
 class RateLimitConfig(_Strict):
@@ -260,12 +265,42 @@ class ApiKeyConfig(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     experts: list[str] | None = None
     rate_limit: RateLimitConfig | None = None
+    role: Literal["user", "admin"] = Field(
+        "user", description="admin: sees every key's files, models, traces and usage."
+    )
+    shared: bool = Field(
+        False, description="Uses every key's files, detectors and graph models, not only its own."
+    )
 
     @model_validator(mode="after")
     def _one_secret(self) -> ApiKeyConfig:
         if (self.key is None) == (self.sha256 is None):
             raise ValueError("give exactly one of `key` or `sha256` (see `corral key`)")
         return self
+
+
+class ConnectionsConfig(_Strict):
+    """What one connection may hold (uvicorn's own settings where it has them), so slow
+    or idle clients cannot keep the server from serving others."""
+
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's headers must arrive within this; else closed."
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A request's body must arrive within this; else 408."
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this (uvicorn)."
+    )
+    max_per_client: int = Field(
+        64, ge=1, description="Open connections one client address may hold; more: 503."
+    )
+    max_concurrency: int | None = Field(
+        1000, ge=1, description="Connections plus requests at once, all clients (uvicorn); 503."
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Bytes of one request's head (h11's limit)."
+    )
 
 
 class ServerConfig(_Strict):
@@ -280,6 +315,10 @@ class ServerConfig(_Strict):
         "all",
         description="all: /readyz is 503 while any configured expert is unavailable; any: "
         "200 once one expert is ready (partial deployments).",
+    )
+    connections: ConnectionsConfig = ConnectionsConfig()
+    drain_s: float = Field(
+        30.0, ge=0, le=3600, description="On SIGTERM: how long in-flight requests may finish."
     )
 
     @field_validator("api_keys")

@@ -99,16 +99,17 @@ class UsageStore:
         await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
 
     def report(
-        self, group_by: Group = "day", *, since: float | None = None
+        self, group_by: Group = "day", *, since: float | None = None, api_key: str | None = None
     ) -> list[dict[str, Any]]:
-        """Sums per ``group_by`` value (oldest first), from ``since`` (a Unix time) on."""
+        """Sums per ``group_by`` value (oldest first), from ``since`` (a Unix time) on;
+        ``api_key``: that key's requests only."""
         column = _SQL_OF_GROUP[group_by]
-        where, params = _since_clause(since)
+        where, params = _where(since, api_key)
         sql = f"SELECT {column} AS {group_by}, {_SUMS} FROM usage {where} GROUP BY 1 ORDER BY 1"
         return self._query(sql, params)
 
-    def totals(self, *, since: float | None = None) -> dict[str, Any]:
-        where, params = _since_clause(since)
+    def totals(self, *, since: float | None = None, api_key: str | None = None) -> dict[str, Any]:
+        where, params = _where(since, api_key)
         rows = self._query(f"SELECT {_SUMS} FROM usage {where}", params)
         return {k: (v or 0) for k, v in rows[0].items()}
 
@@ -126,18 +127,35 @@ class UsageStore:
         self._db.close()
 
 
+_MAX_SINCE_DIGITS = 6  # 999999d is some 2700 years: enough, and no overflow in strftime
+
+
 def parse_since(text: str, now: float | None = None) -> float:
-    """'30m', '24h' or '7d' before now, as a Unix time."""
+    """'30m', '24h' or '7d' before now, as a Unix time (clamped at the epoch)."""
     unit = _SINCE_UNITS.get(text[-1:])
-    if unit is None or not text[:-1].isdigit():
+    number = text[:-1]
+    if unit is None or not number.isascii() or not number.isdigit():
         raise InvalidRequest(
-            f"since={text!r}: give a number and m, h or d, e.g. 24h or 7d", param="since"
+            f"since={text[:40]!r}: give a number and m, h or d, e.g. 24h or 7d", param="since"
         )
-    return (now if now is not None else time.time()) - int(text[:-1]) * unit
+    if len(number) > _MAX_SINCE_DIGITS:
+        raise InvalidRequest(
+            f"since has {len(number)} digits; at most {_MAX_SINCE_DIGITS} (e.g. 365d)",
+            param="since",
+        )
+    start = (now if now is not None else time.time()) - int(number) * unit
+    return max(0.0, start)
 
 
-def _since_clause(since: float | None) -> tuple[str, list[Any]]:
-    return ("WHERE hour >= ?", [_hour(since)]) if since is not None else ("", [])
+def _where(since: float | None, api_key: str | None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("hour >= ?")
+        params.append(_hour(since))
+    if api_key is not None:
+        clauses.append("api_key = ?")
+        params.append(api_key)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _hour(unix: float) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from corral._vectors import unit_rows
-from corral.access import current_grant
+from corral.access import current_grant, require_expert
 from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound
 from corral.experts.embed import EmbedInput
@@ -86,9 +86,10 @@ async def list_models(runtime: RuntimeDep) -> ModelList:
 async def get_model(name: str, runtime: RuntimeDep) -> ModelCard:
     spec = runtime.config.model_named(name)
     if spec is None:
-        raise ModelNotFound(
-            f"no model {name!r}; available: {', '.join(runtime.handles)}", param="model"
-        )
+        grant = current_grant()
+        usable = [n for n in runtime.handles if grant is None or grant.allows(n)]
+        raise ModelNotFound(f"no model {name!r}; available: {', '.join(usable)}", param="model")
+    require_expert(spec.name)
     return _card(runtime.handles[spec.name])
 
 

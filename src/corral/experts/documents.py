@@ -24,8 +24,9 @@ from corral.config import Task
 from corral.errors import ExpertUnavailable, RequestError
 from corral.experts.base import Expert
 from corral.experts.document_pages import Page, PageLimits, load_pages
-from corral.experts.layout import DEFAULT_LABELS, KeyValue, Layout, Word, analyse
+from corral.experts.layout import DEFAULT_LABELS, Box, KeyValue, Layout, Word, analyse
 from corral.experts.ocr import OcrEngine, OnnxOcr, TesseractOcr
+from corral.experts.rules import boxes_from_mask, erase, image_rules, path_rules
 
 __all__ = [
     "DocumentInput",
@@ -204,11 +205,10 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
 
     def _page(self, page: Page, labels: tuple[str, ...]) -> PageResult:
         started = time.perf_counter()
-        words = page.words
-        if words is None:
-            assert page.image is not None
-            words = self.ocr.read(page.image)
-        layout = analyse(words, labels, min_columns=int(self.context.options.get("min_columns", 3)))
+        words, boxes = self.read_words(page)
+        layout = analyse(
+            words, labels, min_columns=int(self.context.options.get("min_columns", 3)), boxes=boxes
+        )
         ordered = self.reading_order(layout)
         key_values, tags = self.annotate(page, layout, ordered)
         return PageResult(
@@ -235,6 +235,18 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             tables=[TableOut(rows=t.rows, box=_box(t.box)) for t in layout.tables],
             text=layout.text,
         )
+
+    def read_words(self, page: Page) -> tuple[list[Word], list[Box]]:
+        """The page's words (text layer, else OCR with ruled lines erased first) and the
+        boxes its lines draw."""
+        if page.words is not None:
+            mask = path_rules(page.rules, (page.width, page.height)) if page.rules else None
+            return page.words, [] if mask is None else boxes_from_mask(mask)
+        assert page.image is not None
+        mask = image_rules(page.image)
+        if not mask.any():
+            return self.ocr.read(page.image), []
+        return self.ocr.read(erase(page.image, mask)), boxes_from_mask(mask)
 
     def annotate(
         self, page: Page, layout: Layout, words: list[Word]

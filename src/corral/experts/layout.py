@@ -28,6 +28,12 @@ import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from corral.experts.field_schemas import BUILTIN_FIELDS, SUMMARY_LABELS
+
+if TYPE_CHECKING:
+    from corral.experts.blocks import Block
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -42,6 +48,9 @@ __all__ = [
     "label_words",
     "normalise_label",
     "union",
+    "with_rate",
+    "is_leader",
+    "is_summary",
 ]
 
 Box = tuple[float, float, float, float]
@@ -53,6 +62,16 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "receipt number", "receipt no", "account number", "customer id", "reference",
     "bill to", "ship to", "phone", "email", "terms",
 )  # fmt: skip
+DEFAULT_LABELS += tuple(
+    label
+    for label in dict.fromkeys(
+        [*(lb for spec in BUILTIN_FIELDS.values() for lb in spec.labels), *SUMMARY_LABELS]
+    )
+    if label not in DEFAULT_LABELS and label not in ("company", "paid", "balance", "order")
+)  # the built-in fields' labels: "Date of issue", "No.", "Tax (8%)", "Pay by", ...
+
+# a run of dots, dashes or underscores: a leader ("TOTAL ....... 12.50") or a rule
+LEADER = re.compile(r"[.·…_\-=*~]{3,}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +113,10 @@ class Segment:
     def score(self) -> float:
         return statistics.fmean(w.score for w in self.words)
 
+    @property
+    def height(self) -> float:
+        return statistics.median(w.height for w in self.words)
+
 
 @dataclass
 class Line:
@@ -133,6 +156,11 @@ class Layout:
     lines: list[Line]
     key_values: list[KeyValue]
     tables: list[Table]
+    blocks: list[Block] = field(default_factory=list)
+    table_lines: frozenset[int] = frozenset()
+    gutters: frozenset[tuple[int, int]] = frozenset()  # (line, segment): a column gap after it
+    labels: frozenset[str] = frozenset()
+    boxes: list[Box] = field(default_factory=list)  # drawn boxes (a form's), top to bottom
 
     @property
     def text(self) -> str:
@@ -145,10 +173,32 @@ def _vertical_overlap(a: Box, b: Box) -> float:
     return max(0.0, shared) / max(1e-6, min(a[3] - a[1], b[3] - b[1]))
 
 
+def is_leader(word: Word) -> bool:
+    """A word that is only a dotted leader or a rule ("........", "-----")."""
+    return LEADER.fullmatch(word.text) is not None
+
+
+def split_leaders(word: Word) -> list[Word]:
+    """"TOTAL.......12.50" as three words: the label, the leader, the value (boxes in
+    proportion to their characters)."""
+    parts = [p for p in re.split(f"({LEADER.pattern})", word.text) if p]
+    if len(parts) == 1:
+        return [word]
+    x0, y0, x1, y1 = word.box
+    per_char = (x1 - x0) / max(1, len(word.text))
+    pieces, start = [], 0
+    for part in parts:
+        left = x0 + start * per_char
+        pieces.append(Word(part, (left, y0, left + len(part) * per_char, y1), word.score))
+        start += len(part)
+    return pieces
+
+
 def group_lines(words: Sequence[Word], gap_factor: float = 0.8) -> list[Line]:
     """Words into lines in reading order, each split into segments (see module docs)."""
     chains: list[list[Word]] = []
-    for word in sorted((w for w in words if w.text.strip()), key=lambda w: (w.box[0], w.box[1])):
+    pieces = [p for w in words if w.text.strip() for p in split_leaders(w)]
+    for word in sorted(pieces, key=lambda w: (w.box[0], w.box[1])):
         best, best_overlap = None, 0.5
         for chain in chains:
             last = chain[-1]
@@ -169,20 +219,39 @@ def group_lines(words: Sequence[Word], gap_factor: float = 0.8) -> list[Line]:
 
 
 def _segments(line: Line, gap_factor: float) -> list[Segment]:
+    """Leaders and rules belong to no segment and always end one."""
     limit = gap_factor * line.height
-    segments = [Segment([line.words[0]])]
-    for previous, word in zip(line.words, line.words[1:], strict=False):
-        if word.box[0] - previous.box[2] > limit:
+    segments: list[Segment] = []
+    previous: Word | None = None
+    for word in line.words:
+        if is_leader(word):
+            previous = None
+            continue
+        if previous is None or word.box[0] - previous.box[2] > limit:
             segments.append(Segment([word]))
         else:
             segments[-1].words.append(word)
+        previous = word
     return segments
 
 
 def normalise_label(text: str) -> str:
     """Lower case, punctuation but ``#`` dropped, spaces collapsed ("Invoice No." ->
     "invoice no")."""
-    return " ".join(re.sub(r"[^\w#\s]", " ", text.lower()).split())
+    text = re.sub(r"(?<=[a-z])0|0(?=[a-z])", "o", text.lower())  # OCR's "0rder" is "order"
+    return " ".join(re.sub(r"[^\w#\s]", " ", text).replace("#", " # ").split())
+
+
+_RATE = re.compile(r"\(?\d{1,2}(?:[.,]\d{1,2})?\s?%\)?:?|\([^()]{1,12}\):?")
+
+
+def with_rate(words: Sequence[Word], n: int) -> int:
+    """``n`` plus the words after it that qualify the label: "Tax (8%)", "VAT 20%:"."""
+    while n < len(words) and _RATE.fullmatch(words[n].text):
+        n += 1
+        if words[n - 1].text.endswith(":"):
+            break
+    return n
 
 
 def label_words(segment: Segment, labels: frozenset[str]) -> int:
@@ -197,21 +266,35 @@ def label_words(segment: Segment, labels: frozenset[str]) -> int:
             return i + 1
     for n in range(min(len(segment.words), 4), 0, -1):
         if normalise_label(" ".join(w.text for w in segment.words[:n])) in labels:
+            n = with_rate(segment.words, n)
             rest = " ".join(w.text for w in segment.words[n:])
             if not rest or any(c.isdigit() for c in rest):
                 return n
     return 0
 
 
+_SUMMARY = frozenset(normalise_label(label) for label in SUMMARY_LABELS)
+
+
+def is_summary(line: Line) -> bool:
+    """Whether the line starts with a summary label (Subtotal, Tax, Total, Cash, ...):
+    the summary block under items, never an item or a table row."""
+    return bool(line.segments) and label_words(line.segments[0], _SUMMARY) > 0
+
+
 def _table_candidate(line: Line, labels: frozenset[str]) -> bool:
-    """Two or more segments, none of them a ``label:``, not just ``label  value``, and
-    not a row of labels alone (their values are on the line below)."""
-    if len(line.segments) < 2:
+    """Two or more segments, none of them a ``label:`` or a label followed by its value,
+    not a summary line (Total, Tax, ...), not a row of labels alone (their values are on
+    the line below)."""
+    if len(line.segments) < 2 or is_summary(line):
         return False
     if any(w.text.endswith(":") for w in line.words):
         return False
-    if all(label_words(s, labels) == len(s.words) for s in line.segments):
+    only = [label_words(s, labels) == len(s.words) for s in line.segments]
+    if all(only):
         return False
+    if any(a and not b for a, b in itertools.pairwise(only)):
+        return False  # "Reference  A-7" beside other text: a key and its value, not cells
     return not (len(line.segments) == 2 and label_words(line.segments[0], labels))
 
 
@@ -268,7 +351,7 @@ def _wraps(line: Line, rows: list[list[Line]], labels: frozenset[str]) -> bool:
     rows (two or more) are to each other, fewer segments than the row, each under
     exactly one column, no label among them."""
     last = rows[-1]
-    if len(line.segments) >= len(last[0].segments):
+    if not line.segments or len(line.segments) >= len(last[0].segments):
         return False
     if any(w.text.endswith(":") for w in line.words) or any(
         label_words(s, labels) for s in line.segments
@@ -295,9 +378,18 @@ def find_tables(
     taken: set[int] = set()
     run: list[list[int]] = []  # rows: the row's line index, then its wrapped lines
 
+    def fields_over_values(rows: list[list[Line]]) -> bool:
+        """Two rows, the first with two or more labels: fields over their values."""
+        only = sum(label_words(s, labels) == len(s.words) for s in rows[0][0].segments)
+        return len(rows) == 2 and only >= 2
+
     def close() -> None:
         rows = [[lines[i] for i in row] for row in run]
-        if len(rows) >= 2 and max(len(r[0].segments) for r in rows) >= min_columns:
+        if (
+            len(rows) >= 2
+            and max(len(r[0].segments) for r in rows) >= min_columns
+            and not fields_over_values(rows)
+        ):
             table = _table(rows)
             if len(table.rows[0]) >= 2:
                 tables.append(table)
@@ -341,9 +433,13 @@ def _value_below(
 
 
 def find_key_values(
-    lines: list[Line], labels: frozenset[str], skip: set[int] | None = None
+    lines: list[Line],
+    labels: frozenset[str],
+    skip: set[int] | None = None,
+    gutters: frozenset[tuple[int, int]] = frozenset(),
 ) -> list[KeyValue]:
-    """Labels and their values in reading order; lines in ``skip`` (tables) are neither."""
+    """Labels and their values in reading order; lines in ``skip`` (tables) are neither,
+    and a value right of its label is never across a column gutter."""
     skip = skip or set()
     used: set[int] = set()  # ids of segments already a key or a value
     label_counts = {
@@ -367,7 +463,8 @@ def find_key_values(
             if rest:
                 value = Segment(rest)
             else:
-                right = line.segments[k + 1] if k + 1 < len(line.segments) else None
+                across = (i, k) in gutters
+                right = line.segments[k + 1] if k + 1 < len(line.segments) and not across else None
                 if right is not None and not label_counts[id(right)] and id(right) not in used:
                     value, factor = right, 0.9
                 else:
@@ -397,9 +494,31 @@ def analyse(
     *,
     min_columns: int = 3,
     gap_factor: float = 0.8,
+    boxes: Sequence[Box] = (),
 ) -> Layout:
-    """Lines, tables and key/value pairs of one page's words."""
+    """Lines, tables, key/value pairs and blocks of one page's words."""
+    from corral.experts.blocks import column_gutters, find_blocks  # blocks build on this module
+
     vocabulary = frozenset(normalise_label(label) for label in labels)
     lines = group_lines(words, gap_factor)
     tables, taken = find_tables(lines, vocabulary, min_columns)
-    return Layout(lines, find_key_values(lines, vocabulary, taken), tables)
+
+    def only_label(segment: Segment) -> bool:
+        return label_words(segment, vocabulary) == len(segment.words)
+
+    gutters = frozenset(column_gutters(lines, only_label, taken))
+    pairs = find_key_values(lines, vocabulary, taken, gutters)
+    excluded = {id(s) for i in taken for s in lines[i].segments} | _inline_pair_segments(lines, pairs)  # fmt: skip
+    blocks = find_blocks(lines, excluded, only_label)
+    return Layout(lines, pairs, tables, blocks, frozenset(taken), gutters, vocabulary, list(boxes))
+
+
+def _inline_pair_segments(lines: list[Line], pairs: list[KeyValue]) -> set[int]:
+    """Ids of segments inside a key/value pair whose value is on the key's line."""
+    inline = [union((kv.key_box, kv.value_box)) for kv in pairs if kv.value_box[1] < kv.key_box[3]]
+    return {
+        id(s)
+        for line in lines
+        for s in line.segments
+        if any(b[0] <= s.box[0] + 0.5 and s.box[2] <= b[2] + 0.5 and b[1] <= s.box[1] + 0.5 and s.box[3] <= b[3] + 0.5 for b in inline)  # fmt: skip
+    }

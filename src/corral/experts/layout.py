@@ -239,10 +239,11 @@ def normalise_label(text: str) -> str:
     """Lower case, punctuation but ``#`` dropped, spaces collapsed ("Invoice No." ->
     "invoice no")."""
     text = re.sub(r"(?<=[a-z])0|0(?=[a-z])", "o", text.lower())  # OCR's "0rder" is "order"
+    text = re.sub(r"\d{1,2}(?:[.,]\d{1,2})?\s?%", " ", text)  # a rate: "Tax (8%)" is "tax"
     return " ".join(re.sub(r"[^\w#\s]", " ", text).replace("#", " # ").split())
 
 
-_RATE = re.compile(r"\(?\d{1,2}(?:[.,]\d{1,2})?\s?%\)?:?|\([^()]{1,12}\):?")
+_RATE = re.compile(r"\(?\d{1,2}(?:[.,]\d{1,2})?\s?%\)?[:.]*|\([^()]{1,12}\)[:.]*")
 
 
 def with_rate(words: Sequence[Word], n: int) -> int:
@@ -370,18 +371,39 @@ def _wraps(line: Line, rows: list[list[Line]], labels: frozenset[str]) -> bool:
     )
 
 
+def _grid(line: Line, boxes: Sequence[Box]) -> list[float]:
+    """Left edges of the drawn boxes the line's segments sit in."""
+    edges = []
+    for segment in line.segments:
+        cx, cy = (segment.box[0] + segment.box[2]) / 2, (segment.box[1] + segment.box[3]) / 2
+        edges += [b[0] for b in boxes if b[0] <= cx <= b[2] and b[1] <= cy <= b[3]][:1]
+    return edges
+
+
+def _same_grid(a: list[float], b: list[float], tolerance: float = 8.0) -> bool:
+    """Whether two rows sit in one drawn grid (rows without boxes always do)."""
+    if not a or not b:
+        return True
+    return all(any(abs(x - y) <= tolerance for y in b) for x in a) or all(
+        any(abs(x - y) <= tolerance for y in a) for x in b
+    )
+
+
 def find_tables(
-    lines: list[Line], labels: frozenset[str], min_columns: int = 3
+    lines: list[Line], labels: frozenset[str], min_columns: int = 3, boxes: Sequence[Box] = ()
 ) -> tuple[list[Table], set[int]]:
-    """Tables and the indices of the lines they took."""
+    """Tables and the indices of the lines they took; a table does not run from one
+    drawn grid into another (a form's header boxes into its item grid)."""
     tables: list[Table] = []
     taken: set[int] = set()
     run: list[list[int]] = []  # rows: the row's line index, then its wrapped lines
 
+    def label_row(line: Line) -> bool:
+        return sum(label_words(s, labels) == len(s.words) for s in line.segments) >= 2
+
     def fields_over_values(rows: list[list[Line]]) -> bool:
         """Two rows, the first with two or more labels: fields over their values."""
-        only = sum(label_words(s, labels) == len(s.words) for s in rows[0][0].segments)
-        return len(rows) == 2 and only >= 2
+        return len(rows) == 2 and label_row(rows[0][0])
 
     def close() -> None:
         rows = [[lines[i] for i in row] for row in run]
@@ -407,7 +429,12 @@ def find_tables(
             previous = lines[run[-1][-1]]
             gap = line.box[1] - previous.box[3]
             columns = [s.box for row in run for s in lines[row[0]].segments]
-            if gap > 2.5 * max(previous.height, line.height) or not _aligned(line, columns):
+            if (
+                gap > 2.5 * max(previous.height, line.height)
+                or not _aligned(line, columns)
+                or not _same_grid(_grid(previous, boxes), _grid(line, boxes))
+                or label_row(line)
+            ):
                 close()
         run.append([i])
     close()
@@ -501,7 +528,7 @@ def analyse(
 
     vocabulary = frozenset(normalise_label(label) for label in labels)
     lines = group_lines(words, gap_factor)
-    tables, taken = find_tables(lines, vocabulary, min_columns)
+    tables, taken = find_tables(lines, vocabulary, min_columns, boxes)
 
     def only_label(segment: Segment) -> bool:
         return label_words(segment, vocabulary) == len(segment.words)

@@ -56,8 +56,8 @@ _MONTHS = {
 }
 _ISO = re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)")
 _NUMERIC = re.compile(r"(?<!\d)(\d{1,2})\s?([/.\-])\s?(\d{1,2})\s?[/.\-]\s?(\d{4}|\d{2})(?!\d)")
-_DAY_NAME = re.compile(r"(?<!\d)(\d{1,2})(?:st|nd|rd|th)?\.?\s*(?:of\s+)?([^\W\d_]{3,10})\.?,?\s+(\d{4})(?!\d)")  # fmt: skip
-_NAME_DAY = re.compile(r"([^\W\d_]{3,10})\.?\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})(?!\d)")
+_DAY_NAME = re.compile(r"(?<!\d)(\d{1,2})(?:st|nd|rd|th)?\.?\s*(?:of\s+)?([^\W\d_]{3,10})\.?(?:,\s*|\s+)(\d{4})(?!\d)")  # fmt: skip
+_NAME_DAY = re.compile(r"([^\W\d_]{3,10})\.?\s*(\d{1,2})(?:st|nd|rd|th)?(?:,\s*|\s+)(\d{4})(?!\d)")
 
 _CURRENCIES = {
     "$": "USD", "us$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR", "£": "GBP",
@@ -127,7 +127,9 @@ def day_first_hint(texts: list[str]) -> bool | None:
 
 def parse_amount(text: str) -> Amount | None:
     """An amount with an optional currency; None when ``text`` is not one amount."""
-    cleaned = _plain(text).replace("\u2212", "-").rstrip(".").strip()
+    cleaned = _plain(text).replace("\u2212", "-").strip(" .·:")  # leader dots OCR left on
+    if text.strip().startswith(".") and not re.search(r"\d[.,]\d", cleaned):
+        return None  # ".50" was not "50"
     m = _AMOUNT.match(cleaned)
     if m is None or not any(c.isdigit() for c in m["num"]):
         return None

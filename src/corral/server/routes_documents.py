@@ -3,7 +3,8 @@ image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
@@ -33,14 +34,16 @@ def _check(labels: list[str] | None, pages: list[int] | None, limits: LimitsConf
 async def _answer(router: RouterDep, model: str | None, request: DocumentInput) -> DocumentResponse:
     handle, result = await router.serve(Task.DOCUMENT, model, request)
     assert isinstance(result, DocumentResult)
-    return DocumentResponse(model=handle.name, pages=result.pages, text=result.text)
+    return DocumentResponse(
+        model=handle.name, pages=result.pages, text=result.text, fields=result.fields
+    )
 
 
 @api.post("/documents/extract", response_model=DocumentResponse)
 async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
     """Read a document given as base64 (``document``) or by ``file_id``."""
     _check(body.labels, body.pages, router.runtime.config.server.limits)
-    fields = {"pages": body.pages, "labels": body.labels, "dpi": body.dpi}
+    fields = {"pages": body.pages, "labels": body.labels, "dpi": body.dpi, "fields": body.fields}
     if body.document is not None:
         data = decode_base64(body.document, param="document")
         request = DocumentInput.inline(data, param="document", **fields)
@@ -48,6 +51,19 @@ async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
         assert body.file_id is not None
         request = DocumentInput(file_id=body.file_id, **fields)
     return await _answer(router, body.model, request)
+
+
+def _fields(text: str | None) -> Any:
+    """Form field ``fields``: a schema name, or a JSON list of {name, type, labels}."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if not text.startswith("["):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"fields is not valid JSON ({exc.msg})", param="fields") from None
 
 
 def _pages(text: str | None) -> list[int] | None:
@@ -71,6 +87,9 @@ async def extract_upload(
     pages: Annotated[str | None, Form(description="Comma-separated 0-based pages.")] = None,
     labels: Annotated[list[str] | None, Form(description="Extra key names; repeat.")] = None,
     dpi: Annotated[int | None, Form(ge=36)] = None,
+    fields: Annotated[
+        str | None, Form(description="A schema name (invoice, receipt) or a JSON list of {name, type}.")
+    ] = None,
 ) -> DocumentResponse:
     """Read a document sent as a multipart/form-data upload (field ``file``)."""
     selected = _pages(pages)
@@ -78,5 +97,7 @@ async def extract_upload(
     data = await file.read()
     if not data:
         raise InvalidRequest("file is empty", param="file")
-    request = DocumentInput.inline(data, param="file", pages=selected, labels=labels, dpi=dpi)
+    request = DocumentInput.inline(
+        data, param="file", pages=selected, labels=labels, dpi=dpi, fields=_fields(fields)
+    )
     return await _answer(router, model, request)

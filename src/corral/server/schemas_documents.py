@@ -5,11 +5,17 @@ HTTP answer and a coordinator's tool result have one shape."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from corral.experts.documents import PageResult
+from corral.experts.documents import (
+    FIELDS_DESCRIPTION,
+    FieldOut,
+    FieldRequest,
+    PageResult,
+    SchemaName,
+)
 from corral.server.schemas import _Request
 
 __all__ = ["DocumentRequest", "DocumentResponse"]
@@ -37,6 +43,9 @@ class DocumentRequest(_Request):
         ge=36,
         description="PDF render resolution, which is also the unit of the boxes (default 150).",
     )
+    fields: SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None = (
+        Field(None, description=FIELDS_DESCRIPTION)
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> DocumentRequest:
@@ -51,4 +60,7 @@ class DocumentResponse(BaseModel):
     pages: list[PageResult]
     text: str = Field(
         description="Every page's text in reading order, pages apart by a blank line."
+    )
+    fields: list[FieldOut] | None = Field(
+        None, description="Each requested field from the page where it was found most surely."
     )

@@ -29,7 +29,9 @@ _ID = r"#?\s?[A-Za-z0-9][\w\-/.]*\d[\w\-/.]*"
 _VALUES = {"date": _DATE, "amount": _AMOUNT, "id": _ID, "text": r".+"}
 _GAP = r"\s*(?:\(?\d{1,2}(?:[.,]\d+)?\s?%\)?)?\s*[:#.]*[\s.·]*"
 _MONEY = r"(?:[$€£]\s?)?\d[\d.,]*[.,]\d{2}(?:\s?(?:EUR|USD|GBP))?"
-_RECEIPT_ITEM = re.compile(rf"^(?:(\d+)\s*[x×]\s+)?([A-Za-z][A-Za-z '&-]*?)\s+(?:[.·]{{2,}}\s*)?({_MONEY})$")  # fmt: skip
+_RECEIPT_ITEM = re.compile(
+    rf"^(?:(\d+)\s*[x\u00d7]\s+)?([A-Za-z][A-Za-z '&-]*?)\s+(?:[.·]{{2,}}\s*)?({_MONEY})$"
+)
 _TABLE_ITEM = re.compile(rf"^([A-Za-z][\w '&.-]*?)\s+(\d+)\s+({_MONEY})\s+({_MONEY})$")
 
 

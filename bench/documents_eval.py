@@ -43,7 +43,8 @@ from _harness import corral_command, free_port, machine, start, stop, write_sect
 from _regex_baseline import regex_fields, regex_items
 
 from corral.eval import heldout_documents as heldout
-
+from corral.eval.heldout_render import render_pdf as render_heldout_pdf
+from corral.eval.heldout_render import render_scan
 from corral.eval.invoices import (
     LAYOUTS,
     Invoice,
@@ -216,11 +217,11 @@ def _heldout(url: str, n: int, rng: random.Random) -> dict[tuple[str, str], dict
     for layout in heldout.HELDOUT_LAYOUTS:
         for i in range(n):
             doc = heldout.make_document(rng, layout)
-            scan = heldout.render_scan(
+            scan = render_scan(
                 doc, angle=rng.uniform(-1.5, 1.5), noise=rng.uniform(0, 10),
                 blur=rng.uniform(0, 0.8), seed=i,
             )  # fmt: skip
-            for path, data in (("pdf-text", heldout.render_pdf(doc)), ("scan", _png(scan))):
+            for path, data in (("pdf-text", render_heldout_pdf(doc)), ("scan", _png(scan))):
                 reply, took = _extract(url, data, fields=doc.schema)
                 (page,) = reply["pages"]
                 found = {f["name"]: f["normalized"] for f in reply["fields"]}
@@ -232,7 +233,9 @@ def _heldout(url: str, n: int, rng: random.Random) -> dict[tuple[str, str], dict
                     ("items", heldout.item_counts(doc, items)),
                     ("regex_items", heldout.item_counts(doc, regex_items(reply["text"]))),
                 ):  # fmt: skip
-                    row[key] = tuple(a + b for a, b in zip(row.get(key, (0, 0, 0)), counts, strict=True))
+                    row[key] = tuple(
+                        a + b for a, b in zip(row.get(key, (0, 0, 0)), counts, strict=True)
+                    )
                 row["seconds"].append(took)
     return out
 
@@ -272,7 +275,9 @@ def _pool(held: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, An
     for (_, path), row in held.items():
         into = pooled.setdefault(path, {"seconds": []})
         for key in ("fields", "regex_fields", "items", "regex_items"):
-            into[key] = tuple(a + b for a, b in zip(into.get(key, (0, 0, 0)), row[key], strict=True))
+            into[key] = tuple(
+                a + b for a, b in zip(into.get(key, (0, 0, 0)), row[key], strict=True)
+            )
         into["seconds"] += row["seconds"]
     return pooled
 

@@ -16,6 +16,7 @@ import pytest
 
 from corral.config import parse_config
 from corral.eval import heldout_documents as heldout
+from corral.eval.heldout_render import render_pdf, render_scan
 from corral.experts.fields import find_fields, resolve_fields
 from corral.experts.layout import DEFAULT_LABELS, Word, analyse
 from corral.experts.values import day_first_hint, parse_amount, parse_date, parse_id
@@ -29,18 +30,29 @@ pytest.importorskip("reportlab")
 
 def test_values_parse_to_iso_dates_and_plain_amounts() -> None:
     dates = {
-        "12 March 2024": "2024-03-12", "Mar 12, 2024": "2024-03-12", "Jan 9,2024": "2024-01-09",
-        "03/12/2024": "2024-03-12", "12.03.2024": "2024-03-12", "2024-03-12 14:22": "2024-03-12",
-        "25/03/2024": "2024-03-25", "12. März 2024": "2024-03-12", "total 12.50": None,
-    }  # fmt: skip
+        "12 March 2024": "2024-03-12",
+        "Mar 12, 2024": "2024-03-12",
+        "Jan 9,2024": "2024-01-09",
+        "03/12/2024": "2024-03-12",
+        "12.03.2024": "2024-03-12",
+        "2024-03-12 14:22": "2024-03-12",
+        "25/03/2024": "2024-03-25",
+        "12. März 2024": "2024-03-12",
+        "total 12.50": None,
+    }
     assert {text: parse_date(text) for text in dates} == dates
     assert parse_date("03/12/2024", day_first=True) == "2024-12-03"
     assert day_first_hint(["Paid 25/03/2024", "03/04/2024"]) is True
     amounts = {
-        "$1,234.50": ("1234.50", "USD"), "1.234,50 EUR": ("1234.50", "EUR"),
-        "€1.234,50": ("1234.50", "EUR"), "£12": ("12.00", "GBP"), "(5.00)": ("-5.00", None),
-        "..59.65": ("59.65", None), "8%": None, "INV-7": None,
-    }  # fmt: skip
+        "$1,234.50": ("1234.50", "USD"),
+        "1.234,50 EUR": ("1234.50", "EUR"),
+        "€1.234,50": ("1234.50", "EUR"),
+        "£12": ("12.00", "GBP"),
+        "(5.00)": ("-5.00", None),
+        "..59.65": ("59.65", None),
+        "8%": None,
+        "INV-7": None,
+    }
     parsed = {t: (a.value, a.currency) if (a := parse_amount(t)) else None for t in amounts}
     assert parsed == amounts
     assert parse_id("# INV-2024-07") == "INV-2024-07" and parse_id("Thank you") is None
@@ -76,7 +88,17 @@ def test_a_drawn_box_keeps_its_value_from_the_neighbours() -> None:
     the left value runs long enough to sit under the right label too."""
     words = _words(
         (100, [(60, "Date"), (400, "Due"), (440, "date")]),
-        (140, [(60, "1"), (80, "March"), (140, "2024"), (200, "and"), (240, "more"), (400, "2024-04-01")]),  # fmt: skip
+        (
+            140,
+            [
+                (60, "1"),
+                (80, "March"),
+                (140, "2024"),
+                (200, "and"),
+                (240, "more"),
+                (400, "2024-04-01"),
+            ],
+        ),
     )
     boxes = [(50.0, 90.0, 390.0, 180.0), (390.0, 90.0, 700.0, 180.0)]
     fields = find_fields(analyse(words, DEFAULT_LABELS, boxes=boxes), resolve_fields("invoice"))
@@ -113,7 +135,7 @@ def test_held_out_pdfs_give_typed_fields_items_and_blocks(
     rng = random.Random(31)
     for _ in range(2):
         doc = heldout.make_document(rng, layout)
-        reply = _ok(_extract(server, heldout.render_pdf(doc), fields=doc.schema))
+        reply = _ok(_extract(server, render_pdf(doc), fields=doc.schema))
         fields = {f["name"]: f for f in reply["fields"]}
         assert {name: fields[name]["normalized"] for name in doc.fields} == doc.fields
         assert all(fields[n]["boxes"] and fields[n]["confidence"] > 0.4 for n in doc.fields)
@@ -134,24 +156,32 @@ def test_held_out_pdfs_give_typed_fields_items_and_blocks(
 
 def test_a_boxed_scan_through_ocr(server: RunningServer) -> None:
     doc = heldout.make_document(random.Random(8), "boxed")
-    image = heldout.render_scan(doc, angle=0.8, noise=5, blur=0.4, seed=1)
+    image = render_scan(doc, angle=0.8, noise=5, blur=0.4, seed=1)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     reply = _ok(_extract(server, buffer.getvalue(), fields="invoice"))
     assert reply["pages"][0]["source"] == "ocr"
     found = {f["name"]: f["normalized"] for f in reply["fields"]}
-    tp, fp, fn = heldout.field_counts(doc, found)
+    tp, fp, _ = heldout.field_counts(doc, found)
     assert tp >= len(doc.fields) - 1 and fp <= 1, (found, doc.fields)
 
 
 def test_field_lists_without_fields_and_bad_requests(server: RunningServer) -> None:
     doc = heldout.make_document(random.Random(3), "two_column")
-    pdf = heldout.render_pdf(doc)
-    asked = [{"name": "due_date"}, {"name": "total", "type": "amount"}, {"name": "terms", "labels": ["Payment terms"]}]  # fmt: skip
+    pdf = render_pdf(doc)
+    asked = [
+        {"name": "due_date"},
+        {"name": "total", "type": "amount"},
+        {"name": "terms", "labels": ["Payment terms"]},
+    ]
     reply = _ok(_extract(server, pdf, fields=asked))
     found = {f["name"]: f for f in reply["fields"]}
     assert found["due_date"]["normalized"] == doc.fields["due_date"]
-    assert found["total"]["type"] == "amount" and found["total"]["currency"] in ("USD", "EUR", "GBP")  # fmt: skip
+    assert found["total"]["type"] == "amount" and found["total"]["currency"] in (
+        "USD",
+        "EUR",
+        "GBP",
+    )
     assert found["terms"]["value"].endswith("days net")
     plain = _ok(_extract(server, pdf))
     assert plain["fields"] is None and plain["pages"][0]["fields"] is None

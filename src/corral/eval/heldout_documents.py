@@ -35,21 +35,16 @@ dollars), ``12.03.2024`` (with euros) or ``2024-03-12``; amounts as ``$1,234.50`
 ``1,234.50 EUR``, ``€1.234,50`` or ``£1,234.50``. The truth is normalised: ISO 8601
 dates, amounts as plain decimals (``1234.50``), identifiers and names as printed.
 
-Pages render as PDFs with a text layer (reportlab: Times, Helvetica or Courier; boxes as
-drawn lines) or as 150-dpi scans (Pillow, a TrueType font when one is installed;
-rotation up to 1.5 degrees, Gaussian noise, a slight blur).
+Pages render (``heldout_render``) as PDFs with a text layer (reportlab: Times,
+Helvetica or Courier; boxes as drawn lines) or as 150-dpi scans (Pillow, a TrueType
+font when one is installed; rotation, Gaussian noise, a slight blur).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 
 __all__ = [
     "HELDOUT_LAYOUTS",
@@ -57,8 +52,6 @@ __all__ = [
     "field_counts",
     "item_counts",
     "make_document",
-    "render_pdf",
-    "render_scan",
 ]
 
 HELDOUT_LAYOUTS = ("two_column", "till", "boxed")
@@ -69,24 +62,57 @@ Text = tuple[float, float, str, int, str, bool]
 Rect = tuple[float, float, float, float]
 
 _SELLERS = (
-    "Brightwater Analytics", "Keller & Sons GmbH", "Oakridge Print Co.", "Nordlys Design AS",
-    "Pinecrest Legal LLP", "Marlow Engineering", "Bluefin Logistics", "Saffron Studio",
-)  # fmt: skip
+    "Brightwater Analytics",
+    "Keller & Sons GmbH",
+    "Oakridge Print Co.",
+    "Nordlys Design AS",
+    "Pinecrest Legal LLP",
+    "Marlow Engineering",
+    "Bluefin Logistics",
+    "Saffron Studio",
+)
 _CUSTOMERS = ("Initrode Ltd", "Vandelay Industries", "Hooli Europe BV", "Massive Dynamic")
 _STREETS = ("48 Harbour Road", "Hauptstrasse 17", "9 Elm Court", "221 Bay Avenue")
 _CITIES = ("Bristol BS1 4QA", "80331 Munich", "Portland, OR 97205", "0150 Oslo")
 _SERVICES = (
-    "Website redesign", "Quarterly audit", "Brochure printing", "Freight handling",
-    "Legal consultation", "Logo package", "Server maintenance", "Copywriting",
-    "Data cleansing", "Site survey",
-)  # fmt: skip
+    "Website redesign",
+    "Quarterly audit",
+    "Brochure printing",
+    "Freight handling",
+    "Legal consultation",
+    "Logo package",
+    "Server maintenance",
+    "Copywriting",
+    "Data cleansing",
+    "Site survey",
+)
 _SHOPS = ("Corner Bean Cafe", "The Daily Loaf", "Harbour Deli", "Green Leaf Market")
 _GOODS = (
-    "Coffee", "Latte", "Croissant", "Bagel", "Orange juice", "Muffin", "Sandwich",
-    "Green tea", "Water", "Cookie",
-)  # fmt: skip
-_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December")  # fmt: skip
+    "Coffee",
+    "Latte",
+    "Croissant",
+    "Bagel",
+    "Orange juice",
+    "Muffin",
+    "Sandwich",
+    "Green tea",
+    "Water",
+    "Cookie",
+)
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 @dataclass(frozen=True)
@@ -141,8 +167,12 @@ def _dates(rng: random.Random) -> tuple[dt.date, dt.date]:
     return issued, issued + dt.timedelta(days=rng.choice((14, 30, 45)))
 
 
-def _lines(rng: random.Random, names: tuple[str, ...], low: float, high: float, n: int) -> list[tuple[str, int, float]]:  # fmt: skip
-    return [(name, rng.randint(1, 9), round(rng.uniform(low, high), 2)) for name in rng.sample(names, n)]  # fmt: skip
+def _lines(
+    rng: random.Random, names: tuple[str, ...], low: float, high: float, n: int
+) -> list[tuple[str, int, float]]:
+    return [
+        (name, rng.randint(1, 9), round(rng.uniform(low, high), 2)) for name in rng.sample(names, n)
+    ]
 
 
 def make_document(rng: random.Random, layout: str) -> HeldoutDocument:
@@ -154,14 +184,22 @@ def make_document(rng: random.Random, layout: str) -> HeldoutDocument:
 
 
 _INVOICE_TYPES = {
-    "seller": "text", "invoice_number": "id", "date": "date", "due_date": "date",
-    "subtotal": "amount", "tax": "amount", "total": "amount",
-}  # fmt: skip
+    "seller": "text",
+    "invoice_number": "id",
+    "date": "date",
+    "due_date": "date",
+    "subtotal": "amount",
+    "tax": "amount",
+    "total": "amount",
+}
 
 
 def _two_column(rng: random.Random) -> HeldoutDocument:
     style, (issued, due) = _style(rng), _dates(rng)
-    seller, number = rng.choice(_SELLERS), f"{rng.choice(('INV', 'A', '2024'))}-{rng.randint(10, 99999)}"  # fmt: skip
+    seller, number = (
+        rng.choice(_SELLERS),
+        f"{rng.choice(('INV', 'A', '2024'))}-{rng.randint(10, 99999)}",
+    )
     items = _lines(rng, _SERVICES, 40, 2400, rng.randint(2, 5))
     rate = rng.choice((5, 7, 8, 10, 19, 20))
     subtotal = round(sum(q * p for _, q, p in items), 2)
@@ -172,7 +210,14 @@ def _two_column(rng: random.Random) -> HeldoutDocument:
         (left, 120, seller, 34, "l", True),
         (left, 160, rng.choice(_STREETS), 20, "l", False),
         (left, 188, rng.choice(_CITIES), 20, "l", False),
-        (left, 216, f"Tel. +44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}", 20, "l", False),  # fmt: skip
+        (
+            left,
+            216,
+            f"Tel. +44 20 {rng.randint(1000, 9999)} {rng.randint(1000, 9999)}",
+            20,
+            "l",
+            False,
+        ),
         (right, 120, rng.choice(("INVOICE", "Invoice", "TAX INVOICE")), 40, "r", True),
     ]
     header = (
@@ -181,10 +226,21 @@ def _two_column(rng: random.Random) -> HeldoutDocument:
         (rng.choice(("Due date", "Payment due", "Due by", "Pay by")), style.date(due)),
     )
     for i, (label, value) in enumerate(header):
-        t += [(label_x, 180 + 34 * i, label, 21, "l", True), (right, 180 + 34 * i, value, 21, "r", False)]  # fmt: skip
+        t += [
+            (label_x, 180 + 34 * i, label, 21, "l", True),
+            (right, 180 + 34 * i, value, 21, "r", False),
+        ]
     t += [(left, 330, rng.choice(("Bill To", "Billed to", "Customer")), 20, "l", True)]
-    t += [(left, 362, rng.choice(_CUSTOMERS), 22, "l", False), (left, 390, rng.choice(_STREETS), 20, "l", False)]  # fmt: skip
-    heads = (rng.choice(("Description", "Item", "Service")), rng.choice(("Qty", "Quantity", "Units")), rng.choice(("Unit price", "Rate", "Price")), rng.choice(("Amount", "Line total")))  # fmt: skip
+    t += [
+        (left, 362, rng.choice(_CUSTOMERS), 22, "l", False),
+        (left, 390, rng.choice(_STREETS), 20, "l", False),
+    ]
+    heads = (
+        rng.choice(("Description", "Item", "Service")),
+        rng.choice(("Qty", "Quantity", "Units")),
+        rng.choice(("Unit price", "Rate", "Price")),
+        rng.choice(("Amount", "Line total")),
+    )
     columns = ((left, "l"), (640, "r"), (870, "r"), (right, "r"))
     y = 500
     for (x, anchor), head in zip(columns, heads, strict=True):
@@ -192,25 +248,41 @@ def _two_column(rng: random.Random) -> HeldoutDocument:
     for name, qty, price in items:
         y += 40
         cells = (name, str(qty), style.money(price), style.money(qty * price))
-        t += [(x, y, cell, 20, anchor, False) for (x, anchor), cell in zip(columns, cells, strict=True)]  # fmt: skip
+        t += [
+            (x, y, cell, 20, anchor, False)
+            for (x, anchor), cell in zip(columns, cells, strict=True)
+        ]
     y += 80
     summary = (
         (rng.choice(("Subtotal", "Net")), subtotal),
         (rng.choice((f"Tax ({rate}%)", f"VAT {rate}%", "Sales tax")), tax),
         (rng.choice(("Total", "Total due", "Amount due", "Balance due")), total),
     )
-    for i, (label, value) in enumerate(summary):
-        t += [(label_x, y + 36 * i, label, 21, "l", i == 2), (right, y + 36 * i, style.money(value), 21, "r", i == 2)]  # fmt: skip
+    for i, (name, figure) in enumerate(summary):
+        t += [
+            (label_x, y + 36 * i, name, 21, "l", i == 2),
+            (right, y + 36 * i, style.money(figure), 21, "r", i == 2),
+        ]
     t.append((left, y + 200, f"Payment terms: {(due - issued).days} days net", 18, "l", False))
     truth = {
-        "seller": seller, "invoice_number": number, "date": issued.isoformat(),
-        "due_date": due.isoformat(), "subtotal": _money(subtotal), "tax": _money(tax),
+        "seller": seller,
+        "invoice_number": number,
+        "date": issued.isoformat(),
+        "due_date": due.isoformat(),
+        "subtotal": _money(subtotal),
+        "tax": _money(tax),
         "total": _money(total),
-    }  # fmt: skip
+    }
     return HeldoutDocument(
-        "two_column", "invoice", A4, tuple(t), (), truth,
-        tuple((n, q, _money(q * p)) for n, q, p in items), _INVOICE_TYPES,
-    )  # fmt: skip
+        "two_column",
+        "invoice",
+        A4,
+        tuple(t),
+        (),
+        truth,
+        tuple((n, q, _money(q * p)) for n, q, p in items),
+        _INVOICE_TYPES,
+    )
 
 
 def _till(rng: random.Random) -> HeldoutDocument:
@@ -243,7 +315,13 @@ def _till(rng: random.Random) -> HeldoutDocument:
     y += 30
     t.append((left, y, "-" * cols, 18, "l", False))
     tight = rng.random() < 0.3  # dots run into label and value: "TOTAL.....13.50"
-    for label, value in (("SUBTOTAL", subtotal), (f"TAX {rate}%", tax), ("TOTAL", total), ("CASH", cash), ("CHANGE", cash - total)):  # fmt: skip
+    for label, value in (
+        ("SUBTOTAL", subtotal),
+        (f"TAX {rate}%", tax),
+        ("TOTAL", total),
+        ("CASH", cash),
+        ("CHANGE", cash - total),
+    ):
         y += 32
         amount = _money(value)
         dots = "." * max(3, cols - len(label) - len(amount) - (0 if tight else 2))
@@ -251,15 +329,31 @@ def _till(rng: random.Random) -> HeldoutDocument:
         t.append((left, y, line, 18, "l", label == "TOTAL"))
     t.append((middle, y + 60, rng.choice(("THANK YOU", "Thanks for visiting!")), 18, "m", False))
     truth = {
-        "seller": shop.upper() if upper else shop, "receipt_number": number,
-        "date": issued.isoformat(), "subtotal": _money(subtotal), "tax": _money(tax),
+        "seller": shop.upper() if upper else shop,
+        "receipt_number": number,
+        "date": issued.isoformat(),
+        "subtotal": _money(subtotal),
+        "tax": _money(tax),
         "total": _money(total),
-    }  # fmt: skip
-    types = {"seller": "text", "receipt_number": "id", "date": "date", "subtotal": "amount", "tax": "amount", "total": "amount"}  # fmt: skip
+    }
+    types = {
+        "seller": "text",
+        "receipt_number": "id",
+        "date": "date",
+        "subtotal": "amount",
+        "tax": "amount",
+        "total": "amount",
+    }
     return HeldoutDocument(
-        "till", "receipt", (width, y + 110), tuple(t), (), truth,
-        tuple((n, q, _money(q * p)) for n, q, p in items), types,
-    )  # fmt: skip
+        "till",
+        "receipt",
+        (width, y + 110),
+        tuple(t),
+        (),
+        truth,
+        tuple((n, q, _money(q * p)) for n, q, p in items),
+        types,
+    )
 
 
 def _boxed(rng: random.Random) -> HeldoutDocument:
@@ -275,9 +369,21 @@ def _boxed(rng: random.Random) -> HeldoutDocument:
     def box(x0: float, y0: float, x1: float, y1: float, label: str, *values: str) -> None:
         r.append((x0, y0, x1, y1))
         t.append((x0 + 10, y0 + 22, label, 15, "l", False))
-        t.extend((x0 + 14, y0 + 60 + 30 * i, v, 22 if i == 0 else 19, "l", i == 0) for i, v in enumerate(values))  # fmt: skip
+        t.extend(
+            (x0 + 14, y0 + 60 + 30 * i, v, 22 if i == 0 else 19, "l", i == 0)
+            for i, v in enumerate(values)
+        )
 
-    box(80, 160, 640, 320, rng.choice(("Supplier", "From", "Seller")), seller, rng.choice(_STREETS), rng.choice(_CITIES))  # fmt: skip
+    box(
+        80,
+        160,
+        640,
+        320,
+        rng.choice(("Supplier", "From", "Seller")),
+        seller,
+        rng.choice(_STREETS),
+        rng.choice(_CITIES),
+    )
     box(640, 160, 1160, 240, rng.choice(("Invoice number", "Document no.", "Invoice #")), number)
     box(640, 240, 900, 320, rng.choice(("Date of issue", "Date")), style.date(issued))
     box(900, 240, 1160, 320, rng.choice(("Due date", "Payable by")), style.date(due))
@@ -291,85 +397,32 @@ def _boxed(rng: random.Random) -> HeldoutDocument:
             t.append((x0 + 12, y + 30, cell, 19, "l", cells is rows[0]))
         y += 44
     y += 40
-    for label, value in ((rng.choice(("Net amount", "Subtotal")), subtotal), (rng.choice(("VAT", "Tax")), tax), (rng.choice(("Amount due", "Total")), total)):  # fmt: skip
+    for label, value in (
+        (rng.choice(("Net amount", "Subtotal")), subtotal),
+        (rng.choice(("VAT", "Tax")), tax),
+        (rng.choice(("Amount due", "Total")), total),
+    ):
         box(760, y, 1160, y + 80, label, style.money(value))
         y += 80
     truth = {
-        "seller": seller, "invoice_number": number, "date": issued.isoformat(),
-        "due_date": due.isoformat(), "subtotal": _money(subtotal), "tax": _money(tax),
+        "seller": seller,
+        "invoice_number": number,
+        "date": issued.isoformat(),
+        "due_date": due.isoformat(),
+        "subtotal": _money(subtotal),
+        "tax": _money(tax),
         "total": _money(total),
-    }  # fmt: skip
+    }
     return HeldoutDocument(
-        "boxed", "invoice", A4, tuple(t), tuple(r), truth,
-        tuple((n, q, _money(q * p)) for n, q, p in items), _INVOICE_TYPES,
-    )  # fmt: skip
-
-
-def _pdf_font(layout: str, bold: bool) -> str:
-    family = {"till": "Courier", "boxed": "Helvetica"}.get(layout, "Times")
-    if family == "Times":
-        return "Times-Bold" if bold else "Times-Roman"
-    return f"{family}-Bold" if bold else family
-
-
-def render_pdf(doc: HeldoutDocument) -> bytes:
-    """One PDF page with a text layer; boxes as stroked rectangles."""
-    from reportlab.pdfgen import canvas
-
-    buffer = io.BytesIO()
-    scale = 72 / 150
-    width_pt, height_pt = doc.size[0] * scale, doc.size[1] * scale
-    pdf = canvas.Canvas(buffer, pagesize=(width_pt, height_pt))
-    pdf.setLineWidth(1)
-    for x0, y0, x1, y1 in doc.rects:
-        pdf.rect(x0 * scale, height_pt - y1 * scale, (x1 - x0) * scale, (y1 - y0) * scale)
-    for x, y, text, size, anchor, bold in doc.texts:
-        pdf.setFont(_pdf_font(doc.layout, bold), size * scale)
-        draw = {"l": pdf.drawString, "r": pdf.drawRightString, "m": pdf.drawCentredString}
-        draw[anchor](x * scale, height_pt - y * scale, text)
-    pdf.showPage()
-    pdf.save()
-    return buffer.getvalue()
-
-
-_TTF = {
-    (False, False): "DejaVuSerif.ttf", (False, True): "DejaVuSerif-Bold.ttf",
-    (True, False): "DejaVuSansMono.ttf", (True, True): "DejaVuSansMono-Bold.ttf",
-}  # fmt: skip
-
-
-def _font(size: int, bold: bool, mono: bool) -> Any:
-    from PIL import ImageFont
-
-    path = Path("/usr/share/fonts/truetype/dejavu") / _TTF[(mono, bold)]
-    if path.exists():
-        return ImageFont.truetype(str(path), size)
-    return ImageFont.load_default(size=size)
-
-
-def render_scan(
-    doc: HeldoutDocument, *, angle: float = 0.0, noise: float = 0.0, blur: float = 0.0, seed: int = 0
-) -> Any:
-    """A PIL RGB page as a 150-dpi scan: rotated ``angle`` degrees, Gaussian ``noise``
-    (std, 0-255) and a ``blur`` radius in pixels."""
-    from PIL import Image, ImageDraw, ImageFilter
-
-    page = Image.new("RGB", doc.size, "white")
-    draw = ImageDraw.Draw(page)
-    for x0, y0, x1, y1 in doc.rects:
-        draw.rectangle((x0, y0, x1, y1), outline=(40, 40, 40), width=2)
-    for x, y, text, size, anchor, bold in doc.texts:
-        font = _font(size, bold, doc.layout == "till")
-        draw.text((x, y), text, fill=(25, 25, 25), font=font, anchor=anchor + "s")
-    if blur:
-        page = page.filter(ImageFilter.GaussianBlur(blur))
-    if angle:
-        page = page.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor="white")
-    if noise:
-        pixels = np.asarray(page, dtype=np.float32)
-        pixels += np.random.default_rng(seed).normal(0, noise, pixels.shape)
-        page = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
-    return page
+        "boxed",
+        "invoice",
+        A4,
+        tuple(t),
+        tuple(r),
+        truth,
+        tuple((n, q, _money(q * p)) for n, q, p in items),
+        _INVOICE_TYPES,
+    )
 
 
 def _same(kind: str, truth: str, found: str) -> bool:

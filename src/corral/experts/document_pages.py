@@ -164,7 +164,8 @@ def _paths(page: Any, height_pt: float, scale: float) -> list[Box]:
         if len(boxes) >= _MAX_PATHS:
             return []
         left, bottom, right, top = obj.get_bounds()
-        boxes.append((left * scale, (height_pt - top) * scale, right * scale, (height_pt - bottom) * scale))  # fmt: skip
+        y0, y1 = (height_pt - top) * scale, (height_pt - bottom) * scale
+        boxes.append((left * scale, y0, right * scale, y1))
     return boxes
 
 

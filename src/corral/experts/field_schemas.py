@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["BUILTIN_FIELDS", "FieldSpec", "SCHEMAS", "SUMMARY_FIELDS", "SUMMARY_LABELS", "TITLES"]
+__all__ = [
+    "BUILTIN_FIELDS",
+    "SCHEMAS",
+    "SUMMARY_FIELDS",
+    "SUMMARY_LABELS",
+    "TITLES",
+    "FieldSpec",
+]
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,11 @@ BUILTIN_FIELDS: dict[str, FieldSpec] = {
 }
 
 SCHEMAS: dict[str, tuple[str, ...]] = {
-    "invoice": ("seller", "customer", "invoice_number", "date", "due_date", "subtotal", "tax", "total"),  # fmt: skip
+    "invoice": (
+        "seller", "customer", "invoice_number", "date", "due_date", "subtotal", "tax", "total",
+    ),
     "receipt": ("seller", "receipt_number", "date", "subtotal", "tax", "total"),
-}
+}  # fmt: skip
 
 # labels of a receipt's or invoice's summary block: never an item line or a table row
 SUMMARY_FIELDS = ("subtotal", "tax", "total")

@@ -126,7 +126,9 @@ class _Page:
         """Whether the segment is a label and nothing else."""
         match = self.match(segment)
         whole = len(segment.words)
-        return label_words(segment, self.labels) == whole or (match is not None and match[0] == whole)
+        return label_words(segment, self.labels) == whole or (
+            match is not None and match[0] == whole
+        )
 
     def parse(self, kind: str, words: list[Word]) -> tuple[str, str | None] | None:
         text = " ".join(w.text for w in words)
@@ -295,4 +297,3 @@ def _result(spec: FieldSpec, found: _Found | None) -> FieldResult:
         None if key is None else key.box,
         [found.value.box],
     )
-

@@ -25,13 +25,35 @@ from corral.experts.values import parse_amount
 __all__ = ["Item", "find_items", "item_tables"]
 
 _HEADERS = {
-    "description": ("description", "item", "items", "service", "product", "article", "details", "beschreibung", "artikel", "désignation", "descripción"),  # fmt: skip
+    "description": (
+        "description",
+        "item",
+        "items",
+        "service",
+        "product",
+        "article",
+        "details",
+        "beschreibung",
+        "artikel",
+        "désignation",
+        "descripción",
+    ),
     "quantity": ("qty", "quantity", "units", "qté", "menge", "anzahl", "cantidad", "pcs", "hours"),
-    "unit_price": ("unit price", "rate", "price", "unit cost", "each", "einzelpreis", "prix unitaire", "precio"),  # fmt: skip
+    "unit_price": (
+        "unit price",
+        "rate",
+        "price",
+        "unit cost",
+        "each",
+        "einzelpreis",
+        "prix unitaire",
+        "precio",
+    ),
     "amount": ("amount", "total", "line total", "sum", "betrag", "gesamt", "montant", "importe"),
 }
-_QTY_FIRST = re.compile(r"^(\d{1,4})\s*(?:[x×*@]\s*|\s+)(\D.*)$", re.IGNORECASE)
-_QTY_LAST = re.compile(r"^(.*\D)\s+[x×*]\s*(\d{1,4})$", re.IGNORECASE)
+_TIMES = "x\u00d7*"  # x, the multiplication sign, *
+_QTY_FIRST = re.compile(rf"^(\d{{1,4}})\s*(?:[{_TIMES}@]\s*|\s+)(\D.*)$", re.IGNORECASE)
+_QTY_LAST = re.compile(rf"^(.*\D)\s+[{_TIMES}]\s*(\d{{1,4}})$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -71,7 +93,9 @@ def _from_table(table: Table) -> list[Item]:
 
     items = []
     for row in rows[1:] if header else rows:
-        amounts = [(i, parse_amount(c)) for i, c in enumerate(row) if c and any(ch.isdigit() for ch in c)]  # fmt: skip
+        amounts = [
+            (i, parse_amount(c)) for i, c in enumerate(row) if c and any(ch.isdigit() for ch in c)
+        ]
         money = [(i, a) for i, a in amounts if a is not None and re.search(r"[.,]\d{2}\b", row[i])]
         d = cell("description")
         if d is None:
@@ -80,18 +104,24 @@ def _from_table(table: Table) -> list[Item]:
             continue
         q = cell("quantity")
         if q is None:
-            q = next((i for i, c in enumerate(row) if i != d and re.fullmatch(r"\d{1,4}", c.strip())), None)  # fmt: skip
+            q = next(
+                (i for i, c in enumerate(row) if i != d and re.fullmatch(r"\d{1,4}", c.strip())),
+                None,
+            )
         a = cell("amount")
         amount = parse_amount(row[a]) if a is not None else (money[-1][1] if money else None)
         p = cell("unit_price")
-        price = parse_amount(row[p]) if p is not None else (money[-2][1] if len(money) >= 2 else None)
+        price = (
+            parse_amount(row[p]) if p is not None else (money[-2][1] if len(money) >= 2 else None)
+        )
+        shown = amount or price
         items.append(
             Item(
                 " ".join(row[d].split()),
                 _quantity(row[q]) if q is not None else None,
                 price.value if price else None,
                 amount.value if amount else None,
-                (amount or price).currency if (amount or price) else None,
+                shown.currency if shown else None,
                 table.box,
             )
         )
@@ -137,7 +167,10 @@ def item_tables(layout: Layout) -> list[Table]:
 
     def close() -> None:
         if len(run) >= 2:
-            rows = [[it.description, f"{it.quantity:g}" if it.quantity else "", it.amount or ""] for it in run]  # fmt: skip
+            rows = [
+                [it.description, f"{it.quantity:g}" if it.quantity else "", it.amount or ""]
+                for it in run
+            ]
             tables.append(Table(rows, union(it.box for it in run)))
         run.clear()
 
@@ -149,4 +182,3 @@ def item_tables(layout: Layout) -> list[Table]:
             run.append(item)
     close()
     return tables
-

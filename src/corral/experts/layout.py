@@ -18,12 +18,13 @@ word boxes alone (any OCR engine or a PDF text layer gives those).
   each fall under one column and hold no label, is that row wrapped: its text continues
   the row's cells (a two-line description) instead of ending the table.
 
-Coordinates are pixels, origin top-left, boxes ``(x0, y0, x1, y1)``.
+Tables are found by ``tables.find_tables``, blocks and column gutters by ``blocks``;
+``analyse`` runs them all. Coordinates are pixels, origin top-left, boxes
+``(x0, y0, x1, y1)``.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 import statistics
 from collections.abc import Iterable, Sequence
@@ -45,12 +46,13 @@ __all__ = [
     "Word",
     "analyse",
     "group_lines",
-    "label_words",
-    "normalise_label",
-    "union",
-    "with_rate",
     "is_leader",
     "is_summary",
+    "label_words",
+    "normalise_label",
+    "overlaps_x",
+    "union",
+    "with_rate",
 ]
 
 Box = tuple[float, float, float, float]
@@ -179,7 +181,7 @@ def is_leader(word: Word) -> bool:
 
 
 def split_leaders(word: Word) -> list[Word]:
-    """"TOTAL.......12.50" as three words: the label, the leader, the value (boxes in
+    """ "TOTAL.......12.50" as three words: the label, the leader, the value (boxes in
     proportion to their characters)."""
     parts = [p for p in re.split(f"({LEADER.pattern})", word.text) if p]
     if len(parts) == 1:
@@ -283,162 +285,8 @@ def is_summary(line: Line) -> bool:
     return bool(line.segments) and label_words(line.segments[0], _SUMMARY) > 0
 
 
-def _table_candidate(line: Line, labels: frozenset[str]) -> bool:
-    """Two or more segments, none of them a ``label:`` or a label followed by its value,
-    not a summary line (Total, Tax, ...), not a row of labels alone (their values are on
-    the line below)."""
-    if len(line.segments) < 2 or is_summary(line):
-        return False
-    if any(w.text.endswith(":") for w in line.words):
-        return False
-    only = [label_words(s, labels) == len(s.words) for s in line.segments]
-    if all(only):
-        return False
-    if any(a and not b for a, b in itertools.pairwise(only)):
-        return False  # "Reference  A-7" beside other text: a key and its value, not cells
-    return not (len(line.segments) == 2 and label_words(line.segments[0], labels))
-
-
-def _overlaps(a: Box, b: Box) -> bool:
+def overlaps_x(a: Box, b: Box) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0])
-
-
-def _aligned(line: Line, columns: list[Box]) -> bool:
-    """Most of the line's segments fall under a column the table already has."""
-    hits = sum(any(_overlaps(s.box, c) for c in columns) for s in line.segments)
-    return hits * 2 >= len(line.segments)
-
-
-def _columns(rows: list[Line]) -> list[tuple[float, float]]:
-    spans = sorted((s.box[0], s.box[2]) for row in rows for s in row.segments)
-    merged = [list(spans[0])]
-    for x0, x1 in spans[1:]:
-        if x0 < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], x1)
-        else:
-            merged.append([x0, x1])
-    return [(a, b) for a, b in merged]
-
-
-def _table(rows: list[list[Line]]) -> Table:
-    """Cells of rows (a row: its line, then the lines it wrapped onto), by column."""
-    columns = _columns([row[0] for row in rows])
-    cells: list[list[str]] = []
-    for row in rows:
-        texts: list[list[str]] = [[] for _ in columns]
-        for segment in (s for line in row for s in line.segments):
-            centre = (segment.box[0] + segment.box[2]) / 2
-            index = min(
-                range(len(columns)),
-                key=lambda i: (
-                    0
-                    if columns[i][0] <= centre <= columns[i][1]
-                    else min(abs(centre - columns[i][0]), abs(centre - columns[i][1])) + 1
-                ),
-            )
-            texts[index].append(segment.text)
-        cells.append([" ".join(t) for t in texts])
-    return Table(rows=cells, box=union(line.box for row in rows for line in row))
-
-
-def _top(line: Line, x0: float, x1: float) -> float:
-    """The top of the line's words overlapping ``x0..x1`` (the line's top if none do)."""
-    tops = [w.box[1] for w in line.words if min(w.box[2], x1) > max(w.box[0], x0)]
-    return min(tops) if tops else line.box[1]
-
-
-def _wraps(line: Line, rows: list[list[Line]], labels: frozenset[str]) -> bool:
-    """Whether ``line`` continues the last row: closer under it (top to top) than the
-    rows (two or more) are to each other, fewer segments than the row, each under
-    exactly one column, no label among them."""
-    last = rows[-1]
-    if not line.segments or len(line.segments) >= len(last[0].segments):
-        return False
-    if any(w.text.endswith(":") for w in line.words) or any(
-        label_words(s, labels) for s in line.segments
-    ):
-        return False
-    # top to top (a box's bottom moves with descenders: "Office chair" has none), measured
-    # over the wrapped text's own x-range (a tilted scan's row is higher at one end)
-    x0, x1 = line.box[0], line.box[2]
-    pitches = [_top(b[0], x0, x1) - _top(a[-1], x0, x1) for a, b in itertools.pairwise(rows)]
-    below = _top(line, x0, x1) - _top(last[-1], x0, x1)
-    if not pitches or below > 0.8 * statistics.median(pitches):
-        return False
-    columns = _columns([row[0] for row in rows])
-    return all(
-        sum(_overlaps(s.box, (c[0], 0.0, c[1], 0.0)) for c in columns) == 1 for s in line.segments
-    )
-
-
-def _grid(line: Line, boxes: Sequence[Box]) -> list[float]:
-    """Left edges of the drawn boxes the line's segments sit in."""
-    edges = []
-    for segment in line.segments:
-        cx, cy = (segment.box[0] + segment.box[2]) / 2, (segment.box[1] + segment.box[3]) / 2
-        edges += [b[0] for b in boxes if b[0] <= cx <= b[2] and b[1] <= cy <= b[3]][:1]
-    return edges
-
-
-def _same_grid(a: list[float], b: list[float], tolerance: float = 8.0) -> bool:
-    """Whether two rows sit in one drawn grid (rows without boxes always do)."""
-    if not a or not b:
-        return True
-    return all(any(abs(x - y) <= tolerance for y in b) for x in a) or all(
-        any(abs(x - y) <= tolerance for y in a) for x in b
-    )
-
-
-def find_tables(
-    lines: list[Line], labels: frozenset[str], min_columns: int = 3, boxes: Sequence[Box] = ()
-) -> tuple[list[Table], set[int]]:
-    """Tables and the indices of the lines they took; a table does not run from one
-    drawn grid into another (a form's header boxes into its item grid)."""
-    tables: list[Table] = []
-    taken: set[int] = set()
-    run: list[list[int]] = []  # rows: the row's line index, then its wrapped lines
-
-    def label_row(line: Line) -> bool:
-        return sum(label_words(s, labels) == len(s.words) for s in line.segments) >= 2
-
-    def fields_over_values(rows: list[list[Line]]) -> bool:
-        """Two rows, the first with two or more labels: fields over their values."""
-        return len(rows) == 2 and label_row(rows[0][0])
-
-    def close() -> None:
-        rows = [[lines[i] for i in row] for row in run]
-        if (
-            len(rows) >= 2
-            and max(len(r[0].segments) for r in rows) >= min_columns
-            and not fields_over_values(rows)
-        ):
-            table = _table(rows)
-            if len(table.rows[0]) >= 2:
-                tables.append(table)
-                taken.update(i for row in run for i in row)
-        run.clear()
-
-    for i, line in enumerate(lines):
-        if run and _wraps(line, [[lines[j] for j in row] for row in run], labels):
-            run[-1].append(i)
-            continue
-        if not _table_candidate(line, labels):
-            close()
-            continue
-        if run:
-            previous = lines[run[-1][-1]]
-            gap = line.box[1] - previous.box[3]
-            columns = [s.box for row in run for s in lines[row[0]].segments]
-            if (
-                gap > 2.5 * max(previous.height, line.height)
-                or not _aligned(line, columns)
-                or not _same_grid(_grid(previous, boxes), _grid(line, boxes))
-                or label_row(line)
-            ):
-                close()
-        run.append([i])
-    close()
-    return tables, taken
 
 
 def _value_below(
@@ -453,7 +301,7 @@ def _value_below(
         if j in skip:
             continue
         for segment in line.segments:
-            if id(segment) in used or not _overlaps(segment.box, key.box):
+            if id(segment) in used or not overlaps_x(segment.box, key.box):
                 continue
             return segment
     return None
@@ -524,7 +372,9 @@ def analyse(
     boxes: Sequence[Box] = (),
 ) -> Layout:
     """Lines, tables, key/value pairs and blocks of one page's words."""
-    from corral.experts.blocks import column_gutters, find_blocks  # blocks build on this module
+    # tables and blocks build on this module's lines and labels
+    from corral.experts.blocks import column_gutters, find_blocks
+    from corral.experts.tables import find_tables
 
     vocabulary = frozenset(normalise_label(label) for label in labels)
     lines = group_lines(words, gap_factor)
@@ -535,7 +385,9 @@ def analyse(
 
     gutters = frozenset(column_gutters(lines, only_label, taken))
     pairs = find_key_values(lines, vocabulary, taken, gutters)
-    excluded = {id(s) for i in taken for s in lines[i].segments} | _inline_pair_segments(lines, pairs)  # fmt: skip
+    excluded = {id(s) for i in taken for s in lines[i].segments} | _inline_pair_segments(
+        lines, pairs
+    )
     blocks = find_blocks(lines, excluded, only_label)
     return Layout(lines, pairs, tables, blocks, frozenset(taken), gutters, vocabulary, list(boxes))
 
@@ -547,5 +399,11 @@ def _inline_pair_segments(lines: list[Line], pairs: list[KeyValue]) -> set[int]:
         id(s)
         for line in lines
         for s in line.segments
-        if any(b[0] <= s.box[0] + 0.5 and s.box[2] <= b[2] + 0.5 and b[1] <= s.box[1] + 0.5 and s.box[3] <= b[3] + 0.5 for b in inline)  # fmt: skip
+        if any(
+            b[0] <= s.box[0] + 0.5
+            and s.box[2] <= b[2] + 0.5
+            and b[1] <= s.box[1] + 0.5
+            and s.box[3] <= b[3] + 0.5
+            for b in inline
+        )
     }

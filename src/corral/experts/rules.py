@@ -64,7 +64,9 @@ def boxes_from_mask(mask: np.ndarray, *, min_side: float = 30.0) -> list[Box]:
     if not mask.any():
         return []
     height, width = mask.shape
-    count, _, stats, _ = cv2.connectedComponentsWithStats((mask == 0).astype(np.uint8), connectivity=4)  # fmt: skip
+    count, _, stats, _ = cv2.connectedComponentsWithStats(
+        (mask == 0).astype(np.uint8), connectivity=4
+    )
     boxes: list[Box] = []
     for x, y, w, h, _area in stats[1:count]:
         if x <= 0 or y <= 0 or x + w >= width or y + h >= height:

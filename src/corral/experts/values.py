@@ -22,8 +22,8 @@ import unicodedata
 from dataclasses import dataclass
 
 __all__ = [
-    "Amount",
     "VALUE_TYPES",
+    "Amount",
     "day_first_hint",
     "parse_amount",
     "parse_date",
@@ -56,15 +56,36 @@ _MONTHS = {
 }
 _ISO = re.compile(r"(?<!\d)(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})(?!\d)")
 _NUMERIC = re.compile(r"(?<!\d)(\d{1,2})\s?([/.\-])\s?(\d{1,2})\s?[/.\-]\s?(\d{4}|\d{2})(?!\d)")
-_DAY_NAME = re.compile(r"(?<!\d)(\d{1,2})(?:st|nd|rd|th)?\.?\s*(?:of\s+)?([^\W\d_]{3,10})\.?(?:,\s*|\s+)(\d{4})(?!\d)")  # fmt: skip
+_DAY_NAME = re.compile(
+    r"(?<!\d)(\d{1,2})(?:st|nd|rd|th)?\.?\s*(?:of\s+)?([^\W\d_]{3,10})\.?(?:,\s*|\s+)(\d{4})(?!\d)"
+)
 _NAME_DAY = re.compile(r"([^\W\d_]{3,10})\.?\s*(\d{1,2})(?:st|nd|rd|th)?(?:,\s*|\s+)(\d{4})(?!\d)")
 
 _CURRENCIES = {
-    "$": "USD", "us$": "USD", "usd": "USD", "€": "EUR", "eur": "EUR", "£": "GBP",
-    "gbp": "GBP", "¥": "JPY", "jpy": "JPY", "chf": "CHF", "fr.": "CHF", "kr": "SEK",
-    "sek": "SEK", "nok": "NOK", "dkk": "DKK", "cad": "CAD", "aud": "AUD", "c$": "CAD",
-    "a$": "AUD", "inr": "INR", "₹": "INR", "pln": "PLN", "zł": "PLN",
-}  # fmt: skip
+    "$": "USD",
+    "us$": "USD",
+    "usd": "USD",
+    "€": "EUR",
+    "eur": "EUR",
+    "£": "GBP",
+    "gbp": "GBP",
+    "¥": "JPY",
+    "jpy": "JPY",
+    "chf": "CHF",
+    "fr.": "CHF",
+    "kr": "SEK",
+    "sek": "SEK",
+    "nok": "NOK",
+    "dkk": "DKK",
+    "cad": "CAD",
+    "aud": "AUD",
+    "c$": "CAD",
+    "a$": "AUD",
+    "inr": "INR",
+    "₹": "INR",
+    "pln": "PLN",
+    "zł": "PLN",
+}
 _CODE = "|".join(sorted((re.escape(c) for c in _CURRENCIES), key=len, reverse=True))
 _NUMBER = r"\(?-?\d{1,3}(?:[.,'\s]\d{3})*(?:[.,]\d{1,2})?\)?|\(?-?\d+(?:[.,]\d{1,2})?\)?"
 _AMOUNT = re.compile(
@@ -134,7 +155,7 @@ def parse_amount(text: str) -> Amount | None:
     if m is None or not any(c.isdigit() for c in m["num"]):
         return None
     number = m["num"]
-    negative = number.startswith("(") and number.endswith(")") or number.startswith("-")
+    negative = (number.startswith("(") and number.endswith(")")) or number.startswith("-")
     digits = number.strip("()-")
     decimal = re.search(r"[.,](\d{1,2})$", digits)
     cents = ""
@@ -152,13 +173,19 @@ def parse_id(text: str) -> str | None:
     """An identifier: the first token holding a digit (``#``/``No.`` prefixes dropped)."""
     for token in text.split():
         token = token.strip(".,;:()").lstrip("#№").strip()
-        if len(token) >= 2 and any(c.isdigit() for c in token) and parse_date(token) is None:
-            if re.fullmatch(r"[\w][\w\-/.]*", token):
-                return token
+        if (
+            len(token) >= 2
+            and any(c.isdigit() for c in token)
+            and parse_date(token) is None
+            and re.fullmatch(r"[\w][\w\-/.]*", token)
+        ):
+            return token
     return None
 
 
-def parse_value(kind: str, text: str, *, day_first: bool | None = None) -> tuple[str, str | None] | None:  # fmt: skip
+def parse_value(
+    kind: str, text: str, *, day_first: bool | None = None
+) -> tuple[str, str | None] | None:
     """(normalised value, currency) when ``text`` is a ``kind``; None when it is not."""
     if kind == "date":
         found = parse_date(text, day_first=day_first)

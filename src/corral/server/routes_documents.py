@@ -88,7 +88,8 @@ async def extract_upload(
     labels: Annotated[list[str] | None, Form(description="Extra key names; repeat.")] = None,
     dpi: Annotated[int | None, Form(ge=36)] = None,
     fields: Annotated[
-        str | None, Form(description="A schema name (invoice, receipt) or a JSON list of {name, type}.")
+        str | None,
+        Form(description="A schema name (invoice, receipt) or a JSON list of {name, type}."),
     ] = None,
 ) -> DocumentResponse:
     """Read a document sent as a multipart/form-data upload (field ``file``)."""

@@ -43,9 +43,9 @@ class DocumentRequest(_Request):
         ge=36,
         description="PDF render resolution, which is also the unit of the boxes (default 150).",
     )
-    fields: SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None = (
-        Field(None, description=FIELDS_DESCRIPTION)
-    )
+    fields: (
+        SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None
+    ) = Field(None, description=FIELDS_DESCRIPTION)
 
     @model_validator(mode="after")
     def _one_source(self) -> DocumentRequest:

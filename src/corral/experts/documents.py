@@ -23,8 +23,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
+from corral.artifacts import NAME_PATTERN
 from corral.config import Task
-from corral.errors import ExpertUnavailable, RequestError
+from corral.errors import ExpertUnavailable, InvalidRequest, RequestError
 from corral.experts.base import Expert
 from corral.experts.document_pages import Page, PageLimits, load_pages
 from corral.experts.field_schemas import SCHEMAS, SUMMARY_LABELS, FieldSpec
@@ -108,6 +109,13 @@ class DocumentInput(BaseModel):
     fields: (
         SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None
     ) = Field(None, description=FIELDS_DESCRIPTION)
+    fitted: str | None = Field(
+        None,
+        pattern=NAME_PATTERN,
+        description="A head fitted with POST /v1/documents/{name}/fit tags the words "
+        "(layoutlmv3 experts).",
+    )
+    fitted_version: int | None = Field(None, ge=1, description="Its version (newest).")
     _data: bytes | None = PrivateAttr(None)
     _param: str = PrivateAttr("file_id")
 
@@ -218,6 +226,7 @@ class _Item:
     dpi: int
     labels: tuple[str, ...]
     fields: tuple[FieldSpec, ...] | None
+    fitted: tuple[str, int | None] | None
 
 
 _Output = DocumentResult | RequestError
@@ -295,6 +304,12 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         del self.ocr
 
     def prepare(self, request: DocumentInput) -> list[_Item]:
+        if not isinstance(request, DocumentInput) or (request.fitted and not self.fits):
+            raise InvalidRequest(
+                f"expert {self.context.spec.name!r} (backend {self.backend}) has no layout model "
+                "to fit or to use a fitted head; name a layoutlmv3 expert in `model`",
+                param="model",
+            )
         data = request._data
         if data is None:
             if self.context.files is None:
@@ -304,7 +319,8 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         dpi = request.dpi or int(self.context.options.get("dpi", 150))
         specs = _specs(request.fields)
         extra = tuple(request.labels or ()) + tuple(lb for s in specs or () for lb in s.labels)
-        return [_Item(data, request._param, request.pages, dpi, labels + extra, specs)]
+        fitted = (request.fitted, request.fitted_version) if request.fitted else None
+        return [_Item(data, request._param, request.pages, dpi, labels + extra, specs, fitted)]
 
     def forward(self, items: list[_Item]) -> list[_Output]:
         """Documents one after another: a bad one answers its own 4xx, the rest still run."""
@@ -332,7 +348,8 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             need_image=self.needs_image,
             param=item.param,
         )
-        results = [self._page(page, item.labels, item.fields) for page in pages]
+        head = None if item.fitted is None else self.fitted_head(*item.fitted)
+        results = [self._page(page, item.labels, item.fields, head) for page in pages]
         return DocumentResult(
             pages=results,
             text="\n\n".join(p.text for p in results),
@@ -340,7 +357,11 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         )
 
     def _page(
-        self, page: Page, labels: tuple[str, ...], specs: tuple[FieldSpec, ...] | None
+        self,
+        page: Page,
+        labels: tuple[str, ...],
+        specs: tuple[FieldSpec, ...] | None,
+        head: Any = None,
     ) -> PageResult:
         started = time.perf_counter()
         words, boxes = self.read_words(page)
@@ -348,7 +369,7 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             words, labels, min_columns=int(self.context.options.get("min_columns", 3)), boxes=boxes
         )
         ordered = self.reading_order(layout)
-        key_values, tags = self.annotate(page, layout, ordered)
+        key_values, tags = self.annotate(page, layout, ordered, head)
         summary = frozenset(normalise_label(label) for label in SUMMARY_LABELS)
         fields = None if specs is None else find_fields(layout, list(specs))
         return PageResult(
@@ -393,11 +414,18 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             return self.ocr.read(page.image), []
         return self.ocr.read(erase(page.image, mask)), boxes_from_mask(mask)
 
+    fits: ClassVar[bool] = False  # whether POST /v1/documents/{name}/fit can train this one
+
+    def fitted_head(self, name: str, version: int | None) -> Any:
+        """A fitted tagging head (model-based backends only)."""
+        return None
+
     def annotate(
-        self, page: Page, layout: Layout, words: list[Word]
+        self, page: Page, layout: Layout, words: list[Word], head: Any = None
     ) -> tuple[list[KeyValue], list[str | None]]:
         """Key/value pairs and a tag per word (reading order): here the layout rules'
-        pairs and no tags; a model-based backend finds its own."""
+        pairs and no tags; a model-based backend finds its own (with ``head``: a fitted
+        one)."""
         return layout.key_values, [None] * len(words)
 
     @staticmethod

@@ -1,5 +1,6 @@
 """``POST /v1/documents/extract``: words, lines, key/value pairs and tables of a PDF or
-image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``)."""
+image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``);
+``POST /v1/documents/{name}/fit``: a tagging head fitted on labelled pages."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from fastapi import APIRouter, File, Form, UploadFile
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, PayloadTooLarge
 from corral.experts.documents import DocumentInput, DocumentResult
+from corral.experts.layoutlmv3_fit import DocumentFitInput, DocumentFitResult
 from corral.images import decode_base64
 from corral.server.deps import RouterDep
-from corral.server.limits import check_labels
+from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import ERROR_RESPONSES
-from corral.server.schemas_documents import DocumentRequest, DocumentResponse
+from corral.server.schemas_documents import DocumentFitRequest, DocumentRequest, DocumentResponse
 
 __all__ = ["api"]
 
@@ -43,7 +45,14 @@ async def _answer(router: RouterDep, model: str | None, request: DocumentInput) 
 async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
     """Read a document given as base64 (``document``) or by ``file_id``."""
     _check(body.labels, body.pages, router.runtime.config.server.limits)
-    fields = {"pages": body.pages, "labels": body.labels, "dpi": body.dpi, "fields": body.fields}
+    fields = {
+        "pages": body.pages,
+        "labels": body.labels,
+        "dpi": body.dpi,
+        "fields": body.fields,
+        "fitted": body.fitted,
+        "fitted_version": body.fitted_version,
+    }
     if body.document is not None:
         data = decode_base64(body.document, param="document")
         request = DocumentInput.inline(data, param="document", **fields)
@@ -51,6 +60,37 @@ async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
         assert body.file_id is not None
         request = DocumentInput(file_id=body.file_id, **fields)
     return await _answer(router, body.model, request)
+
+
+@api.post("/documents/{name}/fit", response_model=DocumentFitResult)
+async def fit(name: str, body: DocumentFitRequest, router: RouterDep) -> DocumentFitResult:
+    """Fit a key/value tagging head on labelled pages; stored as a new version of ``name``
+    (use it with ``fitted: name`` on /v1/documents/extract)."""
+    limits = router.runtime.config.server.limits
+    for n, page in enumerate(body.pages):
+        if page.document is not None:
+            page._data = decode_base64(page.document, param=f"pages[{n}].document")
+        texts = [p.key for p in page.pairs] + [p.value for p in page.pairs]
+        check_texts(texts, limits, param=f"pages[{n}].pairs")
+    request = DocumentFitInput(
+        name=name, pages=body.pages, epochs=body.epochs, lr=body.lr, seed=body.seed
+    )
+    model = body.model or _fitting_expert(router)
+    _, result = await router.serve(Task.DOCUMENT, model, request)
+    assert isinstance(result, DocumentFitResult)
+    return result
+
+
+def _fitting_expert(router: RouterDep) -> str:
+    """The first configured document expert that can fit a head."""
+    for spec in router.runtime.config.models:
+        handle = router.runtime.handles.get(spec.name)
+        if handle is not None and handle.task == Task.DOCUMENT and "layoutlmv3" in spec.model:
+            return spec.name
+    raise InvalidRequest(
+        "no layoutlmv3 document expert is configured to fit; add one or name it in `model`",
+        param="model",
+    )
 
 
 def _fields(text: str | None) -> Any:

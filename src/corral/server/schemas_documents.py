@@ -16,9 +16,10 @@ from corral.experts.documents import (
     PageResult,
     SchemaName,
 )
+from corral.experts.layoutlmv3_fit import LabelledPage
 from corral.server.schemas import _Request
 
-__all__ = ["DocumentRequest", "DocumentResponse"]
+__all__ = ["DocumentFitRequest", "DocumentRequest", "DocumentResponse"]
 
 
 class DocumentRequest(_Request):
@@ -46,12 +47,25 @@ class DocumentRequest(_Request):
     fields: (
         SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None
     ) = Field(None, description=FIELDS_DESCRIPTION)
+    fitted: str | None = Field(
+        None, max_length=64, description="A head from POST /v1/documents/{name}/fit."
+    )
+    fitted_version: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DocumentRequest:
         if (self.document is None) == (self.file_id is None):
             raise ValueError("give exactly one of `document` (base64) or `file_id`")
         return self
+
+
+class DocumentFitRequest(_Request):
+    """Labelled pages to fit a key/value tagging head on (a layoutlmv3 expert)."""
+
+    pages: list[LabelledPage] = Field(min_length=1, max_length=64)
+    epochs: int = Field(300, ge=1, le=5000)
+    lr: float = Field(0.01, gt=0, le=1)
+    seed: int = 0
 
 
 class DocumentResponse(BaseModel):

@@ -234,14 +234,15 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
 
     def _fit(self, request: DocumentFitInput) -> DocumentFitResult:
         started = time.perf_counter()
-        read, unmatched = [], []
+        read: list[tuple[Page, list[Word], np.ndarray]] = []
+        unmatched: list[str] = []
         for n, labelled in enumerate(request.pages):
             page = self._labelled_page(labelled, n)
             words, boxes = self.read_words(page)
             ordered = self.reading_order(analyse(words, DEFAULT_LABELS, boxes=boxes))
-            tags, missing = tag_words(ordered, labelled.pairs)
+            word_tags, missing = tag_words(ordered, labelled.pairs)
             unmatched += [f"page {n}: {m}" for m in missing]
-            read.append((page, ordered, np.asarray(tags, dtype=np.int64)))
+            read.append((page, ordered, np.asarray(word_tags, dtype=np.int64)))
         if not any((tags > 0).any() for _, _, tags in read):
             raise InvalidRequest(
                 "no labelled key or value matches any word on the pages; "
@@ -251,8 +252,9 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
         vectors, labels = [], []
         for page, ordered, tags in read:
             found, seen = self.word_vectors(page, ordered)
-            vectors.append(found[seen])
-            labels.append(tags[seen])
+            mask = np.asarray(seen, dtype=bool)
+            vectors.append(found[mask])
+            labels.append(tags[mask])
         x, y = np.concatenate(vectors), np.concatenate(labels)
         weight, bias, metrics = fit_head(
             x, y, epochs=request.epochs, lr=request.lr, seed=request.seed, torch=self.torch

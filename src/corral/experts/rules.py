@@ -63,16 +63,20 @@ def boxes_from_mask(mask: np.ndarray, *, min_side: float = 30.0) -> list[Box]:
     cv2 = require("cv2", "documents")
     if not mask.any():
         return []
-    height, width = mask.shape
+    # at half resolution (a line pixel anywhere in a 2x2 cell keeps the cell a line):
+    # boxes are far larger than that, and labelling a page's pixels is 4x cheaper
+    half = (mask.shape[1] // 2, mask.shape[0] // 2)
+    small = cv2.resize(mask, half, interpolation=cv2.INTER_AREA)
+    height, width = small.shape
     count, _, stats, _ = cv2.connectedComponentsWithStats(
-        (mask == 0).astype(np.uint8), connectivity=4
+        (small == 0).astype(np.uint8), connectivity=4
     )
     boxes: list[Box] = []
-    for x, y, w, h, _area in stats[1:count]:
+    for x, y, w, h, _area in stats[1:count].tolist():
         if x <= 0 or y <= 0 or x + w >= width or y + h >= height:
             continue  # the page around the lines
-        if w < min_side or h < min_side or w * h > 0.5 * width * height:
+        if 2 * w < min_side or 2 * h < min_side or w * h > 0.5 * width * height:
             continue
-        boxes.append((float(x), float(y), float(x + w), float(y + h)))
+        boxes.append((2.0 * x, 2.0 * y, 2.0 * (x + w), 2.0 * (y + h)))  # full-size pixels
     boxes.sort(key=lambda b: (b[1], b[0]))
     return boxes

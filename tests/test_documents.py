@@ -425,13 +425,21 @@ def test_fit_stores_versions_and_extraction_tags_with_the_head(server: RunningSe
     for path, payload, status, words in cases:
         bad = httpx.post(server.v1 + path, json=payload, timeout=120)
         assert bad.status_code == status and words in bad.text, (path, bad.text)
+    heads = httpx.get(server.v1 + "/documents/fitted").json()["data"]
+    (listed,) = [h for h in heads if h["name"] == "acme"]
+    assert listed["versions"] == [1, 2] and listed["expert"] == "lm" and listed["pages"] == 2
+    gone = httpx.delete(server.v1 + "/documents/fitted/acme", params={"version": 2})
+    assert gone.status_code == 200 and gone.json()["deleted"] == 1
+    again_gone = httpx.delete(server.v1 + "/documents/fitted/acme", params={"version": 2})
+    assert again_gone.status_code == 404
 
 
 def test_heads_are_stored_as_versioned_arrays(server: RunningServer) -> None:
-    """After the fits above: plain arrays in the artifact store, no pickle."""
+    """After the fits above (version 2 deleted there): plain arrays in the artifact
+    store, no pickle."""
     store = server.runtime.artifacts
     assert store is not None
     infos = [i for i in store.list("documents") if i.name == "acme"]
-    assert [i.version for i in infos] == [1, 2]
+    assert [i.version for i in infos] == [1]
     arrays = store.load("documents", "acme", 1).arrays
     assert arrays["weight"].shape == (len(TAGS), 32) and arrays["bias"].shape == (len(TAGS),)

@@ -1,9 +1,11 @@
 """``POST /v1/documents/extract``: words, lines, key/value pairs and tables of a PDF or
 image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``);
-``POST /v1/documents/{name}/fit``: a tagging head fitted on labelled pages."""
+``POST /v1/documents/{name}/fit``: a tagging head fitted on labelled pages, listed and
+deleted under ``/v1/documents/fitted`` (read from the artifact store, no model involved)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -12,12 +14,19 @@ from fastapi import APIRouter, File, Form, UploadFile
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, PayloadTooLarge
 from corral.experts.documents import DocumentInput, DocumentResult
-from corral.experts.layoutlmv3_fit import DocumentFitInput, DocumentFitResult
+from corral.experts.layoutlmv3_fit import KIND, DocumentFitInput, DocumentFitResult
 from corral.images import decode_base64
-from corral.server.deps import RouterDep
+from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import ERROR_RESPONSES
-from corral.server.schemas_documents import DocumentFitRequest, DocumentRequest, DocumentResponse
+from corral.server.schemas_documents import (
+    DocumentFitRequest,
+    DocumentRequest,
+    DocumentResponse,
+    FittedDeleteResponse,
+    FittedHead,
+    FittedList,
+)
 
 __all__ = ["api"]
 
@@ -79,6 +88,36 @@ async def fit(name: str, body: DocumentFitRequest, router: RouterDep) -> Documen
     _, result = await router.serve(Task.DOCUMENT, model, request)
     assert isinstance(result, DocumentFitResult)
     return result
+
+
+@api.get("/documents/fitted", response_model=FittedList)
+async def list_fitted(runtime: RuntimeDep) -> FittedList:
+    """Every fitted head: its versions and the newest one's details."""
+    infos = await asyncio.to_thread(runtime.artifacts.list, KIND)
+    newest = {info.name: info for info in infos}  # listed by name, then version
+    return FittedList(
+        data=[
+            FittedHead(
+                name=name,
+                versions=[i.version for i in infos if i.name == name],
+                created=info.created,
+                expert=info.meta.get("expert"),
+                pages=info.meta.get("pages"),
+                words=info.meta.get("words"),
+                metrics=info.meta.get("metrics", {}),
+            )
+            for name, info in newest.items()
+        ]
+    )
+
+
+@api.delete("/documents/fitted/{name}", response_model=FittedDeleteResponse)
+async def delete_fitted(
+    name: str, runtime: RuntimeDep, version: int | None = None
+) -> FittedDeleteResponse:
+    """Delete one version (``?version=``) or every version of a fitted head."""
+    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, name, version)
+    return FittedDeleteResponse(name=name, deleted=deleted)
 
 
 def _fitting_expert(router: RouterDep) -> str:

@@ -19,7 +19,14 @@ from corral.experts.documents import (
 from corral.experts.layoutlmv3_fit import LabelledPage
 from corral.server.schemas import _Request
 
-__all__ = ["DocumentFitRequest", "DocumentRequest", "DocumentResponse"]
+__all__ = [
+    "DocumentFitRequest",
+    "DocumentRequest",
+    "DocumentResponse",
+    "FittedDeleteResponse",
+    "FittedHead",
+    "FittedList",
+]
 
 
 class DocumentRequest(_Request):
@@ -66,6 +73,27 @@ class DocumentFitRequest(_Request):
     epochs: int = Field(300, ge=1, le=5000)
     lr: float = Field(0.01, gt=0, le=1)
     seed: int = 0
+
+
+class FittedHead(BaseModel):
+    name: str
+    versions: list[int]
+    created: float = Field(description="The newest version's time (Unix seconds).")
+    expert: str | None
+    pages: int | None
+    words: int | None
+    metrics: dict[str, float]
+
+
+class FittedList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FittedHead]
+
+
+class FittedDeleteResponse(BaseModel):
+    object: Literal["documents.fitted.deleted"] = "documents.fitted.deleted"
+    name: str
+    deleted: int = Field(description="How many versions were deleted.")
 
 
 class DocumentResponse(BaseModel):

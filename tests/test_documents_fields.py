@@ -106,6 +106,23 @@ def test_a_drawn_box_keeps_its_value_from_the_neighbours() -> None:
     assert (found["date"], found["due_date"]) == ("2024-03-01", "2024-04-01")
 
 
+def test_german_labels_and_formats() -> None:
+    words = _words(
+        (100, [(50, "Rechnungsnummer:"), (300, "R-2024-17")]),
+        (130, [(50, "Rechnungsdatum"), (300, "3."), (330, "März"), (380, "2024")]),
+        (160, [(50, "Fällig"), (120, "am"), (300, "17.03.2024")]),
+        (190, [(50, "Gesamtbetrag"), (300, "1.234,50"), (390, "€")]),
+    )
+    fields = {f.name: f for f in find_fields(analyse(words), resolve_fields("invoice"))}
+    assert fields["invoice_number"].normalized == "R-2024-17"
+    assert (fields["date"].normalized, fields["due_date"].normalized) == (
+        "2024-03-03",
+        "2024-03-17",
+    )
+    assert (fields["total"].normalized, fields["total"].currency) == ("1234.50", "EUR")
+    assert fields["seller"].value is None  # every line is a label and its value
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
     config = """

@@ -7,18 +7,20 @@ rate such as "(8%)" belongs to the label) is an occurrence. Its value is the fir
 in this order, that parses as the field's type (``values``):
 
 1. the rest of the label's own segment ("Invoice # INV-7", "Date: 12/03/2024");
-2. the next segment right on the same line, unless a column gutter lies between
-   (``blocks.column_gutters``), across a dotted leader ("TOTAL ...... 12.50");
-   for amounts, else the line's last segment (a value at the right margin);
-3. the first segment below it in the same column (overlapping it, within a few line
-   heights): a boxed form's value under the label in its box's corner, a row of labels
-   over their values.
+2. when the label sits in a drawn box (``rules``): the first line of words below it
+   inside that box (a form's value under the label in the box's corner);
+3. the next segment right on the same line, unless a column gutter lies between
+   (``blocks.column_gutters``) or it is in another box, across a dotted leader
+   ("TOTAL ...... 12.50"); else the line's last segment (a value at the right margin);
+4. the first segment below it in the same column and box (overlapping it, within a
+   few line heights), keeping only its words from the label's left edge on: a row of
+   labels over their values.
 
-A candidate that is itself a label stops the search. The occurrence with the highest
-confidence (relation x recognition score x how specific the label is) is the field.
-Without any labelled occurrence, ``seller`` is the first line of the page's first
-unlabelled block that is not a title ("INVOICE"), and ``date`` the first date on the
-page not taken by another field.
+A label right of this one skips the right-hand candidates; a label below stops the
+search. The occurrence with the highest confidence (relation x recognition score x how
+specific the label is) is the field. Without any labelled occurrence, ``seller`` is the
+first line of the page's first unlabelled block that is not a title ("INVOICE"), and
+``date`` the first date on the page not taken by another field.
 """
 
 from __future__ import annotations

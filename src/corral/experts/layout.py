@@ -6,14 +6,19 @@ word boxes alone (any OCR engine or a PDF text layer gives those).
   order (top to bottom); words in a line left to right.
 * **Segments**: a line splits where the gap between two words is wider than its text is
   tall: "Invoice Number:" and "INV-001" far to its right are two segments of one line.
+  A dotted leader or a rule ("TOTAL ....... 12.50", also run together as
+  "TOTAL.....12.50") is split off its words, belongs to no segment and ends one.
 * **Key/value**: a label is a segment whose words end with ``:`` ("Date:"), or whose
-  first words are in the label vocabulary ("Invoice Number", "Total"). Its value is the
-  rest of its segment, else the nearest segment to its right on the same line, else the
+  first words are in the label vocabulary ("Invoice Number", "Total", the built-in
+  fields' labels such as "No.", "Date of issue"; a rate after it, "Tax (8%)", is part of
+  the label). Its value is the rest of its segment, else the nearest segment to its
+  right on the same line unless a column gutter lies between (``blocks``), else the
   segment directly below it.
 * **Tables**: consecutive lines of two or more segments (one of them with at least
   ``min_columns``) whose segments line up in x. Columns are the union of the rows'
   segment x-ranges; each segment becomes the cell of the column it falls in. A line of
-  labels only ("Invoice Number  Date  Due Date", values below) is not a table row. A
+  labels only ("Invoice Number  Date  Due Date", values below), a label followed by its
+  value, or a summary line (Subtotal, Tax, Total) is not a table row. A
   line that sits closer under a row than the rows sit to each other, whose segments
   each fall under one column and hold no label, is that row wrapped: its text continues
   the row's cells (a two-line description) instead of ending the table.

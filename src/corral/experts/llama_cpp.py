@@ -224,6 +224,7 @@ _PASSED = frozenset(
         "frequency_penalty",
         "logprobs",
         "top_logprobs",
+        "logit_bias",  # token ids of the model's own vocabulary
     }
 )
 

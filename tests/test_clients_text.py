@@ -79,7 +79,7 @@ def server() -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def http() -> Iterator[httpx.Client]:
-    """The HTTP client the Cohere SDK clients use (closed at the end, unlike their own)."""
+    """The HTTP client the SDK clients use (closed at the end, unlike their own)."""
     with httpx.Client(timeout=60) as client:
         yield client
 
@@ -150,13 +150,15 @@ def test_cohere_v2_embed_input_type_selects_the_prompt(
 
 # --- OpenAI-shaped embedding clients -------------------------------------------------
 def test_langchain_embeddings_with_defaults_on_300_documents(
-    server: RunningServer, sentence_model
+    server: RunningServer, http: httpx.Client, sentence_model
 ) -> None:  # type: ignore[no-untyped-def]
     """Its defaults send tiktoken token ids, 1000 inputs a request: decoded, all served."""
     from langchain_openai import OpenAIEmbeddings
 
     texts = [f"Note {i}: the shipment of part {i * 7} arrived on day {i % 31}." for i in range(300)]
-    embeddings = OpenAIEmbeddings(base_url=server.v1, api_key="unused", max_retries=0)
+    embeddings = OpenAIEmbeddings(
+        base_url=server.v1, api_key="unused", max_retries=0, http_client=http
+    )
     vectors = np.array(embeddings.embed_documents(texts))
     assert vectors.shape == (300, 384)
     np.testing.assert_allclose(vectors, _direct(sentence_model, texts), atol=1e-5)
@@ -174,10 +176,14 @@ def test_token_ids_without_a_local_encoding_say_which_flag_to_set(server: Runnin
     assert "o200k_base" in message and "check_embedding_ctx_length=False" in message
 
 
-def test_llama_index_openai_like_embedding(server: RunningServer, sentence_model) -> None:  # type: ignore[no-untyped-def]
+def test_llama_index_openai_like_embedding(
+    server: RunningServer, http: httpx.Client, sentence_model
+) -> None:  # type: ignore[no-untyped-def]
     from llama_index.embeddings.openai_like import OpenAILikeEmbedding
 
-    embedder = OpenAILikeEmbedding(model_name="embedder", api_base=server.v1, api_key="unused")
+    embedder = OpenAILikeEmbedding(
+        model_name="embedder", api_base=server.v1, api_key="unused", http_client=http
+    )
     vectors = np.array(embedder.get_text_embedding_batch(DOCUMENTS))
     np.testing.assert_allclose(vectors, _direct(sentence_model, DOCUMENTS), atol=1e-5)
 

@@ -76,6 +76,7 @@ def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 )
             messages.append({"role": role, "content": _text(item.get("content"), i)})
         elif kind == "function_call":
+            _require_strings(item, i, "call_id", "name", "arguments")
             call = {
                 "id": item.get("call_id") or item.get("id"),
                 "type": "function",
@@ -87,6 +88,7 @@ def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
         elif kind == "function_call_output":
+            _require_strings(item, i, "call_id")
             output = item.get("output")
             messages.append(
                 {
@@ -102,6 +104,15 @@ def _messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 param="input",
             )
     return messages
+
+
+def _require_strings(item: dict[str, Any], index: int, *keys: str) -> None:
+    missing = [k for k in keys if not isinstance(item.get(k), str)]
+    if missing:
+        raise InvalidRequest(
+            f"input[{index}] ({item.get('type')}) needs {', '.join(missing)} as strings",
+            param="input",
+        )
 
 
 def _text(content: Any, index: int) -> str:

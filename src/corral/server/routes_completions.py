@@ -24,7 +24,7 @@ from corral.server.limits import check_texts
 from corral.server.routes_chat import chat_chunks, chat_once
 from corral.server.routes_openai import input_texts
 from corral.server.schemas import ERROR_RESPONSES, _Request
-from corral.server.schemas_chat import StreamOptions
+from corral.server.schemas_chat import LogitBias, StreamOptions
 
 api = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 
@@ -49,7 +49,7 @@ class CompletionRequest(_Request):
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: LogitBias | None = None
     echo: bool = Field(False, description="Put the prompt before each completion's text.")
     n: int = Field(1, ge=1, le=1, description="Only one choice per prompt is served.")
     stream: bool = False
@@ -79,6 +79,8 @@ class CompletionRequest(_Request):
 @api.post("/completions", response_model=None, responses=_ANSWERS)
 async def completions(body: CompletionRequest, router: RouterDep) -> Response:
     prompts = input_texts(body.prompt, body.model)
+    if not prompts:
+        raise InvalidRequest("prompt must not be empty", param="prompt")
     check_texts(prompts, router.runtime.config.server.limits, param="prompt")
     current_trace().user = body.user
     headers = body.ignored_header()

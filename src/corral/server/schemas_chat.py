@@ -100,6 +100,10 @@ def _metadata_limits(value: dict[str, str] | None) -> dict[str, str] | None:
 
 
 Metadata = Annotated[dict[str, str] | None, AfterValidator(_metadata_limits)]
+# token id (a decimal string, of the expert's own vocabulary) -> bias in [-100, 100]
+LogitBias = dict[
+    Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float, Field(ge=-100, le=100)]
+]
 # OpenAI fields with no meaning for local experts: accepted, named in x-corral-ignored
 CHAT_IGNORED = frozenset(
     {
@@ -143,7 +147,7 @@ class ChatCompletionRequest(_Request):
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is served.")
     user: str | None = Field(None, description="Your end user's id: kept in the trace.")
     metadata: Metadata = Field(None, description="Up to 16 strings: kept in the trace.")
-    logit_bias: dict[str, Annotated[float, Field(ge=-100, le=100)]] | None = Field(
+    logit_bias: LogitBias | None = Field(
         None, description="Token id (the expert's own tokenizer) -> bias in [-100, 100]."
     )
     functions: list[FunctionDefinition] | None = Field(

@@ -5,6 +5,7 @@ with every OpenAI parameter, LangChain's ChatOpenAI, LlamaIndex's OpenAILike."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -163,6 +164,13 @@ def test_chat_accepts_every_openai_parameter(
         default_server.v1 + "/traces/" + raw.headers["x-corral-trace-id"], timeout=10
     ).json()
     assert trace["user"] == "end-user-7" and trace["metadata"] == {"ticket": "T-7"}
+    for _ in range(50):  # the usage row is written when the request has finished
+        rows = httpx.get(default_server.v1 + "/usage", params={"group_by": "user"}).json()
+        mine = [r for r in rows["data"] if r["user"] == "end-user-7"]
+        if mine:
+            break
+        time.sleep(0.1)
+    assert mine and mine[0]["requests"] >= 1 and mine[0]["tokens_out"] > 0
 
 
 def test_legacy_functions_answer_with_function_call(client: openai.OpenAI) -> None:

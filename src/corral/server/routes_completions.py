@@ -54,7 +54,7 @@ class CompletionRequest(_Request):
     n: int = Field(1, ge=1, le=1, description="Only one choice per prompt is served.")
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
     suffix: str | None = None
     best_of: int | None = None
     logprobs: int | None = None

@@ -44,7 +44,9 @@ class EmbeddingsRequest(_Request):
     )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
-    user: str | None = Field(None, description="Your end user's id: kept in the trace.")
+    user: str | None = Field(
+        None, max_length=256, description="Your end user's id: in the trace and usage by user."
+    )
     prompt_name: str | None = Field(None, description="One of the expert's `prompts` (corral).")
 
     @field_validator("input")

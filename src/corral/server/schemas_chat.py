@@ -145,7 +145,9 @@ class ChatCompletionRequest(_Request):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is served.")
-    user: str | None = Field(None, description="Your end user's id: kept in the trace.")
+    user: str | None = Field(
+        None, max_length=256, description="Your end user's id: in the trace and usage by user."
+    )
     metadata: Metadata = Field(None, description="Up to 16 strings: kept in the trace.")
     logit_bias: LogitBias | None = Field(
         None, description="Token id (the expert's own tokenizer) -> bias in [-100, 100]."

@@ -83,7 +83,7 @@ class ResponsesRequest(_Request):
     text: TextConfig | None = None
     stream: bool = False
     metadata: Metadata = None
-    user: str | None = None
+    user: str | None = Field(None, max_length=256)
     # accepted and ignored (RESPONSES_IGNORED)
     background: bool | None = None
     context_management: Any = None

@@ -139,23 +139,18 @@ def _llm_alone(params: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int
 
 async def _replay_as_sse(answer: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
     """A finished completion as chat.completion.chunk events (content, then finish)."""
-    choice = answer["choices"][0]
     base = {
         "id": answer.get("id"),
         "object": "chat.completion.chunk",
         "created": answer.get("created"),
         "model": answer["model"],
     }
-    message = {k: v for k, v in choice["message"].items() if v is not None}
-    deltas = [
-        {"index": 0, "delta": message, "finish_reason": None},
-        {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")},
-    ]
-    for delta in deltas:
-        yield f"data: {json.dumps({**base, 'choices': [delta]})}\n\n"
-    if include_usage and answer.get("usage"):
-        final = {**base, "choices": [], "usage": answer["usage"], "corral": answer["corral"]}
-        yield f"data: {json.dumps(final)}\n\n"
+    async for chunk in _replay(answer):
+        if not chunk["choices"]:  # the usage chunk: only when asked for, with the summary
+            if not include_usage:
+                continue
+            chunk = {**chunk, "corral": answer["corral"]}
+        yield f"data: {json.dumps({**base, **chunk})}\n\n"
     yield "data: [DONE]\n\n"
 
 

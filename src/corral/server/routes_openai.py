@@ -78,7 +78,8 @@ async def list_models(runtime: RuntimeDep) -> ModelList:
         for c in runtime.config.routing.cascades
         if all(allowed(stage.expert) for stage in c.stages)
     ]
-    auto = [_auto_card()] if any(h.task == Task.CHAT for h in runtime.handles.values()) else []
+    chat = any(h.task == Task.CHAT and allowed(h.name) for h in runtime.handles.values())
+    auto = [_auto_card()] if chat else []  # the router answers with a chat expert
     return ModelList(data=experts + cascades + auto)
 
 

@@ -51,11 +51,22 @@ class CatalogEntry:
     repo: str | None = None  # hub repo holding files the backend loads, when not the id itself
     fetch: bool = True  # False: no hub repo holds a loadable file (the note says what to do)
     stand_in: str | None = None  # a different model serves this id (the named one has no weights)
+    prompts: Mapping[str, str] = field(default_factory=dict)  # sentence-transformers prompts
 
 
 CATALOG: Mapping[str, CatalogEntry] = {
     # --- the founding config's hub ids -----------------------------------------------
-    "nomic-ai/modernbert-embed-base": CatalogEntry(Task.EMBED, "sentence-transformers"),
+    "nomic-ai/modernbert-embed-base": CatalogEntry(
+        Task.EMBED,
+        "sentence-transformers",
+        # its model card's task prefixes (Cohere's input_type picks them)
+        prompts={
+            "query": "search_query: ",
+            "document": "search_document: ",
+            "classification": "classification: ",
+            "clustering": "clustering: ",
+        },
+    ),
     "cross-encoder/ms-marco-MiniLM-L-6-v2": CatalogEntry(Task.RERANK, "cross-encoder"),
     "facebook/bart-large-mnli": CatalogEntry(Task.CLASSIFY, "nli"),
     "amazon/chronos-t5-base": CatalogEntry(Task.FORECAST, "chronos"),

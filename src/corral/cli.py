@@ -155,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
 
     usage = sub.add_parser("usage", help="cost per day, key, expert or route, vs the LLM alone")
     usage.add_argument("config", nargs="?", type=Path, help="config whose usage store to read")
-    usage.add_argument("--by", default="day", choices=["day", "hour", "api_key", "expert", "route"])
+    usage.add_argument(
+        "--by", default="day", choices=["day", "hour", "api_key", "expert", "route", "user"]
+    )
     usage.add_argument("--since", help="only the last 30m, 24h, 7d...")
     usage.add_argument("--db", type=Path, help="the usage store (default: the config's)")
     usage.add_argument("--json", action="store_true", help="print JSON rows instead of a table")

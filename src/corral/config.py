@@ -126,6 +126,11 @@ class ModelConfig(_Strict):
     cost: CostConfig | None = None
     labels: list[str] | None = None
     aliases: list[str] = []
+    prompts: dict[str, str] = Field(
+        {},
+        description="Sentence-transformers prompts by name (query: 'search_query: '), chosen "
+        "per request by prompt_name or Cohere's input_type; over the catalog's and the model's.",
+    )
     timeout_s: float | None = Field(None, gt=0, description="Per-request limit; then fallback.")
     options: dict[str, Any] = {}
     ray: RayModelConfig | None = Field(
@@ -192,6 +197,9 @@ class LimitsConfig(_Strict):
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(256, ge=1)
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="Texts one embeddings request may send (OpenAI's limit)."
+    )
     max_text_chars: int = Field(32_768, ge=1)
     max_labels: int = Field(64, ge=1)
     max_series_length: int = Field(100_000, ge=1, description="Values in one forecast series.")
@@ -303,6 +311,14 @@ class ConnectionsConfig(_Strict):
     )
 
 
+class CorsConfig(_Strict):
+    """Browser apps on other origins that may call the server (off when empty)."""
+
+    allow_origins: list[str] = Field([], description='Origins such as "http://localhost:3000".')
+    allow_methods: list[str] = ["GET", "POST", "DELETE", "OPTIONS"]
+    allow_headers: list[str] = ["authorization", "content-type"]
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -320,6 +336,7 @@ class ServerConfig(_Strict):
     drain_s: float = Field(
         30.0, ge=0, le=3600, description="On SIGTERM: how long in-flight requests may finish."
     )
+    cors: CorsConfig = CorsConfig()
 
     @field_validator("api_keys")
     @classmethod

@@ -158,6 +158,12 @@ class LlamaCppChat(ChatExpert):
         # OpenAI's default is "until done"; a small local model may ramble to the end of its
         # context, so the config sets a cap (options.max_tokens) for requests that give none.
         kwargs.setdefault("max_tokens", int(self.context.options.get("max_tokens", 512)))
+        vocabulary = self.llm.n_vocab()
+        if any(int(token) >= vocabulary for token in kwargs.get("logit_bias") or {}):
+            raise InvalidRequest(
+                f"logit_bias: token ids are this model's own, below {vocabulary}",
+                param="logit_bias",
+            )
         if kwargs.get("tool_choice") == "required":
             kwargs["tool_choice"] = _one_tool_required(kwargs.get("tools") or [])
         return kwargs
@@ -224,6 +230,7 @@ _PASSED = frozenset(
         "frequency_penalty",
         "logprobs",
         "top_logprobs",
+        "logit_bias",  # token ids of the model's own vocabulary
     }
 )
 

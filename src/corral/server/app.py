@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
@@ -28,10 +30,14 @@ from corral.runtime import ExpertState, LoadListener, Runtime
 from corral.server import (
     routes_anomaly,
     routes_chat,
+    routes_cohere,
+    routes_compat,
+    routes_completions,
     routes_documents,
     routes_graph,
     routes_observe,
     routes_openai,
+    routes_responses,
     routes_tasks,
     routes_vision,
     tracing,
@@ -40,6 +46,7 @@ from corral.server.anomaly_streams import StreamWindows
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
+from corral.server.responses import ResponseStore
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.upstream_health import probe_upstreams, watch_upstreams
 
@@ -114,7 +121,8 @@ def create_app(
             if owned_provider and tracer_provider is not None:
                 tracer_provider.shutdown()  # flush the spans still batched
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load their scripts from here, not a CDN
+        static_url="/docs-assets",
         title="corral",
         version=__version__,
         summary="Many small specialised models behind one endpoint.",
@@ -126,6 +134,7 @@ def create_app(
     app.state.api_keys = api_keys
     app.state.usage = usage
     app.state.anomaly_streams = StreamWindows(config.server.limits.max_streams)
+    app.state.responses = ResponseStore()  # for /v1/responses' previous_response_id
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
@@ -134,8 +143,21 @@ def create_app(
     )
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
+    cors = config.server.cors
+    if cors.allow_origins:  # outermost: preflights and error responses get the headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.allow_origins,
+            allow_methods=cors.allow_methods,
+            allow_headers=cors.allow_headers,
+            expose_headers=["x-corral-trace-id", "x-corral-expert", "x-corral-ignored"],
+        )
     routes = (
         routes_openai,
+        routes_completions,
+        routes_responses,
+        routes_cohere,
+        routes_compat,
         routes_chat,
         routes_tasks,
         routes_anomaly,

@@ -260,6 +260,10 @@ class ApiKeyConfig(_Strict):
         return self
 
 
+class CorsConfig(BaseModel):
+    allow_origins: list[str] = []
+
+
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -268,6 +272,12 @@ class ServerConfig(_Strict):
     )
     rate_limit: RateLimitConfig = RateLimitConfig()
     limits: LimitsConfig = LimitsConfig()
+    cors: CorsConfig = CorsConfig()
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header names served (DNS-rebinding guard); default: server.host, "
+        "localhost, 127.0.0.1, [::1] and the address a connection arrived on; '*' for any.",
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -156,7 +156,11 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         size = options.get("size") or (
             implied if implied in ("tiny", "small", "medium") else "tiny"
         )
-        return OnnxOcr(str(size), drop_score=float(options.get("drop_score", 0.5)))
+        return OnnxOcr(
+            str(size),
+            drop_score=float(options.get("drop_score", 0.5)),
+            max_pixels=self.context.limits.max_image_pixels,
+        )
 
     def unload(self) -> None:
         del self.ocr
@@ -199,15 +203,15 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             need_image=self.needs_image,
             param=item.param,
         )
-        results = [self._page(page, item.labels) for page in pages]
+        results = [self._page(page, item.labels, item.param) for page in pages]
         return DocumentResult(pages=results, text="\n\n".join(p.text for p in results))
 
-    def _page(self, page: Page, labels: tuple[str, ...]) -> PageResult:
+    def _page(self, page: Page, labels: tuple[str, ...], param: str) -> PageResult:
         started = time.perf_counter()
         words = page.words
         if words is None:
             assert page.image is not None
-            words = self.ocr.read(page.image)
+            words = self.ocr.read(page.image, param=f"{param} page {page.index}")
         layout = analyse(words, labels, min_columns=int(self.context.options.get("min_columns", 3)))
         ordered = self.reading_order(layout)
         key_values, tags = self.annotate(page, layout, ordered)

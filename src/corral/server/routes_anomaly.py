@@ -18,6 +18,7 @@ from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
 from corral.experts.anomaly import KIND, AnomalyFitInput, AnomalyScoreInput, FitResult, ScoreResult
 from corral.runtime import Runtime
+from corral.runtime.cancel import deadline
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.schemas import ERROR_RESPONSES
@@ -115,7 +116,8 @@ async def fit(detector: Detector, body: AnomalyFitRequest, router: RouterDep) ->
         threshold_quantile=body.threshold_quantile,
         options=body.options,
     )
-    handle, result = await router.serve(Task.ANOMALY, body.model, request)
+    with deadline(body.timeout_s):
+        handle, result = await router.serve(Task.ANOMALY, body.model, request)
     assert isinstance(result, FitResult)
     return AnomalyFitResponse(
         name=result.detector,

@@ -24,6 +24,7 @@ from corral.experts.graph_inputs import (
     Prediction,
 )
 from corral.routing import Router
+from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_graph import (
@@ -49,7 +50,8 @@ async def fit(name: str, body: GraphFitRequest, router: RouterDep) -> GraphFitRe
     _check_fit(body, router.runtime.config.server.limits)
     fields = {k: getattr(body, k) for k in GraphFitInput.model_fields if k != "graph"}
     request = GraphFitInput.model_construct(graph=name, **fields)  # validated as the body
-    handle, result = await router.serve(Task.GRAPH, body.model, request)
+    with deadline(body.timeout_s):
+        handle, result = await router.serve(Task.GRAPH, body.model, request)
     assert isinstance(result, GraphFitResult)
     return GraphFitResponse(
         name=result.graph,

@@ -201,3 +201,46 @@ def test_a_client_that_hangs_up_stops_its_fit(server: RunningServer) -> None:
     started = time.perf_counter()
     assert httpx.post(server.v1 + "/graph/small/fit", json=small, timeout=30).status_code == 200
     assert time.perf_counter() - started < 10
+
+
+def test_a_batch_stops_at_its_checkpoint_once_its_callers_left() -> None:
+    """The batcher half of cancellation, without a server: a caller that times out stops
+    the forward at its next checkpoint, and one still queued behind it never started
+    (so its timeout is not the expert's fault, see Router.call)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from corral.runtime.batcher import MicroBatcher
+    from corral.runtime.cancel import checkpoint, tracking_progress
+
+    steps: list[int] = []
+    stopped: list[bool] = []
+
+    def forward(items: list[int]) -> list[int]:
+        for step in range(200):  # 10 s unless stopped
+            checkpoint()
+            steps.append(step)
+            time.sleep(0.05)
+        return items
+
+    async def main() -> None:
+        batcher: MicroBatcher[int, int] = MicroBatcher(
+            forward,
+            max_size=1,
+            max_wait_ms=0,
+            executor=ThreadPoolExecutor(1),
+            on_cancel=lambda: stopped.append(True),
+        )
+
+        async def call(item: int) -> bool:
+            with tracking_progress() as progress, pytest.raises(TimeoutError):
+                await asyncio.wait_for(batcher.submit([item]), 0.5)
+            return progress.started
+
+        running, queued = await asyncio.gather(call(1), call(2))
+        assert running and not queued
+        await asyncio.sleep(0.3)
+        assert stopped == [True] and len(steps) < 20
+        await batcher.close()
+
+    asyncio.run(main())

@@ -243,7 +243,7 @@ class Router:
                     return await run(handle)
             except TimeoutError:
                 timeout = ExpertTimeout(message + f"{limit:g}s")
-                timeout.queued = not progress.started
+                timeout.queued = progress.started is False  # queued in the batcher all along
                 if timeout.queued:
                     timeout.message += " (still queued behind other requests)"
                     current_trace().decide("timeout", "", timeout.message)

@@ -87,7 +87,10 @@ class MicroBatcher(Generic[ItemT, OutT]):
             self._task = asyncio.get_running_loop().create_task(self._run())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[list[OutT], float]] = loop.create_future()
-        await self._queue.put(_Pending(list(items), future, self._clock(), current_progress()))
+        progress = current_progress()
+        if progress is not None:
+            progress.started = False  # queued
+        await self._queue.put(_Pending(list(items), future, self._clock(), progress))
         return await future
 
     async def close(self) -> None:

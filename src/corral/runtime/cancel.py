@@ -59,9 +59,10 @@ def checkpoint() -> None:
 
 @dataclass
 class Progress:
-    """Whether this request's items reached the expert's worker (set by the batcher)."""
+    """Whether this request's items reached the expert's worker: None when nothing was
+    queued (chat, which has no batcher), False while queued, True once running."""
 
-    started: bool = False
+    started: bool | None = None
 
 
 _progress: ContextVar[Progress | None] = ContextVar("corral_progress", default=None)

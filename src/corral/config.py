@@ -132,6 +132,9 @@ class ModelConfig(_Strict):
         "per request by prompt_name or Cohere's input_type; over the catalog's and the model's.",
     )
     timeout_s: float | None = Field(None, gt=0, description="Per-request limit; then fallback.")
+    threads: int | None = Field(
+        None, ge=1, le=256, description="torch threads on this expert's own worker (CPU share)."
+    )
     options: dict[str, Any] = {}
     ray: RayModelConfig | None = Field(
         None, description="Replicas and resources on Ray Serve (runtime.engine: ray)."
@@ -337,6 +340,11 @@ class ServerConfig(_Strict):
         30.0, ge=0, le=3600, description="On SIGTERM: how long in-flight requests may finish."
     )
     cors: CorsConfig = CorsConfig()
+    allowed_hosts: list[str] | None = Field(
+        None,
+        description="Host header names served (DNS-rebinding guard); default: server.host, "
+        "localhost, 127.0.0.1, [::1] and the address a connection arrived on; '*' for any.",
+    )
 
     @field_validator("api_keys")
     @classmethod

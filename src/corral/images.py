@@ -10,6 +10,10 @@ Why each check is here:
   changes Pillow's global ``MAX_IMAGE_PIXELS`` (the limit is capped below it instead).
 * **Known formats only.** Pillow is asked for raster formats (PNG, JPEG, WebP, BMP, GIF,
   TIFF, PPM): never EPS, whose plugin runs Ghostscript on the input.
+* **No degenerate shapes.** An image more than ``MAX_ASPECT_RATIO`` times wider than
+  tall (or taller than wide) is a 422: models that scale an image's short side up to
+  their input size would enlarge a 70-byte 1x100 PNG to tens of millions of pixels.
+  Steps that enlarge check the size they will produce too (``check_resized``).
 * **No URLs.** An ``http(s)://`` string is refused (422): fetching what a client names
   would let it make the server reach other hosts.
 * **Corrupt or truncated data** is a 422 naming the field, never a 500.
@@ -37,7 +41,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "MAX_ASPECT_RATIO",
+    "check_aspect",
     "check_image_count",
+    "check_resized",
     "decode_base64",
     "decode_base64_image",
     "decode_image",
@@ -49,6 +56,7 @@ FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF", "PPM")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?((?:;[\w.+-]+=[\w.+-]+)*);base64,", re.I)
 _WHITESPACE = re.compile(r"\s+")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]{0,15}://", re.I)  # http, https, file, ftp, s3...
+MAX_ASPECT_RATIO = 100  # a 1:100 strip is no document or photo (a long receipt is ~1:15)
 
 
 def _pillow() -> tuple[Any, Any]:
@@ -63,6 +71,30 @@ def check_image_count(count: int, limits: LimitsConfig, param: str = "images") -
     if count > limits.max_images:
         raise PayloadTooLarge(
             f"{param} has {count} images; server.limits.max_images is {limits.max_images}",
+            param=param,
+        )
+
+
+def check_aspect(width: int, height: int, *, param: str) -> None:
+    """422 for an image (or page) whose sides differ more than ``MAX_ASPECT_RATIO`` times."""
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidRequest(
+            f"{param} is {width}x{height}: one side is more than {MAX_ASPECT_RATIO} times the "
+            "other, too thin to be read (crop or pad it)",
+            param=param,
+        )
+
+
+def check_resized(
+    size: tuple[int, int], *, max_pixels: int, param: str, step: str
+) -> None:
+    """413 before a pre-processing ``step`` enlarges an image to ``size`` (width, height)
+    beyond ``server.limits.max_image_pixels``: the limit bounds memory, not only input."""
+    width, height = size
+    if width * height > max_pixels:
+        raise PayloadTooLarge(
+            f"{param}: {step} would enlarge it to {width}x{height} = {width * height} pixels; "
+            f"server.limits.max_image_pixels is {max_pixels}",
             param=param,
         )
 
@@ -112,6 +144,7 @@ def open_image(data: bytes, *, max_pixels: int, param: str) -> Image:
         width, height = image.size
         if width < 1 or height < 1:
             raise InvalidRequest(f"{param} has no pixels ({width}x{height})", param=param)
+        check_aspect(width, height, param=param)
         if width * height > max_pixels:
             raise _too_many_pixels(param, (width, height), max_pixels)
         try:

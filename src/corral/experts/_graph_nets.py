@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch_geometric.nn import GCNConv, SAGEConv
 
+from corral.runtime.cancel import checkpoint
+
 __all__ = [
     "GraphNet",
     "NetSpec",
@@ -108,6 +110,7 @@ def train_nodes(
     )
     net.train()
     for _ in range(training.epochs):
+        checkpoint()  # between epochs: stop once the caller has gone
         optimiser.zero_grad()
         loss = F.cross_entropy(net(x, edges)[rows], targets, weight=weight)
         loss.backward()
@@ -133,6 +136,7 @@ def train_links(
     )
     net.train()
     for _ in range(training.epochs):
+        checkpoint()
         optimiser.zero_grad()
         z = net(x, edges)
         negatives = torch.randint(0, n, positives.shape, generator=generator).to(x.device)

@@ -26,6 +26,7 @@ import numpy as np
 from corral.experts._torch import torch_threads
 from corral.experts.anomaly import AnomalyExpert
 from corral.experts.base import require
+from corral.runtime.cancel import checkpoint
 
 __all__ = ["AutoencoderDetector"]
 
@@ -104,6 +105,7 @@ class AutoencoderDetector(AnomalyExpert):
         batch = int(opts["batch_size"])
         best, best_state, waited = float("inf"), None, 0
         for _ in range(int(opts["epochs"])):
+            checkpoint()  # between epochs: stop once the caller has gone
             net.train()
             perm = torch.randperm(len(train), generator=generator).to(self.context.device)
             for start in range(0, len(train), batch):

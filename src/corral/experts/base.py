@@ -89,8 +89,9 @@ class BaseExpert(ABC):
     task: ClassVar[Task]
     backend: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
-    # torch-based experts share their device's single worker thread (see Runtime);
-    # engines with their own thread pools (llama.cpp) or none (HTTP upstreams) do not.
+    # every expert has a worker thread of its own (see Runtime._executor_for); on torch
+    # experts ``threads:`` sets torch's intra-op threads there. Engines with their own
+    # pools (llama.cpp, spaCy, ONNX Runtime) or none (HTTP upstreams) say False.
     uses_torch: ClassVar[bool] = True
 
     def __init__(self, context: LoadContext) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 from corral.errors import InvalidRequest, PayloadTooLarge
 from corral.experts.base import require
 from corral.experts.layout import Box, Word
-from corral.images import decode_image
+from corral.images import check_aspect, decode_image
 
 __all__ = ["Page", "PageLimits", "is_pdf", "load_pages"]
 
@@ -123,6 +123,7 @@ def _page(
         width_pt, height_pt = page.get_size()
         scale = dpi / 72.0
         width, height = max(1, round(width_pt * scale)), max(1, round(height_pt * scale))
+        check_aspect(width, height, param=f"{param} page {index}")
         if width * height > max_pixels:
             raise PayloadTooLarge(
                 f"{param} page {index} renders to {width}x{height} = {width * height} pixels at "

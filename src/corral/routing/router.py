@@ -39,6 +39,7 @@ from corral.routing.coordinator import Coordinator
 from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
 from corral.runtime import ExpertHandle, ExpertState, Runtime
+from corral.runtime.cancel import seconds_left, tracking_progress
 
 __all__ = ["ExpertTimeout", "Router"]
 
@@ -50,6 +51,7 @@ _ROUTE_TASKS = (Task.CHAT, Task.CLASSIFY, Task.NER)  # what a chat message can b
 class ExpertTimeout(ExpertError):
     status_code = 504
     code = "expert_timeout"
+    queued = False  # the time ran out before the work started: others' work, not this expert's
 
 
 class Router:
@@ -207,8 +209,8 @@ class Router:
             try:
                 result = await self._within_timeout(candidate, run)
             except ExpertError as exc:
-                if isinstance(exc, NoCapacity):
-                    breaker.record_cancelled()  # a full budget says nothing of the expert
+                if isinstance(exc, NoCapacity) or (isinstance(exc, ExpertTimeout) and exc.queued):
+                    breaker.record_cancelled()  # a full budget or a queue: not the expert's
                 else:
                     breaker.record_failure()
                 error = exc
@@ -224,15 +226,28 @@ class Router:
     async def _within_timeout(
         self, handle: ExpertHandle, run: Callable[[ExpertHandle], Awaitable[T]]
     ) -> T:
-        limit = handle.spec.timeout_s
+        """``run`` within the expert's ``timeout_s`` and the request's own deadline; on
+        either the work is cancelled (it stops at its next safe point, see ``cancel``)."""
+        limit, message = handle.spec.timeout_s, f"expert {handle.name!r} took longer than "
+        requested = seconds_left()
+        if requested is not None and (limit is None or requested[0] < limit):
+            limit, message = requested[0], f"the request's timeout_s ({requested[1]:g}s) passed; "
+            message += f"expert {handle.name!r} took longer than "
         attributes = {"corral.expert": handle.name, "corral.task": str(handle.task)}
-        with self.tracer.start_as_current_span(f"expert {handle.name}", attributes=attributes):
+        with (
+            self.tracer.start_as_current_span(f"expert {handle.name}", attributes=attributes),
+            tracking_progress() as progress,
+        ):
             try:
                 async with asyncio.timeout(limit):
                     return await run(handle)
             except TimeoutError:
-                message = f"expert {handle.name!r} took longer than {limit:g}s"
-                raise ExpertTimeout(message) from None
+                timeout = ExpertTimeout(message + f"{limit:g}s")
+                timeout.queued = progress.started is False  # queued in the batcher all along
+                if timeout.queued:
+                    timeout.message += " (still queued behind other requests)"
+                    current_trace().decide("timeout", "", timeout.message)
+                raise timeout from None
 
     def _count_fallback(self, source: str, target: str) -> None:
         if self.runtime.metrics is not None:

@@ -7,8 +7,9 @@ batches grow by themselves and at low load a lone request waits at most
 ``max_wait_ms``. With ``max_tokens`` a batch also stops before its padded size (items x
 longest item, in tokens: what an encoder really computes) would pass it, so a GPU gets
 many short texts or few long ones per pass instead of a fixed count. It never hangs:
-cancelled callers are dropped before the run, a failing batch fails every caller in it,
-and a wrong output count is an error.
+cancelled callers are dropped before the run, a batch whose callers have all gone stops
+at the expert's next ``checkpoint()`` (see ``cancel``), a failing batch fails every
+caller in it, and a wrong output count is an error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from corral.runtime.cancel import Cancelled, Progress, cancellable, current_progress
 
 __all__ = ["BatchStats", "MicroBatcher"]
 
@@ -39,6 +42,7 @@ class _Pending(Generic[ItemT, OutT]):
     items: list[ItemT]
     future: asyncio.Future[tuple[list[OutT], float]]  # outputs, share of compute seconds
     enqueued: float
+    progress: Progress | None = None  # told when the items reach the worker
 
 
 class MicroBatcher(Generic[ItemT, OutT]):
@@ -52,6 +56,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         max_wait_ms: float,
         executor: Executor | None = None,
         on_batch: Callable[[int, list[float]], None] | None = None,
+        on_cancel: Callable[[], None] | None = None,
         max_tokens: int | None = None,
         tokens: Callable[[ItemT], int] | None = None,
         clock: Callable[[], float] = time.perf_counter,
@@ -64,6 +69,7 @@ class MicroBatcher(Generic[ItemT, OutT]):
         self._task: asyncio.Task[None] | None = None
         self._executor = executor  # where ``forward`` runs; None: asyncio's default pool
         self._on_batch = on_batch  # told (items, each caller's queue wait) per forward pass
+        self._on_cancel = on_cancel  # told when a batch stopped because its callers left
         self._max_tokens = max_tokens
         self._tokens = tokens or _estimate_tokens
         self._held: _Pending[ItemT, OutT] | None = None  # did not fit the last batch
@@ -81,7 +87,10 @@ class MicroBatcher(Generic[ItemT, OutT]):
             self._task = asyncio.get_running_loop().create_task(self._run())
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[list[OutT], float]] = loop.create_future()
-        await self._queue.put(_Pending(list(items), future, self._clock()))
+        progress = current_progress()
+        if progress is not None:
+            progress.started = False  # queued
+        await self._queue.put(_Pending(list(items), future, self._clock(), progress))
         return await future
 
     async def close(self) -> None:
@@ -140,11 +149,23 @@ class MicroBatcher(Generic[ItemT, OutT]):
         started = self._clock()
         if self._on_batch is not None:
             self._on_batch(len(flat), [started - pending.enqueued for pending in batch])
+        for pending in batch:
+            if pending.progress is not None:
+                pending.progress.started = True
+
+        def run() -> list[OutT]:
+            with cancellable(lambda: all(pending.future.done() for pending in batch)):
+                return self._forward(flat)
+
         try:
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, self._forward, flat)
+            outputs = await loop.run_in_executor(self._executor, run)
             if len(outputs) != len(flat):
                 raise RuntimeError(f"forward returned {len(outputs)} outputs for {len(flat)} items")
+        except Cancelled:  # nobody is waiting: nothing to hand out
+            if self._on_cancel is not None:
+                self._on_cancel()
+            return
         except BaseException as exc:  # every waiting caller learns of the failure
             for pending in batch:
                 if not pending.future.done():

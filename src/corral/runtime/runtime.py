@@ -22,6 +22,7 @@ from corral.artifacts import ArtifactStore, default_state_dir
 from corral.catalog import resolve
 from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
+from corral.experts._torch import torch_threads
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
 from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
 from corral.experts.registry import expert_class
@@ -152,12 +153,13 @@ class Runtime:
             handle.expert = expert
             if isinstance(expert, Expert):
                 handle.batcher = MicroBatcher(
-                    expert.forward,
+                    _with_threads(expert.forward, handle.spec.threads, expert.uses_torch),
                     max_size=handle.spec.batch.max_size,
                     max_wait_ms=handle.spec.batch.max_wait_ms,
                     max_tokens=handle.spec.batch.max_tokens,
                     executor=executor,
                     on_batch=self._batch_observer(handle.name),
+                    on_cancel=self._cancel_observer(handle.name),
                 )
             handle.state = ExpertState.READY
             handle.device = device
@@ -179,7 +181,7 @@ class Runtime:
         assert task is not None and backend is not None  # else unavailable from the start
         try:
             cls = await loop.run_in_executor(None, expert_class, task, backend)
-            executor = self._executor_for(device if cls.uses_torch else f"expert:{handle.name}")
+            executor = self._executor_for(handle, cls)
             expert = await loop.run_in_executor(
                 executor, self._load_blocking, cls, handle, device, executor
             )
@@ -207,17 +209,28 @@ class Runtime:
             return None
         return lambda size, waits: metrics.observe_batch(name, size, waits)
 
-    def _executor_for(self, device: str) -> ThreadPoolExecutor:
-        """One worker thread per device runs every torch load and forward placed on it.
+    def _cancel_observer(self, name: str) -> Callable[[], None] | None:
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        return lambda: metrics.cancelled.labels(name).inc()
 
-        torch's OpenMP pool belongs to the calling thread: two threads driving torch on
-        the same cores oversubscribe them, and a single-sentence encode measured 2.7x
-        slower here (18 ms vs 6.7 ms). One thread per device keeps one pool per device.
-        Experts that do not use torch (llama.cpp, upstreams) get a thread of their own.
+    def _executor_for(self, handle: ExpertHandle, cls: type[BaseExpert]) -> ThreadPoolExecutor:
+        """A worker thread of its own for every expert: its loads and forwards run there.
+
+        Why not one thread per device: then a 20-minute forecast or a graph fit held up
+        every embedding behind it. With a thread each, experts only wait for their own
+        queue. torch's OpenMP pool belongs to the calling thread, so two experts busy at
+        once share the cores (a single-sentence encode measured 2.7x slower beside
+        another torch thread); ``threads:`` sets a torch expert's intra-op threads on its
+        worker, its CPU share (forecast, anomaly and graph experts run at
+        ``options.threads``, 1 by default, already).
         """
-        if device not in self._executors:
-            self._executors[device] = ThreadPoolExecutor(1, thread_name_prefix=f"corral-{device}")
-        return self._executors[device]
+        if handle.name not in self._executors:
+            self._executors[handle.name] = ThreadPoolExecutor(
+                1, thread_name_prefix=f"corral-{handle.name}"
+            )
+        return self._executors[handle.name]
 
     def _load_blocking(
         self, cls: type[BaseExpert], handle: ExpertHandle, device: str, executor: ThreadPoolExecutor
@@ -351,6 +364,20 @@ class Runtime:
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self._executors.clear()
+
+
+def _with_threads(
+    forward: Callable[[list[Any]], list[Any]], threads: int | None, uses_torch: bool
+) -> Callable[[list[Any]], list[Any]]:
+    """``forward`` at the expert's ``threads:`` (torch intra-op threads, its CPU share)."""
+    if threads is None or not uses_torch:
+        return forward
+
+    def limited(items: list[Any]) -> list[Any]:
+        with torch_threads(threads):
+            return forward(items)
+
+    return limited
 
 
 def _input_tokens(result: Any) -> int:

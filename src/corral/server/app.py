@@ -44,7 +44,9 @@ from corral.server import (
 )
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.auth import ApiKeys
+from corral.server.disconnect import CancelOnDisconnect
 from corral.server.errors import install_error_handlers
+from corral.server.hosts import HostGuard
 from corral.server.limits import BodySizeLimit
 from corral.server.responses import ResponseStore
 from corral.server.schemas import ERROR_RESPONSES
@@ -137,6 +139,7 @@ def create_app(
     app.state.responses = ResponseStore()  # for /v1/responses' previous_response_id
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
+    app.add_middleware(CancelOnDisconnect)  # innermost: a client gone cancels the handler
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
     app.add_middleware(
         tracing.TraceMiddleware, store=app.state.traces, tracer=tracer, on_finish=settle
@@ -144,7 +147,7 @@ def create_app(
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
     cors = config.server.cors
-    if cors.allow_origins:  # outermost: preflights and error responses get the headers too
+    if cors.allow_origins:  # inside the host guard: preflights and errors get the headers too
         app.add_middleware(
             CORSMiddleware,
             allow_origins=cors.allow_origins,
@@ -152,6 +155,7 @@ def create_app(
             allow_headers=cors.allow_headers,
             expose_headers=["x-corral-trace-id", "x-corral-expert", "x-corral-ignored"],
         )
+    app.add_middleware(HostGuard, server=config.server)  # outermost: before any work
     routes = (
         routes_openai,
         routes_completions,

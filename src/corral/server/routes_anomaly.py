@@ -20,6 +20,7 @@ from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
 from corral.experts.anomaly import KIND, AnomalyFitInput, AnomalyScoreInput, FitResult, ScoreResult
 from corral.ownership import OWNER_PATTERN, canonical, qualify
 from corral.runtime import Runtime
+from corral.runtime.cancel import deadline
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.fit_memory import anomaly_fit_bytes, check_fit_memory
@@ -157,7 +158,8 @@ async def fit(
         threshold_quantile=body.threshold_quantile,
         options=body.options,
     )
-    handle, result = await router.serve(Task.ANOMALY, body.model, request)
+    with deadline(body.timeout_s):
+        handle, result = await router.serve(Task.ANOMALY, body.model, request)
     assert isinstance(result, FitResult)
     return AnomalyFitResponse(
         name=detector,

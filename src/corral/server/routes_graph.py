@@ -27,6 +27,7 @@ from corral.experts.graph_inputs import (
 )
 from corral.ownership import OWNER_PATTERN, canonical, qualify
 from corral.routing import Router
+from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.fit_memory import check_fit_memory, graph_fit_bytes
 from corral.server.schemas import ERROR_RESPONSES
@@ -69,7 +70,8 @@ async def fit(
     _check_fit_memory(body, router)
     fields = {k: getattr(body, k) for k in GraphFitInput.model_fields if k != "graph"}
     request = GraphFitInput.model_construct(graph=ref, **fields)  # validated as the body
-    handle, result = await router.serve(Task.GRAPH, body.model, request)
+    with deadline(body.timeout_s):
+        handle, result = await router.serve(Task.GRAPH, body.model, request)
     assert isinstance(result, GraphFitResult)
     return GraphFitResponse(
         name=name,

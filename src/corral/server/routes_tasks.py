@@ -14,6 +14,7 @@ from corral.experts.forecast import ForecastInput
 from corral.experts.ner import NerInput
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
+from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep
 from corral.server.limits import check_labels, check_series, check_texts
 from corral.server.ranking import rank_documents
@@ -150,7 +151,8 @@ async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse
         quantiles=body.quantiles,
         season_length=body.season_length,
     )
-    handle, results = await router.serve(Task.FORECAST, body.model, request)
+    with deadline(body.timeout_s):
+        handle, results = await router.serve(Task.FORECAST, body.model, request)
     return ForecastResponse(
         model=handle.name,
         data=[

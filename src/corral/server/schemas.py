@@ -244,6 +244,12 @@ class ForecastRequest(_Request):
     season_length: int | None = Field(
         None, ge=1, description="Steps per season (12 for monthly data); omitted: the expert's."
     )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Seconds this request may take; then a 504 and its work stops.",
+    )
 
 
 class ForecastData(BaseModel):

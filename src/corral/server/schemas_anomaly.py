@@ -55,6 +55,12 @@ class AnomalyFitRequest(_Rows):
         None, gt=0, lt=1, description="Quantile of fit scores used as threshold."
     )
     options: FitOptions = FitOptions()
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Seconds this request may take; then a 504 and its work stops.",
+    )
 
 
 class AnomalyFitResponse(BaseModel):

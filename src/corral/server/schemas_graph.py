@@ -33,6 +33,12 @@ class GraphFitRequest(GraphFitBody):
     model: str | None = Field(
         None, description="Graph expert to fit with (architecture, hidden size); omitted: default."
     )
+    timeout_s: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Seconds this request may take; then a 504 and its work stops.",
+    )
 
 
 class GraphPredictRequest(GraphPredictBody):

@@ -118,6 +118,10 @@ class ModelConfig(_Strict):
     base_url: str | None = None
     device: str = "auto"
     pin: bool = False
+    preload: bool = Field(True, description="false: load on the first request, not at start.")
+    role: Literal["code"] | None = Field(
+        None, description="code: the coordinator offers it as a code tool (else the catalog's)."
+    )
     memory: str | None = Field(None, description="Estimate before the first load, e.g. 2GiB.")
     batch: BatchConfig = BatchConfig()
     cost: CostConfig | None = None

@@ -19,7 +19,7 @@ from typing import Any
 
 from corral.access import require_expert
 from corral.artifacts import ArtifactStore, default_state_dir
-from corral.catalog import resolve
+from corral.catalog import missing_task_hint, resolve
 from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
@@ -70,7 +70,10 @@ class Runtime:
         candidates = [h for h in self.handles.values() if h.task == task]
         if name is None:
             if not candidates:
-                raise ModelNotFound(f"no {task.value} expert is configured", param="model")
+                raise ModelNotFound(
+                    f"no {task.value} expert is configured{missing_task_hint(task)}",
+                    param="model",
+                )
             return next((h for h in candidates if h.spec.default), candidates[0])
         spec = self.config.model_named(name)
         if spec is None or self.handles[spec.name].task != task:
@@ -102,7 +105,7 @@ class Runtime:
             key=lambda h: (not h.spec.pin, rank.get(h.name, len(rank))),
         )
         for handle in order:
-            if handle.state != ExpertState.UNLOADED:
+            if handle.state != ExpertState.UNLOADED or not (handle.spec.preload or handle.spec.pin):
                 continue
             device = handle.spec.device
             if self.placement.limited and not self.placement.fits_now(

@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corral._yaml import Loc, LocatedYaml, interpolate_env
+from corral.config_auto import AutoConfig
 from corral.config_ray import RayConfig, RayModelConfig
 from corral.errors import ConfigError
 
@@ -347,6 +348,7 @@ class RoutingConfig(_Strict):
     cascades: list[CascadeConfig] = []
     fallbacks: dict[str, list[str]] = {}
     circuit: CircuitConfig = CircuitConfig()
+    auto: AutoConfig = Field(AutoConfig(), description='How model "auto" picks per task.')
 
     def expert_names(self) -> list[tuple[str, str]]:
         """(where, name) of every expert this section refers to, for checking they exist."""
@@ -359,6 +361,7 @@ class RoutingConfig(_Strict):
         named += [(f"cascades.{c.name}", s.expert) for c in self.cascades for s in c.stages]
         for source, targets in self.fallbacks.items():
             named += [("fallbacks", source)] + [(f"fallbacks.{source}", t) for t in targets]
+        named += self.auto.expert_names()
         return [(where, name) for where, name in named if name is not None]
 
 

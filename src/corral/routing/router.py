@@ -32,6 +32,7 @@ from corral.errors import (
 from corral.experts.classify import ClassifyInput
 from corral.experts.embed import EmbedInput
 from corral.observe.trace import current_trace
+from corral.routing.auto import AUTO, AutoRules
 from corral.routing.calibration import FittedRouting
 from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with_llm
 from corral.routing.circuit import CircuitBreaker
@@ -80,6 +81,7 @@ class Router:
             c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
         }
         self.shadow = Shadow(self, self.config.shadow) if self.config.shadow else None
+        self.auto_rules = AutoRules(self)
         fitted_thresholds = fitted.route_thresholds if fitted else {}
         routes = [
             r.model_copy(update={"threshold": fitted_thresholds[r.name]})
@@ -145,7 +147,10 @@ class Router:
         return handle
 
     async def serve(self, task: Task, model: str | None, request: Any) -> tuple[ExpertHandle, Any]:
-        """A task endpoint's request: the named (or default) expert, with its fallbacks."""
+        """A task endpoint's request: the named (or default) expert, with its fallbacks;
+        ``model: "auto"`` follows the task's rule (``routing.auto``)."""
+        if model == AUTO and self.runtime.config.model_named(AUTO) is None:
+            return await self.auto_rules.serve(task, request)
         handle = self.pick(task, model)
         answered, result = await self.submit(handle, request)
         self.answered(handle, answered, "explicit" if model else "default")
@@ -154,6 +159,8 @@ class Router:
     async def classify(self, model: str | None, request: ClassifyInput) -> list[CascadeAnswer]:
         """``/v1/classify``: a cascade when ``model`` names one, an LLM picking a label when
         it names a chat expert (to compare "LLM as classifier"), else a classifier."""
+        if model == AUTO and self.runtime.config.model_named(AUTO) is None:
+            model = self._auto_cascade()
         cascade = self.cascades.get(model or "")
         spec = self.runtime.config.model_named(model) if model else None
         if spec is not None and self.runtime.handles[spec.name].task == Task.CHAT:
@@ -175,6 +182,14 @@ class Router:
         used = [s.name for s in cascade.stages if any(a.expert == s.name for a in answers)]
         current_trace().answered_by(",".join(used), f"cascade:{cascade.config.name}")
         return answers
+
+    def _auto_cascade(self) -> str | None:
+        """Classify's ``auto``: the configured (or first) cascade, else the default expert."""
+        name = self.config.auto.classify.cascade or next(iter(self.cascades), None)
+        count = sum(h.task == Task.CLASSIFY for h in self.runtime.handles.values())
+        reason = f"cascade {name!r}" if name else f"no cascade: the default of {count} classifiers"
+        current_trace().decide("auto", name or self.runtime.find(Task.CLASSIFY, None).name, reason)
+        return name
 
     def answered(self, chosen: ExpertHandle, answered: ExpertHandle, route: str) -> None:
         """Record who answered: the chosen expert, or one of its fallbacks."""

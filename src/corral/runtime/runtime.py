@@ -68,6 +68,8 @@ class Runtime:
     def find(self, task: Task, name: str | None) -> ExpertHandle:
         """The expert called ``name`` (or alias) for ``task``; the task's default if None."""
         candidates = [h for h in self.handles.values() if h.task == task]
+        if name == "auto" and self.config.model_named(name) is None:
+            name = None  # the router's choice; where it has none, the default
         if name is None:
             if not candidates:
                 raise ModelNotFound(

@@ -15,6 +15,7 @@ from corral.experts.ner import NerInput
 from corral.experts.rerank import RerankInput
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
+from corral.routing.auto import AUTO
 from corral.server.deps import RouterDep
 from corral.server.limits import check_labels, check_series, check_texts
 from corral.server.schemas import (
@@ -134,7 +135,7 @@ async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
     )
 
 
-@api.post("/forecast", response_model=ForecastResponse)
+@api.post("/forecast", response_model=ForecastResponse, response_model_exclude_none=True)
 async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse:
     check_series(body.series, body.horizon, router.runtime.config.server.limits)
     request = ForecastInput(
@@ -143,6 +144,21 @@ async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse
         quantiles=body.quantiles,
         season_length=body.season_length,
     )
+    if body.model == AUTO and router.runtime.config.model_named(AUTO) is None:
+        picks = await router.auto_rules.forecast(request)
+        return ForecastResponse(
+            model=AUTO,
+            data=[
+                ForecastData(
+                    index=i,
+                    mean=p.forecast.mean,
+                    quantiles=p.forecast.quantiles,
+                    expert=p.expert,
+                    backtest_error=p.backtest_error,
+                )
+                for i, p in enumerate(picks)
+            ],
+        )
     handle, results = await router.serve(Task.FORECAST, body.model, request)
     return ForecastResponse(
         model=handle.name,

@@ -104,3 +104,66 @@ def test_a_task_nobody_serves_says_which_models_do_and_the_yaml_line() -> None:
     assert "no forecast expert is configured" in message
     assert "fracast" in message and "statsforecast/AutoETS" in message
     assert "- {name: forecaster, model: fracast}" in message
+
+
+def _chat_auto(server: RunningServer, content: Any) -> httpx.Response:
+    reply = httpx.post(
+        server.v1 + "/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": content}]},
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    return reply
+
+
+def _stages(server: RunningServer, reply: httpx.Response) -> list[tuple[str, str]]:
+    trace = httpx.get(server.v1 + "/traces/" + reply.headers["x-corral-trace-id"]).json()
+    return [(d["stage"], d["choice"]) for d in trace["decisions"]]
+
+
+SERIES = [112, 118, 132, 129, 121, 135, 148, 148, 136, 119, 104, 118, 115, 126, 141, 135]
+
+
+def test_chat_auto_with_an_inline_series_gets_a_forecast(default_server: RunningServer) -> None:
+    numbers = ", ".join(str(v) for v in SERIES)
+    reply = _chat_auto(default_server, f"Forecast the next 4 values: {numbers}")
+    assert reply.headers["x-corral-expert"] == "forecaster"
+    (forecast,) = json.loads(reply.json()["choices"][0]["message"]["content"])
+    assert len(forecast["mean"]) == 4 and all(90 < v < 180 for v in forecast["mean"])
+    direct = httpx.post(
+        default_server.v1 + "/forecast",
+        json={"model": "forecaster", "series": [SERIES], "horizon": 4},
+        timeout=60,
+    ).json()
+    assert forecast["mean"] == direct["data"][0]["mean"]  # the forecaster's own answer
+    assert ("semantic", "forecast") in _stages(default_server, reply)
+
+
+def test_chat_auto_with_an_attached_image_reaches_the_detector(
+    default_server: RunningServer, folder: Path
+) -> None:
+    import base64
+
+    image = base64.b64encode((folder / "photo.jpg").read_bytes()).decode()
+    content = [
+        {"type": "text", "text": "Find the faces in this picture"},
+        {"type": "image_url", "image_url": {"url": f"data:image/jpeg;base64,{image}"}},
+    ]
+    reply = _chat_auto(default_server, content)
+    assert reply.headers["x-corral-expert"] == "detector"
+    (found,) = json.loads(reply.json()["choices"][0]["message"]["content"])
+    assert any(d["label"] == "face" for d in found["detections"])
+
+
+def test_chat_auto_asks_for_the_data_when_the_message_has_none(
+    default_server: RunningServer,
+) -> None:
+    reply = _chat_auto(default_server, "Forecast the next values of this series")
+    text = reply.json()["choices"][0]["message"]["content"]
+    assert "send the series' values" in text
+    stages = _stages(default_server, reply)
+    assert ("semantic", "forecast") in stages and ("extract", "") in stages
+    steps = httpx.get(
+        default_server.v1 + "/traces/" + reply.headers["x-corral-trace-id"]
+    ).json()["steps"]
+    assert steps == []  # no LLM guessed, no expert ran

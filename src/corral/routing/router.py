@@ -29,14 +29,17 @@ from corral.errors import (
     InvalidRequest,
     NoCapacity,
 )
+from corral.experts.chat import chat_completion
 from corral.experts.classify import ClassifyInput
 from corral.experts.embed import EmbedInput
+from corral.experts.registry import expert_class
 from corral.observe.trace import current_trace
 from corral.routing.auto import AUTO, AutoRules
 from corral.routing.calibration import FittedRouting
 from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with_llm
 from corral.routing.circuit import CircuitBreaker
 from corral.routing.coordinator import Coordinator
+from corral.routing.extract import extract, routing_text
 from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
 from corral.runtime import ExpertHandle, ExpertState, Runtime
@@ -45,7 +48,9 @@ __all__ = ["ExpertTimeout", "Router"]
 
 T = TypeVar("T")
 log = logging.getLogger("corral.routing")
-_ROUTE_TASKS = (Task.CHAT, Task.CLASSIFY, Task.NER)  # what a chat message can be routed to
+# what a chat message can be routed to: every task whose result means something to a
+# reader (an embedding does not)
+_ROUTE_TASKS = tuple(t for t in Task if t != Task.EMBED)
 
 
 class ExpertTimeout(ExpertError):
@@ -122,7 +127,7 @@ class Router:
             if task not in _ROUTE_TASKS:
                 problems.append(
                     f"route {route.name!r}: target {route.target!r} is a {task} expert; "
-                    "a chat message can only be routed to a chat, classify or ner expert"
+                    "a chat message can be routed to any expert but an embedder"
                 )
         shadow = self.config.shadow
         if shadow is not None and shadow.route not in {c.name for c in self.config.cascades}:
@@ -280,12 +285,13 @@ class Router:
         text = _last_user_text(params.get("messages", []))
         if self.semantic is not None and text:
             instruction, subject = split_quoted(text)
-            match = await self._embedding_stage("semantic", self.semantic.match(instruction))
+            routed = self.semantic.match(routing_text(instruction))
+            match = await self._embedding_stage("semantic", routed)
             if match is not None:
                 self._trace_match(match)
                 if match.accepted:
                     return await self._follow(match, params, subject)
-        llm = await self._coordinator_llm(text)
+        llm = await self._coordinator_llm(_conversation_text(params.get("messages", [])))
         reason = "no semantic route matched" if self.semantic else "no semantic routes configured"
         trace.decide("coordinator", llm.name, f"{reason}; the LLM decides which experts to call")
         response = await self.coordinator(llm).run(params)
@@ -366,8 +372,25 @@ class Router:
             answered, reply = await self.chat(target, params)
             current_trace().answered_by(answered.name, label)
             return answered, reply
+        task, backend = target.task, target.resolved.backend
+        assert task is not None and backend is not None  # else unavailable: the call says so
+        extracted = extract(
+            task,
+            expert_class(task, backend).input_model,
+            params["messages"],
+            subject=subject,
+            labels=route.labels,
+            files=self.runtime.files,
+        )
+        if extracted.arguments is None:  # ask for the data rather than let an LLM guess
+            current_trace().decide("extract", "", f"no {task.value} input in the message")
+            current_trace().answered_by("", f"{label}:ask")
+            ask = f"I can do that with the {task.value} expert {target.name!r}: "
+            ask += f"send {extracted.missing}."
+            return target, chat_completion(ask, model=target.name)
+        current_trace().decide("extract", target.name, f"read {extracted.found}")
         llm = self.runtime.find(Task.CHAT, self.config.coordinator)
-        arguments = _route_arguments(route.labels, subject)
+        arguments = extracted.arguments
         reply = await self.coordinator(llm).answer_with(
             target, arguments, params, worded_by_llm=route.answer == "llm"
         )
@@ -418,11 +441,11 @@ def split_quoted(text: str) -> tuple[str, str]:
     return instruction or text, last.group(1).strip()
 
 
-def _route_arguments(labels: list[str] | None, subject: str) -> dict[str, Any]:
-    arguments: dict[str, Any] = {"texts": [subject]}
-    if labels:
-        arguments["labels"] = labels
-    return arguments
+def _conversation_text(messages: list[dict[str, Any]], turns: int = 4) -> str:
+    """The last few user turns, for the difficulty router: a short follow-up ("and the
+    proof?") is as hard as the question it follows."""
+    said = [_last_user_text([m]) for m in messages if m.get("role") == "user"]
+    return "\n".join(t for t in said[-turns:] if t)
 
 
 async def _prepend(

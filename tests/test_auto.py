@@ -34,9 +34,12 @@ models:
   - {{name: bi, model: sentence-transformers/all-MiniLM-L6-v2, task: rerank}}
   - {{name: cross, model: cross-encoder/ms-marco-MiniLM-L-6-v2, path: {cross}}}
   - {{name: classifier, model: sentence-transformers/all-MiniLM-L6-v2, task: classify}}
+  - {{name: faces, model: opencv/haar-face}}
+  - {{name: people, model: opencv/people}}
 routing:
   auto:
     rerank: {{top_k: 3}}
+    detect: {{min_score: 0.0}}
 """
     )
     with serve(config) as running:
@@ -137,3 +140,29 @@ def test_auto_everywhere_else_is_the_tasks_rule_or_its_only_expert(server: Runni
     reply = _post(server, "/classify", model="auto", input="The striker scored.", labels=["sport", "food"])
     assert reply.json()["data"][0]["label"] == "sport"
     assert _auto_decision(server, reply)["choice"] == "classifier"
+
+
+def _b64_png(array: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_detect_auto_escalates_only_frames_without_a_box(server: RunningServer) -> None:
+    from skimage import data
+
+    blank = np.full((240, 240, 3), 128, dtype=np.uint8)
+    images = [_b64_png(data.astronaut()), _b64_png(blank)]
+    reply = _post(server, "/detect", model="auto", images=images)
+    face, empty = reply.json()["data"]
+    assert face["detections"] and {d["label"] for d in face["detections"]} == {"face"}
+    assert empty["detections"] == []
+    decision = _auto_decision(server, reply)
+    assert decision["choice"] == "faces,people"  # the blank frame went on; the face did not
+    one = _post(server, "/detect", model="auto", images=images[:1])
+    assert _auto_decision(server, one)["choice"] == "faces"

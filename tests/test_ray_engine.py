@@ -64,7 +64,7 @@ TEXT_EXPERTS = {"fast", "embedder", "reranker", "classifier", "ner"}
 @pytest.fixture(scope="module")
 def ray_url(ray_cluster: None) -> Iterator[str]:
     """The built-in default's text experts and chat LLM as a Ray Serve application (the
-    whole default would start a replica process per expert: 15 on 2 shared cores)."""
+    whole default would start a replica process per expert: 14 on 2 shared cores)."""
     config = default_config()
     text_only = config.model_copy(
         update={"models": [m for m in config.models if m.name in TEXT_EXPERTS]}

@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from corral.config import parse_config
+from corral.config import Task, parse_config
 
 from . import tiny_models
 from ._server import RunningServer, serve
@@ -166,3 +166,29 @@ def test_detect_auto_escalates_only_frames_without_a_box(server: RunningServer) 
     assert decision["choice"] == "faces,people"  # the blank frame went on; the face did not
     one = _post(server, "/detect", model="auto", images=images[:1])
     assert _auto_decision(server, one)["choice"] == "faces"
+
+
+def test_the_chat_extractors_take_linear_time_on_adversarial_text() -> None:
+    """A long digit string or brace run must not be retried from every position."""
+    import time
+
+    from corral.experts.forecast import ForecastInput
+    from corral.files import FileStore
+    from corral.routing.extract import extract, routing_text
+
+    files = FileStore(max_file_bytes=10, max_files=1, max_bytes=10, ttl_s=1)
+    for text in ["1" * 30_000 + "x", "{" * 30_000, "1." * 15_000, "1, " * 10_000 + "x"]:
+        started = time.perf_counter()
+        routing_text(text)
+        messages = [{"role": "user", "content": text}]
+        extract(Task.FORECAST, ForecastInput, messages, subject=text, labels=None, files=files)
+        assert time.perf_counter() - started < 2.0, text[:20]
+    found = extract(
+        Task.FORECAST,
+        ForecastInput,
+        [{"role": "user", "content": "Predict the next 3 months:\n1 2 3 4 5\n6; 7; 8; 9.5"}],
+        subject="",
+        labels=None,
+        files=files,
+    )
+    assert found.arguments == {"series": [[1, 2, 3, 4, 5], [6, 7, 8, 9.5]], "horizon": 3}

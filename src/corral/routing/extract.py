@@ -33,7 +33,9 @@ from corral.images import decode_base64
 
 __all__ = ["Extracted", "extract", "routing_text"]
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+# possessive quantifiers and a start that is not inside another number: linear time on
+# any input (a long digit string must not be tried from every position)
+_NUMBER = r"(?<![\d.])[-+]?+(?:\d++(?:\.\d*+)?+|\.\d++)(?:[eE][-+]?+\d++)?+"
 _RUN = re.compile(rf"{_NUMBER}(?:(?:\s*[,;]\s*|[ \t]+){_NUMBER}){{3,}}")
 _HORIZON = re.compile(
     r"(?:next|following|coming|another)\s+(\d{1,5})\b|\b(\d{1,5})\s+(?:more\s+)?"
@@ -41,7 +43,6 @@ _HORIZON = re.compile(
     re.IGNORECASE,
 )
 _FILE_ID = re.compile(r"\bfile-[0-9a-f]{24}\b")
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 _ASK: dict[Task, str] = {
     Task.FORECAST: "the series' values in the message (e.g. 'forecast the next 6: 112, 118, "
@@ -71,7 +72,9 @@ class Extracted:
 def routing_text(text: str) -> str:
     """The message without its data (number runs, JSON), for embedding against route
     examples: a long list of numbers otherwise drowns the instruction."""
-    text = _JSON_OBJECT.sub(" ", text)
+    start, end = text.find("{"), text.rfind("}")
+    if 0 <= start < end:
+        text = text[:start] + " " + text[end + 1 :]
     return re.sub(r"\s+", " ", _RUN.sub(" ", text)).strip() or text
 
 
@@ -143,11 +146,11 @@ def _attachments(message: dict[str, Any], text: str, files: FileStore) -> list[s
 
 
 def _json_arguments(text: str, input_model: type[BaseModel]) -> dict[str, Any] | None:
-    match = _JSON_OBJECT.search(text)
-    if match is None:
+    start, end = text.find("{"), text.rfind("}")
+    if not 0 <= start < end:
         return None
     try:
-        value = json.loads(match.group(0))
+        value = json.loads(text[start : end + 1])
         input_model.model_validate(value)
     except (ValueError, ValidationError, CorralError):
         return None

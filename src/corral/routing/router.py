@@ -388,6 +388,11 @@ class Router:
             ask = f"I can do that with the {task.value} expert {target.name!r}: "
             ask += f"send {extracted.missing}."
             return target, chat_completion(ask, model=target.name)
+        if task == Task.FORECAST:  # the same bounds as /v1/forecast (413 naming the limit)
+            from corral.server.limits import check_series
+
+            args = extracted.arguments
+            check_series(args["series"], args["horizon"], self.runtime.config.server.limits)
         current_trace().decide("extract", target.name, f"read {extracted.found}")
         llm = self.runtime.find(Task.CHAT, self.config.coordinator)
         arguments = extracted.arguments

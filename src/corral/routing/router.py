@@ -1,7 +1,8 @@
 """The router: turns a request into a plan and runs it, recording every decision.
 
 In order: an explicit model name or alias -> the task's default expert (fixed by the
-endpoint) -> for ``model: "auto"`` chat, semantic routes -> the coordinator LLM.
+endpoint) -> for ``model: "auto"`` chat, semantic routes -> the coordinator LLM; on the
+other endpoints ``auto`` follows the task's measured rule (``routing/auto.py``).
 Cascades (``routing.cascades``) are named like models. Every expert call goes through
 ``call``, which applies the expert's timeout, its circuit breaker and its fallbacks.
 """

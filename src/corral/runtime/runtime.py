@@ -98,7 +98,8 @@ class Runtime:
     ) -> None:
         """Pre-warm, one expert at a time so memory is measured per expert: pinned ones
         first, then ``prefer`` (the most used last time), then config order, as long as
-        each fits the budget without evicting another (the rest load on demand)."""
+        each fits the budget without evicting another (the rest, and ``preload: false``
+        experts, load on demand)."""
         for handle in self.handles.values():  # before measuring: may import torch
             _resolve_device(handle.spec.device, self.config.runtime.device)
         rank = {name: i for i, name in enumerate(prefer)}

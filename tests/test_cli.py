@@ -25,7 +25,7 @@ def test_check_seed_config_exits_zero_and_says_where_it_looked(
 def test_check_default_config_finds_package_models(capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["check"]) == 0
-    assert "5 of 5 experts can serve now" in capsys.readouterr().out
+    assert "14 of 14 experts can serve now" in capsys.readouterr().out
 
 
 def test_invalid_config_exits_nonzero_with_one_line_per_problem(capsys, tmp_path) -> None:

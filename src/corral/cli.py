@@ -118,6 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--from-shadow", type=Path, help="summarise a shadow log (routing.shadow.log) instead"
     )
+    evaluate.add_argument(
+        "--routing",
+        action="store_true",
+        help='chat routing: DATA is {"text", "expert"} JSONL (default: the shipped dev set)',
+    )
+    evaluate.add_argument("--config", type=Path, help="--routing: config (default: built-in)")
     evaluate.add_argument("--out", type=Path, default=Path("corral-eval"), help="output folder")
     evaluate.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     evaluate.add_argument("--api-key", default=None, help="API key, if the server requires one")
@@ -329,6 +335,10 @@ def _eval(args: argparse.Namespace) -> int:
 
     if args.from_shadow:
         return _eval_shadow(args.from_shadow)
+    if args.routing:
+        from corral.eval.routing_report import run_routing_eval
+
+        return run_routing_eval(args.data, args.config, args.out)
     if args.data is None or not args.routes:
         Console(stderr=True).print("give a labelled JSONL and --routes, or --from-shadow LOG")
         return 2

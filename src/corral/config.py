@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corral._yaml import Loc, LocatedYaml, interpolate_env
+from corral.config_auto import AutoConfig
 from corral.config_ray import RayConfig, RayModelConfig
 from corral.errors import ConfigError
 
@@ -121,6 +122,10 @@ class ModelConfig(_Strict):
     base_url: str | None = None
     device: str = "auto"
     pin: bool = False
+    preload: bool = Field(True, description="false: load on the first request, not at start.")
+    role: Literal["code"] | None = Field(
+        None, description="code: the coordinator offers it as a code tool (else the catalog's)."
+    )
     memory: str | None = Field(None, description="Estimate before the first load, e.g. 2GiB.")
     batch: BatchConfig = BatchConfig()
     cost: CostConfig | None = None
@@ -420,6 +425,7 @@ class RoutingConfig(_Strict):
     cascades: list[CascadeConfig] = []
     fallbacks: dict[str, list[str]] = {}
     circuit: CircuitConfig = CircuitConfig()
+    auto: AutoConfig = Field(AutoConfig(), description='How model "auto" picks per task.')
 
     def expert_names(self) -> list[tuple[str, str]]:
         """(where, name) of every expert this section refers to, for checking they exist."""
@@ -432,6 +438,7 @@ class RoutingConfig(_Strict):
         named += [(f"cascades.{c.name}", s.expert) for c in self.cascades for s in c.stages]
         for source, targets in self.fallbacks.items():
             named += [("fallbacks", source)] + [(f"fallbacks.{source}", t) for t in targets]
+        named += self.auto.expert_names()
         return [(where, name) for where, name in named if name is not None]
 
 

@@ -28,7 +28,7 @@ from corral.config import LimitsConfig, ModelConfig, Task
 from corral.errors import ExpertUnavailable
 from corral.files import FileStore
 
-__all__ = ["BaseExpert", "Expert", "LoadContext", "SharedModels", "require"]
+__all__ = ["BaseExpert", "Expert", "LoadContext", "SharedModels", "require", "tool_schema_of"]
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ItemT = TypeVar("ItemT")
@@ -118,14 +118,7 @@ class BaseExpert(ABC):
 
     def tool_schema(self) -> dict[str, Any]:
         """A function-calling tool description, so an LLM coordinator can call this expert."""
-        return {
-            "type": "function",
-            "function": {
-                "name": f"{self.task.value}_{self.context.spec.name}".replace("-", "_"),
-                "description": (self.__doc__ or self.task.value).strip().splitlines()[0],
-                "parameters": self.input_model.model_json_schema(),
-            },
-        }
+        return tool_schema_of(type(self), self.context.spec.name)
 
 
 class Expert(BaseExpert, Generic[RequestT, ItemT, OutputT, ResultT]):
@@ -160,3 +153,16 @@ def require(module: str, extra: str) -> Any:
         raise ExpertUnavailable(
             f"backend library {module!r} is not installed: pip install 'corral[{extra}]'"
         ) from exc
+
+
+def tool_schema_of(cls: type[BaseExpert], name: str) -> dict[str, Any]:
+    """The tool an expert class offers under the config name ``name``; from the class,
+    so an expert not loaded yet is offered too (the call loads it)."""
+    return {
+        "type": "function",
+        "function": {
+            "name": f"{cls.task.value}_{name}".replace("-", "_"),
+            "description": (cls.__doc__ or cls.task.value).strip().splitlines()[0],
+            "parameters": cls.input_model.model_json_schema(),
+        },
+    }

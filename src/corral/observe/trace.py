@@ -42,6 +42,7 @@ class Decision:
     reason: str
     score: float | None = None
     seconds: float = 0.0
+    scores: dict[str, Any] | None = None  # what a measured rule compared (stage "auto")
 
 
 @dataclass
@@ -100,8 +101,9 @@ class Trace:
         *,
         score: float | None = None,
         seconds: float = 0.0,
+        scores: dict[str, Any] | None = None,
     ) -> Decision:
-        decision = Decision(stage, choice, reason, score, seconds)
+        decision = Decision(stage, choice, reason, score, seconds, scores)
         self.decisions.append(decision)
         # also an event on the current OpenTelemetry span (a no-op without a provider)
         otel.get_current_span().add_event(

@@ -26,10 +26,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from corral.config import Task
-from corral.errors import CorralError, ExpertError, InvalidRequest
+from corral.errors import CorralError, ExpertError, ExpertUnavailable, InvalidRequest
+from corral.experts.base import BaseExpert, tool_schema_of
 from corral.experts.chat import ChatInput, chat_completion
 from corral.experts.classify import Classification
 from corral.experts.ner import Entities
+from corral.experts.registry import expert_class
 from corral.observe.trace import Step, current_trace
 from corral.runtime import ExpertHandle, ExpertState
 
@@ -73,11 +75,12 @@ class Coordinator:
         for handle in self.runtime.handles.values():
             if handle.task in _NOT_TOOLS or handle.state == ExpertState.UNAVAILABLE:
                 continue
-            if handle.expert is None:
-                continue  # not loaded yet; offered once it is
-            schema = handle.expert.tool_schema()
+            cls = _expert_class(handle)  # from the config: loaded or not (a call loads it)
+            if cls is None:
+                continue
+            schema = tool_schema_of(cls, handle.name)
             schema["function"]["parameters"] = _bounded(schema["function"]["parameters"])
-            tools[schema["function"]["name"]] = (handle, handle.expert.input_model, schema)
+            tools[schema["function"]["name"]] = (handle, cls.input_model, schema)
         if self.escalate_to is not None:
             description = f"Hand a hard question to the larger model {self.escalate_to.name!r}."
             tools[_ESCALATE] = (self.escalate_to, ChatInput, _chat_tool(_ESCALATE, description))
@@ -203,6 +206,18 @@ class Coordinator:
             return str(reply["choices"][0]["message"].get("content") or "")
         _, result = await self.router.submit(handle, request)
         return result
+
+
+def _expert_class(handle: ExpertHandle) -> type[BaseExpert] | None:
+    if handle.expert is not None:
+        return type(handle.expert)
+    task, backend = handle.resolved.task, handle.resolved.backend
+    if task is None or backend is None:
+        return None
+    try:
+        return expert_class(task, backend)
+    except ExpertUnavailable:
+        return None
 
 
 def _chat_tool(name: str, description: str) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """The router: turns a request into a plan and runs it, recording every decision.
 
 In order: an explicit model name or alias -> the task's default expert (fixed by the
-endpoint) -> for ``model: "auto"`` chat, semantic routes -> the coordinator LLM.
+endpoint) -> for ``model: "auto"`` chat, semantic routes -> the coordinator LLM; on the
+other endpoints ``auto`` follows the task's measured rule (``routing/auto.py``).
 Cascades (``routing.cascades``) are named like models. Every expert call goes through
 ``call``, which applies the expert's timeout, its circuit breaker and its fallbacks.
 """
@@ -29,13 +30,17 @@ from corral.errors import (
     InvalidRequest,
     NoCapacity,
 )
+from corral.experts.chat import chat_completion
 from corral.experts.classify import ClassifyInput
 from corral.experts.embed import EmbedInput
+from corral.experts.registry import expert_class
 from corral.observe.trace import current_trace
+from corral.routing.auto import AUTO, AutoRules
 from corral.routing.calibration import FittedRouting
 from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with_llm
 from corral.routing.circuit import CircuitBreaker
 from corral.routing.coordinator import Coordinator
+from corral.routing.extract import extract, routing_text
 from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
 from corral.runtime import ExpertHandle, ExpertState, Runtime
@@ -45,7 +50,9 @@ __all__ = ["ExpertTimeout", "Router"]
 
 T = TypeVar("T")
 log = logging.getLogger("corral.routing")
-_ROUTE_TASKS = (Task.CHAT, Task.CLASSIFY, Task.NER)  # what a chat message can be routed to
+# what a chat message can be routed to: every task whose result means something to a
+# reader (an embedding does not)
+_ROUTE_TASKS = tuple(t for t in Task if t != Task.EMBED)
 
 
 class ExpertTimeout(ExpertError):
@@ -82,6 +89,7 @@ class Router:
             c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
         }
         self.shadow = Shadow(self, self.config.shadow) if self.config.shadow else None
+        self.auto_rules = AutoRules(self)
         fitted_thresholds = fitted.route_thresholds if fitted else {}
         routes = [
             r.model_copy(update={"threshold": fitted_thresholds[r.name]})
@@ -122,7 +130,7 @@ class Router:
             if task not in _ROUTE_TASKS:
                 problems.append(
                     f"route {route.name!r}: target {route.target!r} is a {task} expert; "
-                    "a chat message can only be routed to a chat, classify or ner expert"
+                    "a chat message can be routed to any expert but an embedder"
                 )
         shadow = self.config.shadow
         if shadow is not None and shadow.route not in {c.name for c in self.config.cascades}:
@@ -147,7 +155,10 @@ class Router:
         return handle
 
     async def serve(self, task: Task, model: str | None, request: Any) -> tuple[ExpertHandle, Any]:
-        """A task endpoint's request: the named (or default) expert, with its fallbacks."""
+        """A task endpoint's request: the named (or default) expert, with its fallbacks;
+        ``model: "auto"`` follows the task's rule (``routing.auto``)."""
+        if model == AUTO and self.runtime.config.model_named(AUTO) is None:
+            return await self.auto_rules.serve(task, request)
         handle = self.pick(task, model)
         answered, result = await self.submit(handle, request)
         self.answered(handle, answered, "explicit" if model else "default")
@@ -156,6 +167,8 @@ class Router:
     async def classify(self, model: str | None, request: ClassifyInput) -> list[CascadeAnswer]:
         """``/v1/classify``: a cascade when ``model`` names one, an LLM picking a label when
         it names a chat expert (to compare "LLM as classifier"), else a classifier."""
+        if model == AUTO and self.runtime.config.model_named(AUTO) is None:
+            model = self._auto_cascade()
         cascade = self.cascades.get(model or "")
         spec = self.runtime.config.model_named(model) if model else None
         if spec is not None and self.runtime.handles[spec.name].task == Task.CHAT:
@@ -177,6 +190,14 @@ class Router:
         used = [s.name for s in cascade.stages if any(a.expert == s.name for a in answers)]
         current_trace().answered_by(",".join(used), f"cascade:{cascade.config.name}")
         return answers
+
+    def _auto_cascade(self) -> str | None:
+        """Classify's ``auto``: the configured (or first) cascade, else the default expert."""
+        name = self.config.auto.classify.cascade or next(iter(self.cascades), None)
+        count = sum(h.task == Task.CLASSIFY for h in self.runtime.handles.values())
+        reason = f"cascade {name!r}" if name else f"no cascade: the default of {count} classifiers"
+        current_trace().decide("auto", name or self.runtime.find(Task.CLASSIFY, None).name, reason)
+        return name
 
     def answered(self, chosen: ExpertHandle, answered: ExpertHandle, route: str) -> None:
         """Record who answered: the chosen expert, or one of its fallbacks."""
@@ -280,12 +301,13 @@ class Router:
         text = _last_user_text(params.get("messages", []))
         if self.semantic is not None and text:
             instruction, subject = split_quoted(text)
-            match = await self._embedding_stage("semantic", self.semantic.match(instruction))
+            routed = self.semantic.match(routing_text(instruction))
+            match = await self._embedding_stage("semantic", routed)
             if match is not None:
                 self._trace_match(match)
                 if match.accepted:
                     return await self._follow(match, params, subject)
-        llm = await self._coordinator_llm(text)
+        llm = await self._coordinator_llm(_conversation_text(params.get("messages", [])))
         reason = "no semantic route matched" if self.semantic else "no semantic routes configured"
         trace.decide("coordinator", llm.name, f"{reason}; the LLM decides which experts to call")
         response = await self.coordinator(llm).run(params)
@@ -366,8 +388,30 @@ class Router:
             answered, reply = await self.chat(target, params)
             current_trace().answered_by(answered.name, label)
             return answered, reply
+        task, backend = target.task, target.resolved.backend
+        assert task is not None and backend is not None  # else unavailable: the call says so
+        extracted = extract(
+            task,
+            expert_class(task, backend).input_model,
+            params["messages"],
+            subject=subject,
+            labels=route.labels,
+            files=self.runtime.files,
+        )
+        if extracted.arguments is None:  # ask for the data rather than let an LLM guess
+            current_trace().decide("extract", "", f"no {task.value} input in the message")
+            current_trace().answered_by("", f"{label}:ask")
+            ask = f"I can do that with the {task.value} expert {target.name!r}: "
+            ask += f"send {extracted.missing}."
+            return target, chat_completion(ask, model=target.name)
+        if task == Task.FORECAST:  # the same bounds as /v1/forecast (413 naming the limit)
+            from corral.server.limits import check_series
+
+            args = extracted.arguments
+            check_series(args["series"], args["horizon"], self.runtime.config.server.limits)
+        current_trace().decide("extract", target.name, f"read {extracted.found}")
         llm = self.runtime.find(Task.CHAT, self.config.coordinator)
-        arguments = _route_arguments(route.labels, subject)
+        arguments = extracted.arguments
         reply = await self.coordinator(llm).answer_with(
             target, arguments, params, worded_by_llm=route.answer == "llm"
         )
@@ -418,11 +462,11 @@ def split_quoted(text: str) -> tuple[str, str]:
     return instruction or text, last.group(1).strip()
 
 
-def _route_arguments(labels: list[str] | None, subject: str) -> dict[str, Any]:
-    arguments: dict[str, Any] = {"texts": [subject]}
-    if labels:
-        arguments["labels"] = labels
-    return arguments
+def _conversation_text(messages: list[dict[str, Any]], turns: int = 4) -> str:
+    """The last few user turns, for the difficulty router: a short follow-up ("and the
+    proof?") is as hard as the question it follows."""
+    said = [_last_user_text([m]) for m in messages if m.get("role") == "user"]
+    return "\n".join(t for t in said[-turns:] if t)
 
 
 async def _prepend(

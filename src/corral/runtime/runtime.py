@@ -19,7 +19,7 @@ from typing import Any
 
 from corral.access import current_grant, require_expert
 from corral.artifacts import ArtifactStore, default_state_dir
-from corral.catalog import resolve
+from corral.catalog import missing_task_hint, resolve
 from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
 from corral.experts._torch import torch_threads
@@ -69,9 +69,14 @@ class Runtime:
     def find(self, task: Task, name: str | None) -> ExpertHandle:
         """The expert called ``name`` (or alias) for ``task``; the task's default if None."""
         candidates = [h for h in self.handles.values() if h.task == task]
+        if name == "auto" and self.config.model_named(name) is None:
+            name = None  # the router's choice; where it has none, the default
         if name is None:
             if not candidates:
-                raise ModelNotFound(f"no {task.value} expert is configured", param="model")
+                raise ModelNotFound(
+                    f"no {task.value} expert is configured{missing_task_hint(task)}",
+                    param="model",
+                )
             return next((h for h in candidates if h.spec.default), candidates[0])
         spec = self.config.model_named(name)
         if spec is not None:
@@ -98,7 +103,8 @@ class Runtime:
     ) -> None:
         """Pre-warm, one expert at a time so memory is measured per expert: pinned ones
         first, then ``prefer`` (the most used last time), then config order, as long as
-        each fits the budget without evicting another (the rest load on demand)."""
+        each fits the budget without evicting another (the rest, and ``preload: false``
+        experts, load on demand)."""
         for handle in self.handles.values():  # before measuring: may import torch
             _resolve_device(handle.spec.device, self.config.runtime.device)
         rank = {name: i for i, name in enumerate(prefer)}
@@ -107,7 +113,7 @@ class Runtime:
             key=lambda h: (not h.spec.pin, rank.get(h.name, len(rank))),
         )
         for handle in order:
-            if handle.state != ExpertState.UNLOADED:
+            if handle.state != ExpertState.UNLOADED or not (handle.spec.preload or handle.spec.pin):
                 continue
             device = handle.spec.device
             if self.placement.limited and not self.placement.fits_now(

@@ -14,6 +14,7 @@ from corral.experts.forecast import ForecastInput
 from corral.experts.ner import NerInput
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
+from corral.routing.auto import AUTO
 from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep
 from corral.server.limits import check_labels, check_series, check_texts
@@ -142,7 +143,7 @@ async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
     )
 
 
-@api.post("/forecast", response_model=ForecastResponse)
+@api.post("/forecast", response_model=ForecastResponse, response_model_exclude_none=True)
 async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse:
     check_series(body.series, body.horizon, router.runtime.config.server.limits)
     request = ForecastInput(
@@ -151,6 +152,22 @@ async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse
         quantiles=body.quantiles,
         season_length=body.season_length,
     )
+    if body.model == AUTO and router.runtime.config.model_named(AUTO) is None:
+        with deadline(body.timeout_s):
+            picks = await router.auto_rules.forecast(request)
+        return ForecastResponse(
+            model=AUTO,
+            data=[
+                ForecastData(
+                    index=i,
+                    mean=p.forecast.mean,
+                    quantiles=p.forecast.quantiles,
+                    expert=p.expert,
+                    backtest_error=p.backtest_error,
+                )
+                for i, p in enumerate(picks)
+            ],
+        )
     with deadline(body.timeout_s):
         handle, results = await router.serve(Task.FORECAST, body.model, request)
     return ForecastResponse(

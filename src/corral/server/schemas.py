@@ -258,6 +258,10 @@ class ForecastData(BaseModel):
     quantiles: dict[str, list[float]] = Field(
         description='Each requested level, keyed as sent ("0.1"), `horizon` steps.'
     )
+    expert: str | None = Field(None, description='model "auto": the expert chosen for the series.')
+    backtest_error: float | None = Field(
+        None, description='model "auto": the chosen expert\'s backtest error (MASE) on the tail.'
+    )
 
 
 class ForecastResponse(BaseModel):

@@ -16,18 +16,21 @@ the generation at the next token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import queue
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from corral.errors import ExpertUnavailable, InvalidRequest
-from corral.experts._memory import llama_bytes
+from corral.experts._memory import llama_bytes, llama_kv_bytes
 from corral.experts.base import require
 from corral.experts.chat import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.experts.chat_reply import chat_chunk, chat_logprobs, chat_reply, usage
@@ -71,59 +74,91 @@ class LlamaCppChat(ChatExpert):
         options = self.context.options
         model_file = find_gguf(self.context.path)
         on_gpu = self.context.device.startswith("cuda")
-        self.llm = llama_cpp.Llama(
-            model_path=str(model_file),
-            n_ctx=int(options.get("n_ctx", 2048)),
-            n_threads=int(options.get("n_threads", os.cpu_count() or 2)),
-            n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
-            seed=int(options.get("seed", 0xC0221)),
-            # logprobs need every position's logits kept: about 4x slower generation here
-            logits_all=bool(options.get("logprobs", False)),
-            verbose=False,
+        parallel = int(options.get("parallel", 1))
+        if parallel < 1:
+            raise InvalidRequest("options.parallel must be at least 1", param="options")
+
+        def context() -> Any:
+            return llama_cpp.Llama(
+                model_path=str(model_file),
+                n_ctx=int(options.get("n_ctx", 2048)),
+                n_threads=int(options.get("n_threads", os.cpu_count() or 2)),
+                n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
+                seed=int(options.get("seed", 0xC0221)),
+                # logprobs need every position's logits kept: about 4x slower generation here
+                logits_all=bool(options.get("logprobs", False)),
+                verbose=False,
+            )
+
+        # ``parallel`` contexts over one memory-mapped file: the weights' pages are shared,
+        # each context adds its own KV cache, and each serves one request at a time
+        self.llm = context()
+        self._contexts = [self.llm] + [context() for _ in range(parallel - 1)]
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for llm in self._contexts:
+            self._free.put(llm)
+        self._executor = (
+            ThreadPoolExecutor(parallel, thread_name_prefix=f"corral-{self.context.spec.name}")
+            if parallel > 1
+            else self.context.executor
         )
         self.template = _template_of(self.llm, options)
 
     def unload(self) -> None:
-        self.llm.close()
-        del self.llm
+        for llm in self._contexts:
+            llm.close()
+        if self._executor is not self.context.executor and self._executor is not None:
+            self._executor.shutdown(wait=False)
+        del self.llm, self._contexts
 
     def resident_bytes(self) -> int | None:
-        return llama_bytes(self.llm)
+        return llama_bytes(self.llm) + (len(self._contexts) - 1) * llama_kv_bytes(self.llm)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[Any]:
+        """A free context for one request (waits on this worker thread while all are busy)."""
+        llm = self._free.get()
+        try:
+            yield llm
+        finally:
+            self._free.put(llm)
 
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         kwargs = self._kwargs(params)
 
         def timed() -> dict[str, Any]:
-            started = time.perf_counter()
-            plan = self._plan(kwargs)
-            result = self._reply(plan, kwargs)
+            with self._slot() as llm:
+                started = time.perf_counter()
+                plan = self._plan(llm, kwargs)
+                result = self._reply(llm, plan, kwargs)
             return {**result, COMPUTE_SECONDS: time.perf_counter() - started, PROMPT: plan.prompt}
 
-        return await loop.run_in_executor(self.context.executor, timed)
+        return await loop.run_in_executor(self._executor, timed)
 
     async def stream(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        chunks: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
         kwargs = self._kwargs(params)
 
         def produce() -> None:
             try:
-                for chunk in self._chunks(self._plan(kwargs), kwargs):
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-                    if stop.is_set():
-                        break
+                with self._slot() as llm:
+                    for chunk in self._chunks(llm, self._plan(llm, kwargs), kwargs):
+                        loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                        if stop.is_set():
+                            break
             except ValueError as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, _as_request_error(exc))
+                loop.call_soon_threadsafe(chunks.put_nowait, _as_request_error(exc))
             except BaseException as exc:  # handed to the consumer, raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                loop.call_soon_threadsafe(chunks.put_nowait, exc)
             finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+                loop.call_soon_threadsafe(chunks.put_nowait, _DONE)
 
-        producer = loop.run_in_executor(self.context.executor, produce)
+        producer = loop.run_in_executor(self._executor, produce)
         try:
-            while (item := await queue.get()) is not _DONE:
+            while (item := await chunks.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
                 yield item
@@ -145,36 +180,26 @@ class LlamaCppChat(ChatExpert):
         kwargs.setdefault("max_tokens", int(self.context.options.get("max_tokens", 512)))
         return kwargs
 
-    def _plan(self, kwargs: dict[str, Any]) -> _Plan:
+    def _plan(self, llm: Any, kwargs: dict[str, Any]) -> _Plan:
         tools, choice = kwargs.get("tools"), kwargs.get("tool_choice") or "auto"
         offered = tools if tools and choice != "none" else None
         prompt = self.template.render(kwargs["messages"], offered)
         if offered and choice != "auto":
             demanded = offered if choice == "required" else _named(offered, choice)
-            return self._forced(prompt, demanded)
+            return self._forced(llm, prompt, demanded)
         grammar = _response_grammar(kwargs.get("response_format"))
-        return _Plan(prompt, self._tokens(prompt), grammar, tools=offered)
+        return _Plan(prompt, _tokens(llm, prompt), grammar, tools=offered)
 
-    def _forced(self, prompt: str, tools: list[dict[str, Any]]) -> _Plan:
+    def _forced(self, llm: Any, prompt: str, tools: list[dict[str, Any]]) -> _Plan:
         fmt = self.template.tool_format
         opened = prompt + fmt.opening
         grammar = _grammar(forced_call_schema(tools, fmt))
-        return _Plan(opened, self._tokens(opened), grammar, tools=tools, forced=True)
+        return _Plan(opened, _tokens(llm, opened), grammar, tools=tools, forced=True)
 
-    def _tokens(self, prompt: str) -> list[int]:
-        tokens: list[int] = self.llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-        if len(tokens) >= self.llm.n_ctx():
-            raise InvalidRequest(
-                f"Requested tokens ({len(tokens)}) exceed context window of {self.llm.n_ctx()}; "
-                "shorten the messages or raise the expert's options.n_ctx",
-                param="messages",
-            )
-        return tokens
-
-    def _generate(self, plan: _Plan, kwargs: dict[str, Any], *, stream: bool) -> Any:
+    def _generate(self, llm: Any, plan: _Plan, kwargs: dict[str, Any], *, stream: bool) -> Any:
         top = kwargs.get("top_logprobs") or 1
         try:
-            return self.llm.create_completion(
+            return llm.create_completion(
                 prompt=plan.tokens,
                 grammar=plan.grammar,
                 stream=stream,
@@ -185,15 +210,15 @@ class LlamaCppChat(ChatExpert):
         except ValueError as exc:
             raise _as_request_error(exc) from exc
 
-    def _reply(self, plan: _Plan, kwargs: dict[str, Any]) -> dict[str, Any]:
-        completion = self._generate(plan, kwargs, stream=False)
+    def _reply(self, llm: Any, plan: _Plan, kwargs: dict[str, Any]) -> dict[str, Any]:
+        completion = self._generate(llm, plan, kwargs, stream=False)
         choice = completion["choices"][0]
         text, reason = choice["text"], choice.get("finish_reason")
         spent = int(completion["usage"]["completion_tokens"])
         content, calls = self._calls_in(plan, text)
         if plan.tools and not plan.forced and not calls and self._started_call(text):
-            retry = self._forced(plan.prompt, plan.tools)  # a botched call: again, under grammar
-            completion = self._generate(retry, kwargs, stream=False)
+            retry = self._forced(llm, plan.prompt, plan.tools)  # botched: again, under grammar
+            completion = self._generate(llm, retry, kwargs, stream=False)
             spent += int(completion["usage"]["completion_tokens"])
             content, calls = self._calls_in(retry, completion["choices"][0]["text"])
         if calls and not kwargs.get("parallel_tool_calls", True):
@@ -208,7 +233,9 @@ class LlamaCppChat(ChatExpert):
             logprobs,
         )
 
-    def _chunks(self, plan: _Plan, kwargs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _chunks(
+        self, llm: Any, plan: _Plan, kwargs: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
         """Stream chunks: text as it comes, held back while it may still open a tool call;
         calls as one delta each once the reply is whole."""
         started = time.perf_counter()
@@ -216,7 +243,7 @@ class LlamaCppChat(ChatExpert):
         yield chat_chunk(chunk_id, model, {"role": "assistant", "content": ""})
         held, written, reason = "", 0, None
         fmt = self.template.tool_format
-        for piece in self._generate(plan, kwargs, stream=True):
+        for piece in self._generate(llm, plan, kwargs, stream=True):
             choice = piece["choices"][0]
             written += 1
             reason = choice.get("finish_reason") or reason
@@ -229,7 +256,7 @@ class LlamaCppChat(ChatExpert):
                 yield chat_chunk(chunk_id, model, {"content": held + text}, logprobs=logprobs)
             held = ""
         if held:
-            reply = self._reply_from_held(plan, kwargs, held)
+            reply = self._reply_from_held(llm, plan, kwargs, held)
             message = reply["choices"][0]["message"]
             if message.get("content"):
                 yield chat_chunk(chunk_id, model, {"content": message["content"]})
@@ -246,11 +273,13 @@ class LlamaCppChat(ChatExpert):
             PROMPT: plan.prompt,
         }
 
-    def _reply_from_held(self, plan: _Plan, kwargs: dict[str, Any], held: str) -> dict[str, Any]:
+    def _reply_from_held(
+        self, llm: Any, plan: _Plan, kwargs: dict[str, Any], held: str
+    ) -> dict[str, Any]:
         content, calls = self._calls_in(plan, held)
         if not calls and self._started_call(held) and plan.tools:
-            retry = self._forced(plan.prompt, plan.tools)
-            completion = self._generate(retry, kwargs, stream=False)
+            retry = self._forced(llm, plan.prompt, plan.tools)
+            completion = self._generate(llm, retry, kwargs, stream=False)
             content, calls = self._calls_in(retry, completion["choices"][0]["text"])
         return chat_reply("", content, openai_calls(calls), None, usage(0, 0))
 
@@ -284,6 +313,17 @@ def _template_of(llm: Any, options: dict[str, Any]) -> ChatTemplate:
     if options.get("chat_format"):
         return ChatTemplate.named(str(options["chat_format"]), eos=eos)
     return ChatTemplate(CHATML, bos=bos, eos="<|im_end|>", origin="chatml (the model has none)")
+
+
+def _tokens(llm: Any, prompt: str) -> list[int]:
+    tokens: list[int] = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    if len(tokens) >= llm.n_ctx():
+        raise InvalidRequest(
+            f"Requested tokens ({len(tokens)}) exceed context window of {llm.n_ctx()}; "
+            "shorten the messages or raise the expert's options.n_ctx",
+            param="messages",
+        )
+    return tokens
 
 
 def _named(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]]:

@@ -19,13 +19,13 @@ def test_check_seed_config_exits_zero_and_says_where_it_looked(
     for name in ("fast", "embedder", "reranker", "anomaly-detector"):
         assert name in out
     assert f"{tmp_path}/models--cross-encoder--ms-marco-MiniLM-L-6-v2" in out
-    assert "supply:" in out and "config is valid" in out
+    assert "remedy:" in out and "config is valid" in out
 
 
 def test_check_default_config_finds_package_models(capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     assert main(["check"]) == 0
-    assert "5 of 5 experts have weights" in capsys.readouterr().out
+    assert "5 of 5 experts can serve now" in capsys.readouterr().out
 
 
 def test_invalid_config_exits_nonzero_with_one_line_per_problem(capsys, tmp_path) -> None:

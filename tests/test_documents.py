@@ -21,6 +21,7 @@ import pytest
 from corral.config import parse_config
 from corral.eval.invoices import Invoice, make_invoice, render_image, render_pdf
 from corral.experts.layout import DEFAULT_LABELS, Word, analyse
+from corral.experts.layoutlmv3_fit import TAGS
 
 from ._server import RunningServer, serve
 
@@ -124,7 +125,9 @@ def test_layoutlmv3_spans_are_runs_of_tagged_words() -> None:
     from corral.experts.layoutlmv3 import LayoutLMv3DocumentExpert, roles
 
     labels = {0: "O", 1: "B-KEY", 2: "I-KEY", 3: "B-VALUE", 4: "I-VALUE"}
-    words = [Word(t, (x, 0.0, x + 40.0, 20.0)) for t, x in (("assembly", 0), ("4", 50), ("38.56", 100))]
+    words = [
+        Word(t, (x, 0.0, x + 40.0, 20.0)) for t, x in (("assembly", 0), ("4", 50), ("38.56", 100))
+    ]
     spans = LayoutLMv3DocumentExpert._spans(
         SimpleNamespace(roles=roles(labels)),  # type: ignore[arg-type]
         words, [4, 0, 4], [0.9, 0.9, 0.9], {id(w): 0 for w in words},
@@ -374,3 +377,69 @@ def test_layoutlmv3_tags_words_like_the_model_does_directly(
         assert tagged_run(kv["key"], "KEY") and tagged_run(kv["value"], "VALUE"), kv
     assert page["tables"] and page["tables"][0]["rows"] == invoice.rows  # rules still find it
     print(json.dumps({"agree": float(agree), "pairs": len(page["key_values"])}))
+
+
+# --- fitting a LayoutLMv3 head on labelled pages (plumbing) -------------------------------
+def _labelled(invoice: Invoice) -> dict[str, Any]:
+    pairs = [{"key": k, "value": v} for k, v in invoice.fields.items()]
+    return {"document": base64.b64encode(render_pdf(invoice)).decode(), "pairs": pairs}
+
+
+def test_fit_stores_versions_and_extraction_tags_with_the_head(server: RunningServer) -> None:
+    """POST /v1/documents/{name}/fit on the random-init LayoutLMv3 (plumbing)."""
+    invoices = [make_invoice(random.Random(seed)) for seed in (21, 22)]
+    body = {"pages": [_labelled(inv) for inv in invoices], "epochs": 400}
+    reply = httpx.post(server.v1 + "/documents/acme/fit", json=body, timeout=120)
+    assert reply.status_code == 200, reply.text
+    fitted = reply.json()
+    assert (fitted["name"], fitted["version"], fitted["expert"]) == ("acme", 1, "lm")
+    assert fitted["pages"] == 2 and fitted["unmatched"] == []
+    assert fitted["tagged"] >= 2 * 8  # 4 keys, 4 values a page, some of several words
+    assert fitted["metrics"]["accuracy"] > 0.5 and fitted["metrics"]["key_value_recall"] > 0.3
+    again = httpx.post(server.v1 + "/documents/acme/fit", json={**body, "epochs": 50}, timeout=120)
+    assert again.status_code == 200 and again.json()["version"] == 2
+
+    pdf = base64.b64encode(render_pdf(invoices[0])).decode()
+    extract = {"document": pdf, "model": "lm", "fitted": "acme", "fitted_version": 1}
+    got = httpx.post(server.v1 + "/documents/extract", json=extract, timeout=120)
+    assert got.status_code == 200, got.text
+    (page,) = got.json()["pages"]
+    assert {w["label"] for w in page["words"]} <= set(TAGS)
+    assert any(w["label"] != "O" for w in page["words"])  # the fitted head tags words
+    tagged = {w["text"] for w in page["words"] if w["label"].endswith("KEY")}
+    for kv in page["key_values"]:  # pairs are made of the head's key words
+        assert set(kv["key"].rstrip(":").split()) & {t.rstrip(":") for t in tagged}, kv
+
+    cases = [
+        ("/documents/acme/fit", {**body, "model": "docs"}, 422, "layoutlmv3"),
+        ("/documents/bad name!/fit", body, 422, "name"),
+        (
+            "/documents/x/fit",
+            {"pages": [{**_labelled(invoices[0]), "pairs": [{"key": "Nope", "value": "Zip"}]}]},
+            422,
+            "no labelled key",
+        ),
+        ("/documents/extract", {**extract, "fitted": "never"}, 404, "never"),
+        ("/documents/extract", {**extract, "model": "docs"}, 422, "layoutlmv3"),
+    ]
+    for path, payload, status, words in cases:
+        bad = httpx.post(server.v1 + path, json=payload, timeout=120)
+        assert bad.status_code == status and words in bad.text, (path, bad.text)
+    heads = httpx.get(server.v1 + "/documents/fitted").json()["data"]
+    (listed,) = [h for h in heads if h["name"] == "acme"]
+    assert listed["versions"] == [1, 2] and listed["expert"] == "lm" and listed["pages"] == 2
+    gone = httpx.delete(server.v1 + "/documents/fitted/acme", params={"version": 2})
+    assert gone.status_code == 200 and gone.json()["deleted"] == 1
+    again_gone = httpx.delete(server.v1 + "/documents/fitted/acme", params={"version": 2})
+    assert again_gone.status_code == 404
+
+
+def test_heads_are_stored_as_versioned_arrays(server: RunningServer) -> None:
+    """After the fits above (version 2 deleted there): plain arrays in the artifact
+    store, no pickle."""
+    store = server.runtime.artifacts
+    assert store is not None
+    infos = [i for i in store.list("documents") if i.name == "acme"]
+    assert [i.version for i in infos] == [1]
+    arrays = store.load("documents", "acme", 1).arrays
+    assert arrays["weight"].shape == (len(TAGS), 32) and arrays["bias"].shape == (len(TAGS),)

@@ -31,7 +31,8 @@ models:
     model: acme/never-downloaded
     task: embed
 server:
-  limits: {max_body_bytes: 20000, max_batch_items: 8, max_text_chars: 500, max_labels: 4}
+  limits: {max_body_bytes: 20000, max_batch_items: 8, max_embedding_inputs: 8, max_text_chars: 500,
+           max_labels: 4}
 """)
     with serve(config, environ={"HF_HUB_CACHE": "/nonexistent"}) as running:
         yield running
@@ -60,11 +61,11 @@ def test_malformed_body_is_422_naming_the_field(server: RunningServer) -> None:
             content=b"{not json",
             headers={"content-type": "application/json"},
         ),
-        422,
+        400,
     )
-    assert error["code"] == "invalid_request"
-    error = _error(httpx.post(server.v1 + "/embeddings", json={"input": [[1, 2, 3]]}), 422)
-    assert "token-id arrays" in error["message"]
+    assert error["code"] == "invalid_json" and "not valid JSON" in error["message"]
+    error = _error(httpx.post(server.v1 + "/embeddings", json={"input": [[10**9]]}), 422)
+    assert "not in tiktoken's cl100k_base" in error["message"]
     error = _error(httpx.post(server.v1 + "/classify", json={"input": "x"}), 422)
     assert "labels" in error["message"]
     error = _error(
@@ -113,6 +114,8 @@ def test_missing_weights_is_503_naming_expert_and_fix(server: RunningServer, mod
 
 def test_oversized_inputs_are_413_naming_the_limit(server: RunningServer) -> None:
     error = _error(httpx.post(server.v1 + "/embeddings", json={"input": ["x"] * 9}), 413)
+    assert "max_embedding_inputs" in error["message"]
+    error = _error(httpx.post(server.v1 + "/classify", json={"input": ["x"] * 9}), 413)
     assert "max_batch_items" in error["message"]
     error = _error(httpx.post(server.v1 + "/embeddings", json={"input": "y" * 501}), 413)
     assert "max_text_chars" in error["message"]
@@ -162,7 +165,7 @@ def test_server_keeps_serving_after_bad_requests(server: RunningServer) -> None:
         return [r.status_code for r in replies]
 
     codes = asyncio.run(storm())
-    assert codes[:10] == [422] * 10 and codes[10:] == [200] * 10
+    assert codes[:10] == [400] * 10 and codes[10:] == [200] * 10  # not JSON: 400
     assert httpx.get(server.url + "/healthz").status_code == 200
 
 

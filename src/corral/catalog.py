@@ -17,8 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.config import ModelConfig, RuntimeConfig, Task
+from corral.errors import CorralError
 
-__all__ = ["CATALOG", "CatalogEntry", "ResolvedModel", "resolve"]
+__all__ = [
+    "CATALOG",
+    "CatalogEntry",
+    "ResolvedModel",
+    "hf_cache_dir",
+    "hf_download_command",
+    "resolve",
+]
 
 
 def _package_dir(module: str, subdir: str = "") -> Path | None:
@@ -40,33 +48,75 @@ class CatalogEntry:
     locate: Callable[[], Path | None] | None = None
     role: str | None = None
     note: str = ""
+    repo: str | None = None  # hub repo holding files the backend loads, when not the id itself
+    fetch: bool = True  # False: no hub repo holds a loadable file (the note says what to do)
+    stand_in: str | None = None  # a different model serves this id (the named one has no weights)
+    prompts: Mapping[str, str] = field(default_factory=dict)  # sentence-transformers prompts
 
 
 CATALOG: Mapping[str, CatalogEntry] = {
     # --- the founding config's hub ids -----------------------------------------------
-    "nomic-ai/modernbert-embed-base": CatalogEntry(Task.EMBED, "sentence-transformers"),
+    "nomic-ai/modernbert-embed-base": CatalogEntry(
+        Task.EMBED,
+        "sentence-transformers",
+        # its model card's task prefixes (Cohere's input_type picks them)
+        prompts={
+            "query": "search_query: ",
+            "document": "search_document: ",
+            "classification": "classification: ",
+            "clustering": "clustering: ",
+        },
+    ),
     "cross-encoder/ms-marco-MiniLM-L-6-v2": CatalogEntry(Task.RERANK, "cross-encoder"),
     "facebook/bart-large-mnli": CatalogEntry(Task.CLASSIFY, "nli"),
     "amazon/chronos-t5-base": CatalogEntry(Task.FORECAST, "chronos"),
     "ultralytics/yolov12n": CatalogEntry(
-        Task.DETECT, "onnx-yolo", note="export to ONNX: `yolo export model=yolov12n.pt format=onnx`"
+        Task.DETECT,
+        "onnx-yolo",
+        fetch=False,
+        note="Ultralytics publishes YOLO12 as PyTorch weights only (no ONNX on the Hub); export "
+        "once: `pip install ultralytics && yolo export model=yolo12n.pt format=onnx imgsz=640`, "
+        "then set `path:` to yolo12n.onnx",
     ),
     "ultralytics/rtdetr-l": CatalogEntry(
-        Task.DETECT, "onnx-detr", note="export to ONNX: `yolo export model=rtdetr-l.pt format=onnx`"
+        Task.DETECT,
+        "onnx-detr",
+        fetch=False,
+        note="no ONNX on the Hub; export once: `pip install ultralytics && yolo export "
+        "model=rtdetr-l.pt format=onnx`, then set `path:` to rtdetr-l.onnx",
     ),
     "roboflow/rf-detr-base": CatalogEntry(
-        Task.DETECT, "onnx-detr", note="export to ONNX: `RFDETRBase().export()` (rfdetr)"
+        Task.DETECT,
+        "onnx-detr",
+        fetch=False,
+        note="no ONNX on the Hub; export once: `pip install rfdetr` then "
+        "`python -c 'from rfdetr import RFDETRBase; RFDETRBase().export()'`, then set `path:`",
     ),
     "deepseek-ai/deepseek-coder-6.7b-instruct": CatalogEntry(
-        Task.CHAT, "llama-cpp", role="code", note="expects a GGUF file in the model directory"
+        Task.CHAT,
+        "llama-cpp",
+        role="code",
+        repo="TheBloke/deepseek-coder-6.7B-instruct-GGUF",
+        note="llama.cpp serves only GGUF and deepseek-ai publishes safetensors: corral fetches "
+        "one quantisation (options.quant, default Q4_K_M) from "
+        "TheBloke/deepseek-coder-6.7B-instruct-GGUF (bartowski and others publish GGUFs too)",
     ),
-    "microsoft/layoutlmv3-base": CatalogEntry(Task.DOCUMENT, "layoutlmv3"),
+    "microsoft/layoutlmv3-base": CatalogEntry(
+        Task.DOCUMENT,
+        "layoutlmv3",
+        note="the base checkpoint is pre-trained only: it has no KEY/VALUE head, so corral "
+        "pairs fields by its layout rules; for learned pairs set `path:` to a checkpoint "
+        "fine-tuned for key/value tags (e.g. on FUNSD)",
+    ),
     "alibaba-damo/genad": CatalogEntry(
         Task.ANOMALY,
         "autoencoder",
         package="torch",
         locate=lambda: _package_dir("torch"),
-        note="GenAD ships no public weights; served by corral's reconstruction-error autoencoder",
+        fetch=False,
+        stand_in="corral/autoencoder",
+        note="GenAD has no public weights (none on the Hub or elsewhere); corral's "
+        "reconstruction-error autoencoder, fitted over HTTP, stands in for it",
     ),
     # --- models shipped inside PyPI packages (work offline) ------------------------------
     "sentence-transformers/all-MiniLM-L6-v2": CatalogEntry(
@@ -207,6 +257,9 @@ class ResolvedModel:
     looked: list[str] = field(default_factory=list)
     hint: str = ""
     note: str = ""
+    repo: str | None = None  # the hub repo `corral pull` fetches from (None: nothing to fetch)
+    revision: str | None = None
+    stand_in: str | None = None
 
     @property
     def found(self) -> bool:
@@ -234,16 +287,21 @@ def resolve(
         backend=spec.backend,
         role=entry.role if entry else None,
         note=entry.note if entry else "",
+        revision=spec.revision,
+        stand_in=entry.stand_in if entry else None,
     )
     if result.backend is None and entry is not None:
         result.backend = _backend_for(entry.backend, entry.task, result.task)
+    result.repo = _hub_repo(spec, entry)
 
     if result.backend in _UPSTREAM_BACKENDS or (entry is None and spec.base_url):
         result.base_url = spec.base_url or _upstream_url(result.backend, env)
         result.looked.append(f"upstream {result.base_url} (reachability is checked on use)")
         return result
 
-    result.path = _find_weights(spec, runtime, entry, env, result.looked)
+    result.path = _find_weights(spec, runtime, entry, env, result.looked, result.repo)
+    if result.path is not None and result.backend == "llama-cpp" and result.path.is_dir():
+        result.path = _pick_gguf(result.path, spec) or result.path
     if result.path is not None and (result.task is None or result.backend is None):
         sniffed = sniff_directory(result.path)
         if sniffed is not None:
@@ -278,6 +336,7 @@ def _find_weights(
     entry: CatalogEntry | None,
     env: Mapping[str, str],
     looked: list[str],
+    repo: str | None,
 ) -> Path | None:
     if spec.path is not None:
         path = spec.path.expanduser()
@@ -292,8 +351,7 @@ def _find_weights(
         looked.append(f"package {entry.package}: {located or 'not installed'}")
         if located is not None and located.exists():
             return located
-    snapshot = _hf_cache_snapshot(spec.model, env, looked)
-    return snapshot
+    return _hf_cache_snapshot(repo or spec.model, spec.revision, env, looked)
 
 
 def _local_candidates(model_id: str, runtime: RuntimeConfig, env: Mapping[str, str]) -> list[Path]:
@@ -307,21 +365,68 @@ def _local_candidates(model_id: str, runtime: RuntimeConfig, env: Mapping[str, s
     return candidates
 
 
-def _hf_cache_snapshot(model_id: str, env: Mapping[str, str], looked: list[str]) -> Path | None:
-    """The Hugging Face hub cache layout: models--org--name/snapshots/<revision>."""
+def hf_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The Hugging Face hub cache, as ``huggingface_hub`` computes it (HF_HUB_CACHE, else
+    HF_HOME/hub, else ~/.cache/huggingface/hub), so `hf` and corral share one cache."""
+    env = os.environ if env is None else env
+    hf_home = Path(env.get("HF_HOME", Path.home() / ".cache" / "huggingface")).expanduser()
+    return Path(env.get("HF_HUB_CACHE", hf_home / "hub")).expanduser()
+
+
+def _hf_cache_snapshot(
+    model_id: str, revision: str | None, env: Mapping[str, str], looked: list[str]
+) -> Path | None:
+    """The Hugging Face hub cache layout: models--org--name/snapshots/<commit>, found
+    through refs/<revision> (main by default) or the commit itself."""
     if "/" not in model_id or model_id.startswith((".", "/", "~")):
         return None
-    hf_home = Path(env.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
-    cache = Path(env.get("HF_HUB_CACHE", hf_home / "hub"))
-    repo = cache / ("models--" + model_id.replace("/", "--"))
-    looked.append(f"Hugging Face cache {repo}")
-    ref = repo / "refs" / "main"
+    repo = hf_cache_dir(env) / ("models--" + model_id.replace("/", "--"))
+    looked.append(f"Hugging Face cache {repo}" + (f" at {revision}" if revision else ""))
+    if revision is not None and (repo / "snapshots" / revision).is_dir():
+        return repo / "snapshots" / revision
+    ref = repo / "refs" / (revision or "main")
     if ref.is_file():
         snapshot = repo / "snapshots" / ref.read_text().strip()
         if snapshot.is_dir():
             return snapshot
+    if revision is not None:
+        return None  # a pinned revision never falls back to another snapshot
     snapshots = sorted((repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
     return snapshots[-1] if snapshots else None
+
+
+def _hub_repo(spec: ModelConfig, entry: CatalogEntry | None) -> str | None:
+    """The repo `corral pull` fetches for this expert, or None when nothing can be fetched
+    (a local path, weights shipped in a package, no loadable file on the Hub, an upstream)."""
+    if spec.path is not None or spec.base_url is not None:
+        return None
+    if entry is not None:
+        if not entry.fetch or entry.package is not None or entry.backend in _UPSTREAM_BACKENDS:
+            return None
+        return entry.repo or spec.model
+    if "/" in spec.model and not spec.model.startswith((".", "/", "~")):
+        return spec.model
+    return None
+
+
+def hf_download_command(repo: str, spec: ModelConfig) -> str:
+    """The `hf` command that fetches what corral would (one quantisation of a GGUF repo)."""
+    entry = CATALOG.get(spec.model)
+    if (spec.backend or (entry.backend if entry else None)) == "llama-cpp":
+        quant = spec.options.get("quant", "Q4_K_M")
+        return f"hf download {repo} --include '*{quant}*.gguf'"
+    return f"hf download {repo}"
+
+
+def _pick_gguf(folder: Path, spec: ModelConfig) -> Path | None:
+    """The GGUF file in a downloaded folder that ``options.quant``/``file`` names."""
+    from corral.pull.files import select_files
+
+    names = sorted(p.name for p in folder.glob("*.gguf"))
+    try:
+        return folder / select_files("llama-cpp", names, spec.options).files[0]
+    except CorralError:
+        return None
 
 
 def _how_to_supply(spec: ModelConfig, entry: CatalogEntry | None) -> str:
@@ -330,9 +435,13 @@ def _how_to_supply(spec: ModelConfig, entry: CatalogEntry | None) -> str:
     ways = []
     if entry is not None and entry.package:
         ways.append(f"`pip install {entry.package}`")
-    if "/" in spec.model:
-        ways.append(f"`huggingface-cli download {spec.model}` on a machine with hub access")
+    repo = _hub_repo(spec, entry)
+    if repo is not None:
+        ways.append("`corral pull` (or `corral serve`, which downloads what is missing)")
+        ways.append(f"`{hf_download_command(repo, spec)}` on a machine with Hub access")
         ways.append("set `path:` to a local copy, or put it under $CORRAL_MODELS_DIR/<org>/<name>")
+    elif entry is not None and not entry.fetch and entry.note:
+        ways.append(entry.note)
     else:
         ways.append("set `path:` to a local copy")
     return "; or ".join(ways)

@@ -1,4 +1,4 @@
-"""``corral serve | check | models | ask | eval | route fit``.
+"""``corral serve | pull | check | models | ask | eval | route fit``.
 
 With no config file, ``serve``, ``check`` and ``models`` use the built-in default
 (models shipped in PyPI packages; runs offline on a laptop CPU).
@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     serve.add_argument(
+        "--offline", action="store_true", help="download nothing; serve what is on disk"
+    )
+    serve.add_argument(
         "--engine",
         choices=["embedded", "ray"],
         help="where experts run (default: runtime.engine): this process, or Ray Serve",
@@ -68,10 +71,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     check = sub.add_parser(
-        "check", help="validate a config and show where each model's weights are"
+        "check", help="validate a config; say per expert whether it can serve now, and why not"
     )
     check.add_argument("config", nargs="?", type=Path)
+    check.add_argument(
+        "--strict", action="store_true", help="exit 1 unless every expert can serve now"
+    )
     check.set_defaults(handler=_check)
+
+    pull = sub.add_parser(
+        "pull", help="download what a config's experts need (Hugging Face cache, Ollama)"
+    )
+    pull.add_argument("config", nargs="?", help="YAML config file (built-in default if none)")
+    pull.add_argument("names", nargs="*", help="only these experts")
+    pull.set_defaults(handler=_pull)
 
     models = sub.add_parser("models", help="list a config's experts, or the catalog")
     models.add_argument("config", nargs="?", type=Path)
@@ -142,7 +155,9 @@ def _parser() -> argparse.ArgumentParser:
 
     usage = sub.add_parser("usage", help="cost per day, key, expert or route, vs the LLM alone")
     usage.add_argument("config", nargs="?", type=Path, help="config whose usage store to read")
-    usage.add_argument("--by", default="day", choices=["day", "hour", "api_key", "expert", "route"])
+    usage.add_argument(
+        "--by", default="day", choices=["day", "hour", "api_key", "expert", "route", "user"]
+    )
     usage.add_argument("--since", help="only the last 30m, 24h, 7d...")
     usage.add_argument("--db", type=Path, help="the usage store (default: the config's)")
     usage.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
@@ -172,44 +187,24 @@ def _check(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    from corral.experts.registry import REGISTRY
+    from corral.check import check_command
 
-    console = Console()
-    table = Table(
-        "name",
-        "model",
-        "task",
-        "backend",
-        "weights",
-        title=f"corral check: {args.config or 'built-in default config'}",
-    )
-    details: list[str] = []
-    resolved = _resolved(config)
-    for r in resolved:
-        served = r.task is not None and (r.task, r.backend) in REGISTRY
-        backend = (r.backend or "?") + ("" if served else " [yellow](not in this version)[/]")
-        weights = (
-            f"[green]{'upstream' if r.base_url else 'found'}[/]" if r.found else "[red]missing[/]"
-        )
-        table.add_row(r.name, r.model, r.task.value if r.task else "?", backend, weights)
-        details.append(f"[bold]{r.name}[/] ({r.model})")
-        details += [
-            f"  {'found' if r.found else 'looked in'}: {r.weights if r.found else place}"
-            for place in ([None] if r.found else r.looked)
-        ]
-        if not r.found and r.hint:
-            details.append(f"  supply: {r.hint}")
-        if r.note:
-            details.append(f"  note: {r.note}")
-    console.print(table)
-    for line in details:
-        console.print(line, highlight=False, soft_wrap=True)
-    found = sum(r.found for r in resolved)
-    console.print(
-        f"\nconfig is valid; {found} of {len(resolved)} experts have weights. `corral serve` "
-        "starts with what is available and answers requests for the rest with 503."
-    )
-    return 0
+    title = str(args.config or "built-in default config")
+    return check_command(config, title, Console(), strict=args.strict)
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from corral.pull.command import pull_command
+
+    config_arg, names = args.config, list(args.names)
+    if config_arg is not None and not Path(config_arg).is_file() and not config_arg.endswith(
+        (".yaml", ".yml")
+    ):
+        config_arg, names = None, [config_arg, *names]  # `corral pull NAME`: the default config
+    config = _load(Path(config_arg) if config_arg else None)
+    if config is None:
+        return 1
+    return pull_command(config, names, Console())
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -263,12 +258,12 @@ def _serve(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    import uvicorn
-
     from corral.observe.logs import configure_logging, log_settings
+    from corral.pull.command import download_for_serve
     from corral.runtime import Runtime
     from corral.server import create_app
     from corral.server.progress import RichLoadProgress
+    from corral.server.serving import uvicorn_server
 
     try:
         level, log_format = log_settings(config.observe, args.log_level, os.environ)
@@ -276,11 +271,12 @@ def _serve(args: argparse.Namespace) -> int:
         Console(stderr=True).print(f"[red]{exc}[/]", highlight=False)
         return 2
     configure_logging(level, log_format)
-    runtime = Runtime(config)
-    unavailable = [h for h in runtime.handles.values() if h.reason]
     # JSON logs: status lines go through logging too, so every line stays one object
     as_logs = log_format != "text"
     console = Console(stderr=True, file=_LogFile() if as_logs else None, soft_wrap=as_logs)
+    download_for_serve(config, console, offline=args.offline)
+    runtime = Runtime(config)
+    unavailable = [h for h in runtime.handles.values() if h.reason]
     for handle in unavailable:
         console.print(f"[yellow]unavailable[/] {handle.reason}", highlight=False)
     if args.strict and unavailable:
@@ -299,14 +295,8 @@ def _serve(args: argparse.Namespace) -> int:
         listener=RichLoadProgress(console, total=total) if log_format == "text" else None,
         fitted=fitted,
     )
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=level,
-        log_config=None,  # uvicorn's records go through corral's handler (text or JSON)
-        timeout_graceful_shutdown=30,
-    )
+    # bounded at the socket, draining on SIGTERM for server.drain_s (see serving.py)
+    uvicorn_server(app, config.server, host=host, port=port, log_level=level).run()
     return 0
 
 

@@ -115,6 +115,9 @@ class ModelConfig(_Strict):
     task: Task | None = None
     backend: str | None = None
     path: Path | None = None
+    revision: str | None = Field(
+        None, description="Hub revision (branch, tag or commit) `corral pull` fetches and loads."
+    )
     base_url: str | None = None
     device: str = "auto"
     pin: bool = False
@@ -123,6 +126,11 @@ class ModelConfig(_Strict):
     cost: CostConfig | None = None
     labels: list[str] | None = None
     aliases: list[str] = []
+    prompts: dict[str, str] = Field(
+        {},
+        description="Sentence-transformers prompts by name (query: 'search_query: '), chosen "
+        "per request by prompt_name or Cohere's input_type; over the catalog's and the model's.",
+    )
     timeout_s: float | None = Field(None, gt=0, description="Per-request limit; then fallback.")
     options: dict[str, Any] = {}
     ray: RayModelConfig | None = Field(
@@ -177,6 +185,11 @@ class RuntimeConfig(_Strict):
         description="Where fitted detectors and graph models are kept (<dir>/artifacts); "
         "default $CORRAL_STATE_DIR, else ~/.local/state/corral.",
     )
+    download: Literal["auto", "never"] = Field(
+        "auto",
+        description="auto: `corral serve` downloads missing weights when the Hub (or Ollama) "
+        "answers; never: serve only what is on disk (as `corral serve --offline`).",
+    )
 
 
 class LimitsConfig(_Strict):
@@ -184,6 +197,9 @@ class LimitsConfig(_Strict):
 
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     max_batch_items: int = Field(256, ge=1)
+    max_embedding_inputs: int = Field(
+        2048, ge=1, description="Texts one embeddings request may send (OpenAI's limit)."
+    )
     max_text_chars: int = Field(32_768, ge=1)
     max_labels: int = Field(64, ge=1)
     max_series_length: int = Field(100_000, ge=1, description="Values in one forecast series.")
@@ -231,6 +247,11 @@ class LimitsConfig(_Strict):
     max_render_dpi: int = Field(
         300, ge=36, le=1200, description="Highest resolution a PDF page is rendered at."
     )
+    max_fit_bytes: int = Field(
+        1024**3,
+        ge=1024,
+        description="Memory one anomaly or graph fit may take, estimated before it runs.",
+    )
 
 
 class RateLimitConfig(_Strict):
@@ -252,12 +273,50 @@ class ApiKeyConfig(_Strict):
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=64)
     experts: list[str] | None = None
     rate_limit: RateLimitConfig | None = None
+    role: Literal["user", "admin"] = Field(
+        "user", description="admin: sees every key's files, models, traces and usage."
+    )
+    shared: bool = Field(
+        False, description="Uses every key's files, detectors and graph models, not only its own."
+    )
 
     @model_validator(mode="after")
     def _one_secret(self) -> ApiKeyConfig:
         if (self.key is None) == (self.sha256 is None):
             raise ValueError("give exactly one of `key` or `sha256` (see `corral key`)")
         return self
+
+
+class ConnectionsConfig(_Strict):
+    """What one connection may hold (uvicorn's own settings where it has them), so slow
+    or idle clients cannot keep the server from serving others."""
+
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="A request's headers must arrive within this; else closed."
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="A request's body must arrive within this; else 408."
+    )
+    keep_alive_s: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this (uvicorn)."
+    )
+    max_per_client: int = Field(
+        64, ge=1, description="Open connections one client address may hold; more: 503."
+    )
+    max_concurrency: int | None = Field(
+        1000, ge=1, description="Connections plus requests at once, all clients (uvicorn); 503."
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=1024, description="Bytes of one request's head (h11's limit)."
+    )
+
+
+class CorsConfig(_Strict):
+    """Browser apps on other origins that may call the server (off when empty)."""
+
+    allow_origins: list[str] = Field([], description='Origins such as "http://localhost:3000".')
+    allow_methods: list[str] = ["GET", "POST", "DELETE", "OPTIONS"]
+    allow_headers: list[str] = ["authorization", "content-type"]
 
 
 class ServerConfig(_Strict):
@@ -268,6 +327,16 @@ class ServerConfig(_Strict):
     )
     rate_limit: RateLimitConfig = RateLimitConfig()
     limits: LimitsConfig = LimitsConfig()
+    readiness: Literal["all", "any"] = Field(
+        "all",
+        description="all: /readyz is 503 while any configured expert is unavailable; any: "
+        "200 once one expert is ready (partial deployments).",
+    )
+    connections: ConnectionsConfig = ConnectionsConfig()
+    drain_s: float = Field(
+        30.0, ge=0, le=3600, description="On SIGTERM: how long in-flight requests may finish."
+    )
+    cors: CorsConfig = CorsConfig()
 
     @field_validator("api_keys")
     @classmethod

@@ -6,6 +6,10 @@ names the id. The store is a bounded cache, not storage: uploads expire after
 ``file_ttl_s``, and when ``max_files`` or ``max_files_bytes`` would be exceeded the oldest
 are dropped first. Ids are random (not guessable from another upload's id). One store
 per runtime (``runtime.files``), nothing global.
+
+With API keys, an upload belongs to the key that made it: another key's request naming
+its id gets the same 404 as an unknown id (unless that key is ``shared`` or ``admin``),
+so an id that leaks is still no way in.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from corral.access import current_grant
 from corral.config import LimitsConfig
 from corral.errors import InvalidRequest, NotFound, PayloadTooLarge
 
@@ -33,6 +38,7 @@ class StoredFile:
     content_type: str | None
     created_at: float  # unix seconds
     expires_at: float  # unix seconds
+    owner: str | None = None  # the API key that uploaded it; None without keys
 
 
 class FileStore:
@@ -79,6 +85,7 @@ class FileStore:
                 f"the file has {len(data)} bytes; server.limits.{name} is {limit}", param="file"
             )
         now = self._clock()
+        grant = current_grant()
         info = StoredFile(
             id="file-" + secrets.token_hex(12),
             bytes=len(data),
@@ -86,6 +93,7 @@ class FileStore:
             content_type=content_type,
             created_at=now,
             expires_at=now + self.ttl_s,
+            owner=grant.owner if grant is not None else None,
         )
         with self._lock:
             self._expire(now)
@@ -110,10 +118,10 @@ class FileStore:
             self._drop(file_id)
 
     def list(self) -> list[StoredFile]:
-        """Every upload still kept, oldest first."""
+        """Every upload still kept that the current request's key may see, oldest first."""
         with self._lock:
             self._expire(self._clock())
-            return [info for info, _ in self._files.values()]
+            return [info for info, _ in self._files.values() if _visible(info)]
 
     @property
     def total_bytes(self) -> int:
@@ -126,7 +134,7 @@ class FileStore:
     def _entry_locked(self, file_id: str, param: str) -> tuple[StoredFile, bytes]:
         self._expire(self._clock())
         entry = self._files.get(file_id)
-        if entry is None:
+        if entry is None or not _visible(entry[0]):  # another key's: as if unknown
             raise NotFound(
                 f"no file {file_id[:64]!r} (unknown, expired after {self.ttl_s:g} s, or "
                 "dropped to make room): upload it again with POST /v1/files",
@@ -144,3 +152,9 @@ class FileStore:
     def _drop(self, file_id: str) -> None:
         _, data = self._files.pop(file_id)
         self._total -= len(data)
+
+
+def _visible(info: StoredFile) -> bool:
+    """Whether the current request (none: the server itself) may see the upload."""
+    grant = current_grant()
+    return grant is None or grant.may_see(info.owner)

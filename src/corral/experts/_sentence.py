@@ -7,17 +7,29 @@ vectors mean (``finish``). One copy of the weights is shared by all of them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel
 
+from corral.catalog import CATALOG
+from corral.errors import InvalidRequest
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, LoadContext, require
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
+# which side of a too-long text is cut ("none": refuse it instead, 422)
+Truncate = Literal["end", "start", "none"]
+# Cohere's input_type -> the sentence-transformers prompt names that mean the same
+_INPUT_TYPE_PROMPTS: Mapping[str, tuple[str, ...]] = {
+    "search_query": ("search_query", "query"),
+    "search_document": ("search_document", "document", "passage", "corpus"),
+    "classification": ("classification",),
+    "clustering": ("clustering",),
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +59,26 @@ def count_tokens(model: Any, texts: list[str]) -> list[int]:
     return [len(ids) for ids in encoded["input_ids"]]
 
 
+def clip_text(tokenizer: Any, text: str, max_tokens: int, truncate: Truncate, where: str) -> str:
+    """``text`` cut to ``max_tokens`` tokens (no special tokens) at token boundaries, from
+    the end or the start; with ``truncate="none"`` a too-long text is a 422 instead."""
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = encoded["offset_mapping"]
+    if len(offsets) <= max_tokens:
+        return text
+    if truncate == "none":
+        raise InvalidRequest(
+            f"{where} has {len(offsets)} tokens, over the {max_tokens} the expert reads; "
+            "shorten it, or allow truncation (truncate: END/START)",
+            param=where.split("[")[0],
+        )
+    if max_tokens <= 0:
+        return ""
+    if truncate == "start":
+        return text[offsets[len(offsets) - max_tokens][0] :]
+    return text[: offsets[max_tokens - 1][1]]
+
+
 class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
     """Loads the shared SentenceTransformer and embeds a batch of texts in one ``encode``."""
 
@@ -56,6 +88,48 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
 
     def load(self) -> None:
         self.model, self._key = shared_sentence_transformer(self.context)
+        entry = CATALOG.get(self.context.spec.model)
+        # the config's prompts win over the model's own, which win over the catalog's
+        self.prompts: dict[str, str] = {
+            **(entry.prompts if entry is not None else {}),
+            **dict(getattr(self.model, "prompts", None) or {}),
+            **self.context.spec.prompts,
+        }
+
+    def prompt(self, prompt_name: str | None = None, input_type: str | None = None) -> str:
+        """The text put before each input: the named prompt, the one matching Cohere's
+        ``input_type`` (none if the model has none for it), else the model's default."""
+        if prompt_name is not None:
+            if prompt_name not in self.prompts:
+                known = ", ".join(sorted(self.prompts)) or "none"
+                raise InvalidRequest(
+                    f"prompt_name {prompt_name!r} is not one of expert "
+                    f"{self.context.spec.name!r}'s prompts ({known}); add it under `prompts:`",
+                    param="prompt_name",
+                )
+            return self.prompts[prompt_name]
+        if input_type is not None:
+            names = _INPUT_TYPE_PROMPTS.get(input_type, (input_type,))
+            return next((self.prompts[n] for n in names if n in self.prompts), "")
+        default = getattr(self.model, "default_prompt_name", None)
+        return self.prompts.get(default, "") if default else ""
+
+    def fit(
+        self, texts: list[str], prompt: str, truncate: Truncate, limit: int | None, param: str
+    ) -> list[str]:
+        """Each text with ``prompt`` before it, cut to ``limit`` tokens (else the model's
+        length) on the ``truncate`` side. Cutting the end at the model's length is what
+        the model does anyway, so that case costs no tokenizing."""
+        if truncate == "end" and limit is None:
+            return [prompt + t for t in texts]
+        tokenizer = self.model.tokenizer
+        room = self.model.max_seq_length - _special_tokens(tokenizer)
+        room -= len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+        room = min(room, limit) if limit is not None else room
+        return [
+            prompt + clip_text(tokenizer, t, room, truncate, f"{param}[{i}]")
+            for i, t in enumerate(texts)
+        ]
 
     def unload(self) -> None:
         self.context.shared.release(self._key)
@@ -70,6 +144,7 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
             batch_size=self.batch_size,
             convert_to_numpy=True,
             normalize_embeddings=self.normalize,
+            prompt="",  # prompts were put before the texts by ``prompt``/``fit`` already
             show_progress_bar=False,
         )
         tokens = count_tokens(self.model, items)
@@ -77,3 +152,8 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
             Embedding(np.asarray(v, dtype=np.float32), t)
             for v, t in zip(vectors, tokens, strict=True)
         ]
+
+
+def _special_tokens(tokenizer: Any) -> int:
+    """Tokens the tokenizer adds around one text ([CLS] and [SEP] for BERT)."""
+    return len(tokenizer("", add_special_tokens=True)["input_ids"])

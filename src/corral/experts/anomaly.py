@@ -37,11 +37,12 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from corral.artifacts import NAME_PATTERN, ArtifactInfo, ArtifactStore
+from corral.artifacts import ArtifactInfo, ArtifactStore
 from corral.config import Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, InvalidRequest
 from corral.experts._numeric import finite, float_rows
 from corral.experts.base import Expert
+from corral.ownership import OwnedName
 
 __all__ = [
     "KIND",
@@ -91,9 +92,7 @@ class _Rows(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    detector: str = Field(
-        pattern=NAME_PATTERN, description="Name of the fitted detector (letters, digits, ._-)."
-    )
+    detector: OwnedName
     data: list[list[float]] | None = Field(
         None,
         min_length=1,
@@ -423,7 +422,7 @@ class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
     def _detector(self, name: str, version: int | None) -> _Loaded:
         """From the cache, else from the store (refitted or rebuilt by the backend)."""
         info = self.store.info(KIND, name, version)
-        key = (info.name, info.version, info.created)  # a refit after delete is a new key
+        key = (info.ref, info.version, info.created)  # a refit after delete is a new key
         cached = self._cache.get(key)
         if cached is not None:
             self._cache.move_to_end(key)
@@ -443,7 +442,7 @@ class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
         return loaded
 
     def _remember(self, info: ArtifactInfo, loaded: _Loaded) -> None:
-        self._cache[(info.name, info.version, info.created)] = loaded
+        self._cache[(info.ref, info.version, info.created)] = loaded
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 

@@ -16,14 +16,14 @@ one process-wide lock (``_PDFIUM``): two document experts run on two worker thre
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from corral.errors import InvalidRequest, PayloadTooLarge
 from corral.experts.base import require
-from corral.experts.layout import Word
+from corral.experts.layout import Box, Word
 from corral.images import decode_image
 
 __all__ = ["Page", "PageLimits", "is_pdf", "load_pages"]
@@ -46,6 +46,7 @@ class Page:
     height: int
     words: list[Word] | None  # from the PDF text layer; None: the page needs OCR
     image: np.ndarray | None  # RGB uint8, when rendered (needed for OCR or layout models)
+    rules: list[Box] = field(default_factory=list)  # the PDF's drawn lines and rectangles
 
     @property
     def source(self) -> str:
@@ -129,23 +130,43 @@ def _page(
                 param=param,
             )
         words: list[Word] = []
+        rules: list[Box] = []
         if page.get_rotation() % 360 == 0:  # a rotated page's text boxes are unrotated: OCR it
             textpage = page.get_textpage()
             try:
                 words = _text_layer(textpage, height_pt, scale, pdfium)
             finally:
                 textpage.close()
+            if words:
+                rules = _paths(page, height_pt, scale)
         image = None
         if need_image or not words:
             bitmap = page.render(scale=scale)
             image = np.ascontiguousarray(bitmap.to_numpy()[:, :, :3][:, :, ::-1])  # BGR(x)->RGB
             bitmap.close()
             height, width = image.shape[:2]
-        return Page(index, width, height, words or None, image)
+        return Page(index, width, height, words or None, image, rules)
     except pdfium.PdfiumError as exc:
         raise InvalidRequest(f"{param} page {index} cannot be read ({exc})", param=param) from None
     finally:
         page.close()
+
+
+_MAX_PATHS = 5000  # a drawing, not a form: its boxes are not worth the time
+
+
+def _paths(page: Any, height_pt: float, scale: float) -> list[Box]:
+    """Pixel boxes of the page's path objects (lines and rectangles a form is drawn with)."""
+    import pypdfium2.raw as raw
+
+    boxes: list[Box] = []
+    for obj in page.get_objects(filter=(raw.FPDF_PAGEOBJ_PATH,), max_depth=2):
+        if len(boxes) >= _MAX_PATHS:
+            return []
+        left, bottom, right, top = obj.get_bounds()
+        y0, y1 = (height_pt - top) * scale, (height_pt - bottom) * scale
+        boxes.append((left * scale, y0, right * scale, y1))
+    return boxes
 
 
 def _text_layer(textpage: Any, height_pt: float, scale: float, pdfium: Any) -> list[Word]:

@@ -5,13 +5,19 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from corral.config import Task
-from corral.experts._sentence import Embedding, SentenceEncoderExpert
+from corral.experts._sentence import Embedding, SentenceEncoderExpert, Truncate
 
 __all__ = ["EmbedInput", "Embedding", "SentenceTransformerEmbedder"]
 
 
 class EmbedInput(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts to embed.")
+    prompt_name: str | None = Field(None, description="One of the expert's `prompts`.")
+    input_type: str | None = Field(
+        None, description="Cohere's search_query, search_document, classification, clustering."
+    )
+    truncate: Truncate = Field("end", description="Which side of a too-long text is cut.")
+    max_tokens: int | None = Field(None, ge=1, description="Cut each text to this many tokens.")
 
 
 class SentenceTransformerEmbedder(SentenceEncoderExpert[EmbedInput, list[Embedding]]):
@@ -23,7 +29,8 @@ class SentenceTransformerEmbedder(SentenceEncoderExpert[EmbedInput, list[Embeddi
     normalize = False
 
     def prepare(self, request: EmbedInput) -> list[str]:
-        return request.texts
+        prompt = self.prompt(request.prompt_name, request.input_type)
+        return self.fit(request.texts, prompt, request.truncate, request.max_tokens, "input")
 
     def finish(self, request: EmbedInput, outputs: list[Embedding]) -> list[Embedding]:
         return outputs

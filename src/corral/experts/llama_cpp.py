@@ -178,6 +178,12 @@ class LlamaCppChat(ChatExpert):
         # OpenAI's default is "until done"; a small local model may ramble to the end of its
         # context, so the config sets a cap (options.max_tokens) for requests that give none.
         kwargs.setdefault("max_tokens", int(self.context.options.get("max_tokens", 512)))
+        vocabulary = self.llm.n_vocab()
+        if any(int(token) >= vocabulary for token in kwargs.get("logit_bias") or {}):
+            raise InvalidRequest(
+                f"logit_bias: token ids are this model's own, below {vocabulary}",
+                param="logit_bias",
+            )
         return kwargs
 
     def _plan(self, llm: Any, kwargs: dict[str, Any]) -> _Plan:
@@ -221,8 +227,6 @@ class LlamaCppChat(ChatExpert):
             completion = self._generate(llm, retry, kwargs, stream=False)
             spent += int(completion["usage"]["completion_tokens"])
             content, calls = self._calls_in(retry, completion["choices"][0]["text"])
-        if calls and not kwargs.get("parallel_tool_calls", True):
-            calls = calls[:1]
         logprobs = chat_logprobs(choice.get("logprobs")) if kwargs.get("logprobs") else None
         return chat_reply(
             self.context.spec.name,
@@ -375,16 +379,9 @@ def _as_request_error(exc: ValueError) -> Exception:
 
 
 def _llama_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI request fields this backend reads, with the legacy spellings (``functions``,
-    ``function_call``, ``max_completion_tokens``) in their current form."""
+    """OpenAI request fields this backend reads (legacy ``functions`` arrive as ``tools``:
+    ``server/chat_compat.py`` translates them at the edge)."""
     kwargs = {k: v for k, v in params.items() if v is not None and k in _PASSED}
-    if params.get("functions") and not params.get("tools"):
-        kwargs["tools"] = [{"type": "function", "function": f} for f in params["functions"]]
-        call = params.get("function_call")
-        if isinstance(call, dict):
-            kwargs["tool_choice"] = {"type": "function", "function": {"name": call["name"]}}
-        elif call in ("none", "auto"):
-            kwargs["tool_choice"] = call
     if params.get("max_completion_tokens") and not params.get("max_tokens"):
         kwargs["max_tokens"] = params["max_completion_tokens"]
     if params.get("logit_bias"):
@@ -402,7 +399,6 @@ _PASSED = _SAMPLING | {
     "stop",
     "tools",
     "tool_choice",
-    "parallel_tool_calls",
     "response_format",
     "logprobs",
     "top_logprobs",

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from corral.config import Task
 from corral.experts._memory import torch_bytes
-from corral.experts._sentence import Embedding, SentenceEncoderExpert
+from corral.experts._sentence import Embedding, SentenceEncoderExpert, Truncate, clip_text
 from corral.experts.base import Expert, require
 
 __all__ = ["BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankScores"]
@@ -25,6 +25,8 @@ __all__ = ["BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankSc
 class RerankInput(BaseModel):
     query: str = Field(min_length=1, description="What the caller is looking for.")
     documents: list[str] = Field(min_length=1, description="Candidate passages to score.")
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each document to this.")
+    truncate: Truncate = Field("end", description="Which side of a too-long document is cut.")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,19 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
         return torch_bytes(self.model)
 
     def prepare(self, request: RerankInput) -> list[tuple[str, str]]:
-        return [(request.query, doc) for doc in request.documents]
+        documents = request.documents
+        if request.max_tokens_per_doc is not None or request.truncate != "end":
+            # the pair is cut at the model's length from the end anyway: only cut here when
+            # asked for less, or for the other side (the query keeps its tokens)
+            tokenizer = self.model.tokenizer
+            room = self.model.max_seq_length - 3
+            room -= len(tokenizer(request.query, add_special_tokens=False)["input_ids"])
+            limit = min(room, request.max_tokens_per_doc or room)
+            documents = [
+                clip_text(tokenizer, d, limit, request.truncate, f"documents[{i}]")
+                for i, d in enumerate(documents)
+            ]
+        return [(request.query, doc) for doc in documents]
 
     def forward(self, items: list[tuple[str, str]]) -> list[tuple[float, int]]:
         logits: Any = self.model.predict(
@@ -98,7 +112,15 @@ class BiEncoderReranker(SentenceEncoderExpert[RerankInput, RerankScores]):
     input_model = RerankInput
 
     def prepare(self, request: RerankInput) -> list[str]:
-        return [request.query, *request.documents]
+        query = self.prompt(input_type="search_query") + request.query
+        documents = self.fit(
+            request.documents,
+            self.prompt(input_type="search_document"),
+            request.truncate,
+            request.max_tokens_per_doc,
+            "documents",
+        )
+        return [query, *documents]
 
     def finish(self, request: RerankInput, outputs: list[Embedding]) -> RerankScores:
         query, *docs = (o.vector for o in outputs)

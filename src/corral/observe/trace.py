@@ -88,6 +88,8 @@ class Trace:
     llm_tokens: tuple[int, int] | None = None  # (read, written) were the LLM to do it alone
     cost: float | None = None
     counterfactual_cost: float | None = None  # the same request on the default LLM alone
+    user: str | None = None  # OpenAI's ``user``: the caller's own end-user id
+    metadata: dict[str, str] | None = None  # OpenAI's ``metadata``, kept as sent
     prompts: list[str] = field(default_factory=list)  # rendered LLM prompts (log level debug)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 

@@ -22,14 +22,15 @@ from corral.observe.trace import Trace
 
 __all__ = ["GROUPS", "UsageStore", "default_usage_path", "parse_since"]
 
-Group = Literal["day", "hour", "api_key", "expert", "route"]
-GROUPS: tuple[Group, ...] = ("day", "hour", "api_key", "expert", "route")
+Group = Literal["day", "hour", "api_key", "expert", "route", "user"]
+GROUPS: tuple[Group, ...] = ("day", "hour", "api_key", "expert", "route", "user")
 _SQL_OF_GROUP: Mapping[str, str] = {
     "day": "substr(hour, 1, 10)",
     "hour": "hour",
     "api_key": "api_key",
     "expert": "expert",
     "route": "route",
+    "user": "user",
 }
 _SINCE_UNITS = {"m": 60, "h": 3600, "d": 86400}
 _SCHEMA = """
@@ -63,6 +64,19 @@ ON CONFLICT (hour, api_key, expert, route) DO UPDATE SET
     llm_only_cost = llm_only_cost + excluded.llm_only_cost,
     llm_only_requests = llm_only_requests + excluded.llm_only_requests
 """
+# the same sums per OpenAI ``user`` (the caller's end user), for requests that name one
+_USER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage_by_user (
+    hour TEXT NOT NULL, api_key TEXT NOT NULL, user TEXT NOT NULL,
+    requests INTEGER NOT NULL, errors INTEGER NOT NULL, seconds REAL NOT NULL,
+    compute_seconds REAL NOT NULL, tokens_in INTEGER NOT NULL, tokens_out INTEGER NOT NULL,
+    cost REAL NOT NULL, llm_only_cost REAL NOT NULL, llm_only_requests INTEGER NOT NULL,
+    PRIMARY KEY (hour, api_key, user)
+)
+"""
+_USER_UPSERT = _UPSERT.replace("INTO usage", "INTO usage_by_user").replace(
+    "(hour, api_key, expert, route)", "(hour, api_key, user)"
+).replace("(?, ?, ?, ?, 1,", "(?, ?, ?, 1,")
 _SUMS = (
     "SUM(requests) AS requests, SUM(errors) AS errors, SUM(seconds) AS seconds, "
     "SUM(compute_seconds) AS compute_seconds, SUM(tokens_in) AS tokens_in, "
@@ -87,28 +101,34 @@ class UsageStore:
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a crash loses no committed row
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.execute(_SCHEMA)
+        self._db.execute(_USER_SCHEMA)
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="corral-usage")
 
     def record(self, trace: Trace) -> None:
         """Add a finished request (off the event loop; returns at once)."""
         row = _row(trace)
         self._writer.submit(self._db.execute, _UPSERT, row)
+        if trace.user:
+            by_user = (row[0], row[1], trace.user, *row[4:])
+            self._writer.submit(self._db.execute, _USER_UPSERT, by_user)
 
     async def flush(self) -> None:
         """Wait until every record so far is written."""
         await asyncio.get_running_loop().run_in_executor(self._writer, lambda: None)
 
     def report(
-        self, group_by: Group = "day", *, since: float | None = None
+        self, group_by: Group = "day", *, since: float | None = None, api_key: str | None = None
     ) -> list[dict[str, Any]]:
-        """Sums per ``group_by`` value (oldest first), from ``since`` (a Unix time) on."""
+        """Sums per ``group_by`` value (oldest first), from ``since`` (a Unix time) on;
+        ``api_key``: that key's requests only."""
         column = _SQL_OF_GROUP[group_by]
-        where, params = _since_clause(since)
-        sql = f"SELECT {column} AS {group_by}, {_SUMS} FROM usage {where} GROUP BY 1 ORDER BY 1"
+        table = "usage_by_user" if group_by == "user" else "usage"
+        where, params = _where(since, api_key)
+        sql = f"SELECT {column} AS {group_by}, {_SUMS} FROM {table} {where} GROUP BY 1 ORDER BY 1"
         return self._query(sql, params)
 
-    def totals(self, *, since: float | None = None) -> dict[str, Any]:
-        where, params = _since_clause(since)
+    def totals(self, *, since: float | None = None, api_key: str | None = None) -> dict[str, Any]:
+        where, params = _where(since, api_key)
         rows = self._query(f"SELECT {_SUMS} FROM usage {where}", params)
         return {k: (v or 0) for k, v in rows[0].items()}
 
@@ -126,18 +146,35 @@ class UsageStore:
         self._db.close()
 
 
+_MAX_SINCE_DIGITS = 6  # 999999d is some 2700 years: enough, and no overflow in strftime
+
+
 def parse_since(text: str, now: float | None = None) -> float:
-    """'30m', '24h' or '7d' before now, as a Unix time."""
+    """'30m', '24h' or '7d' before now, as a Unix time (clamped at the epoch)."""
     unit = _SINCE_UNITS.get(text[-1:])
-    if unit is None or not text[:-1].isdigit():
+    number = text[:-1]
+    if unit is None or not number.isascii() or not number.isdigit():
         raise InvalidRequest(
-            f"since={text!r}: give a number and m, h or d, e.g. 24h or 7d", param="since"
+            f"since={text[:40]!r}: give a number and m, h or d, e.g. 24h or 7d", param="since"
         )
-    return (now if now is not None else time.time()) - int(text[:-1]) * unit
+    if len(number) > _MAX_SINCE_DIGITS:
+        raise InvalidRequest(
+            f"since has {len(number)} digits; at most {_MAX_SINCE_DIGITS} (e.g. 365d)",
+            param="since",
+        )
+    start = (now if now is not None else time.time()) - int(number) * unit
+    return max(0.0, start)
 
 
-def _since_clause(since: float | None) -> tuple[str, list[Any]]:
-    return ("WHERE hour >= ?", [_hour(since)]) if since is not None else ("", [])
+def _where(since: float | None, api_key: str | None) -> tuple[str, list[Any]]:
+    clauses, params = [], []
+    if since is not None:
+        clauses.append("hour >= ?")
+        params.append(_hour(since))
+    if api_key is not None:
+        clauses.append("api_key = ?")
+        params.append(api_key)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
 def _hour(unix: float) -> str:

@@ -44,6 +44,7 @@ class ExpertHandle:
     load_seconds: float | None = None
     device: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    upstream_error: str = ""  # why the upstream did not answer its last probe ("" = it did)
 
     @property
     def name(self) -> str:
@@ -52,3 +53,9 @@ class ExpertHandle:
     @property
     def task(self) -> Task | None:
         return self.resolved.task
+
+    def status(self) -> tuple[str, str]:
+        """(state, reason) as clients see them: an unreachable upstream is unavailable."""
+        if self.upstream_error and self.state != ExpertState.UNAVAILABLE:
+            return ExpertState.UNAVAILABLE.value, self.upstream_error
+        return self.state.value, self.reason

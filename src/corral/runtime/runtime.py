@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from corral.access import require_expert
+from corral.access import current_grant, require_expert
 from corral.artifacts import ArtifactStore, default_state_dir
 from corral.catalog import resolve
 from corral.config import Config, Task
@@ -74,8 +74,12 @@ class Runtime:
                 raise ModelNotFound(f"no {task.value} expert is configured", param="model")
             return next((h for h in candidates if h.spec.default), candidates[0])
         spec = self.config.model_named(name)
+        if spec is not None:
+            require_expert(spec.name)  # a forbidden expert is a 403, whatever its task
         if spec is None or self.handles[spec.name].task != task:
-            names = ", ".join(h.name for h in candidates) or "none configured"
+            grant = current_grant()  # the list shows only what the key may use
+            usable = [h for h in candidates if grant is None or grant.allows(h.name)]
+            names = ", ".join(h.name for h in usable) or "none configured"
             raise ModelNotFound(
                 f"no {task.value} expert named {name!r}; available: {names}", param="model"
             )

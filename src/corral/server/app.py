@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException
 
@@ -28,10 +30,14 @@ from corral.runtime import ExpertState, LoadListener, Runtime
 from corral.server import (
     routes_anomaly,
     routes_chat,
+    routes_cohere,
+    routes_compat,
+    routes_completions,
     routes_documents,
     routes_graph,
     routes_observe,
     routes_openai,
+    routes_responses,
     routes_tasks,
     routes_vision,
     tracing,
@@ -40,7 +46,9 @@ from corral.server.anomaly_streams import StreamWindows
 from corral.server.auth import ApiKeys
 from corral.server.errors import install_error_handlers
 from corral.server.limits import BodySizeLimit
+from corral.server.responses import ResponseStore
 from corral.server.schemas import ERROR_RESPONSES
+from corral.server.upstream_health import probe_upstreams, watch_upstreams
 
 __all__ = ["create_app"]
 
@@ -76,6 +84,7 @@ def create_app(
     api_keys = ApiKeys(config.server)
 
     async def warm() -> None:
+        await probe_upstreams(runtime)  # before readiness can be claimed
         prefer = await asyncio.to_thread(_most_used, usage)
         await runtime.load_all(listener, prefer=prefer)
         await router.prepare()
@@ -96,12 +105,14 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loading = asyncio.create_task(warm()) if prewarm else None
         app.state.loading = loading
+        watching = asyncio.create_task(watch_upstreams(runtime))
         try:
             yield
         finally:
-            if loading is not None:
-                loading.cancel()
-                await asyncio.gather(loading, return_exceptions=True)
+            for task in (loading, watching):
+                if task is not None:
+                    task.cancel()
+                    await asyncio.gather(task, return_exceptions=True)
             if router.shadow is not None:
                 await router.shadow.drain()
             await runtime.close()
@@ -110,7 +121,8 @@ def create_app(
             if owned_provider and tracer_provider is not None:
                 tracer_provider.shutdown()  # flush the spans still batched
 
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc load their scripts from here, not a CDN
+        static_url="/docs-assets",
         title="corral",
         version=__version__,
         summary="Many small specialised models behind one endpoint.",
@@ -122,6 +134,7 @@ def create_app(
     app.state.api_keys = api_keys
     app.state.usage = usage
     app.state.anomaly_streams = StreamWindows(config.server.limits.max_streams)
+    app.state.responses = ResponseStore()  # for /v1/responses' previous_response_id
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
@@ -130,8 +143,21 @@ def create_app(
     )
     if config.observe.metrics:
         app.add_middleware(MetricsMiddleware, metrics=metrics)
+    cors = config.server.cors
+    if cors.allow_origins:  # outermost: preflights and error responses get the headers too
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors.allow_origins,
+            allow_methods=cors.allow_methods,
+            allow_headers=cors.allow_headers,
+            expose_headers=["x-corral-trace-id", "x-corral-expert", "x-corral-ignored"],
+        )
     routes = (
         routes_openai,
+        routes_completions,
+        routes_responses,
+        routes_cohere,
+        routes_compat,
         routes_chat,
         routes_tasks,
         routes_anomaly,
@@ -171,12 +197,24 @@ def create_app(
 
     @app.get("/readyz", tags=["health"])
     async def readyz(request: Request) -> JSONResponse:
-        """Readiness: 200 once every loadable expert has loaded; lists those unavailable."""
+        """Readiness: 200 once pre-warm is done and no configured expert is unavailable
+        (``server.readiness: any``: once one expert is ready); lists which are not, and why."""
         rt: Runtime = request.app.state.runtime
-        experts = {h.name: h.state.value for h in rt.handles.values()}
+        status = {h.name: h.status() for h in rt.handles.values()}
+        unavailable = {name: why for name, (state, why) in status.items() if state == "unavailable"}
         warming = request.app.state.loading is not None and not request.app.state.loading.done()
-        ready = rt.ready and not warming  # routes embedded and the LLM timed too
-        return JSONResponse({"ready": ready, "experts": experts}, status_code=200 if ready else 503)
+        settled = rt.ready and not warming  # routes embedded and the LLM timed too
+        if config.server.readiness == "any":
+            ready = settled and any(state == "ready" for state, _ in status.values())
+        else:
+            ready = settled and not unavailable
+        body = {
+            "ready": ready,
+            "loading": not settled,
+            "experts": {name: state for name, (state, _) in status.items()},
+            "unavailable": unavailable,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     return app
 

@@ -47,7 +47,8 @@ def _parse(entry: str | ApiKeyConfig, default_limit: RateLimitConfig) -> _Key | 
     digest = bytes.fromhex(entry.sha256 or key_digest(entry.key or ""))
     client = entry.name or "key-" + digest.hex()[:8]  # names the key, not reversible
     experts = frozenset(entry.experts) if entry.experts is not None else None
-    return _Key(digest, Grant(client, experts), entry.rate_limit or default_limit)
+    grant = Grant(client, experts, owner=client, shared=entry.shared, admin=entry.role == "admin")
+    return _Key(digest, grant, entry.rate_limit or default_limit)
 
 
 class ApiKeys:

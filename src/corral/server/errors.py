@@ -56,8 +56,30 @@ async def _corral_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, exc.message, exc.code, exc.param, headers)
 
 
+# where the API lives, for the 404 of a path that matches no route
+_PREFIXES = (
+    "/v1 (OpenAI and corral's task APIs), /v2 (Cohere), /embed /rerank /embeddings /info "
+    "/health (TEI, Infinity), /healthz /readyz /metrics; every operation is listed at /docs"
+)
+
+
+def _not_json(exc: RequestValidationError) -> str | None:
+    """What is wrong when the body is not JSON at all (a 400, not a field's 422)."""
+    for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            where = error.get("loc", ("body", 0))[-1]
+            reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+            return f"the body is not valid JSON ({reason} at character {where})"
+        if tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes):
+            return "the body is not JSON: send a JSON object with Content-Type: application/json"
+    return None
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    not_json = _not_json(exc)
+    if not_json is not None:
+        return error_response(400, not_json, "invalid_json")
     problems = []
     for error in exc.errors():
         loc = [str(p) for p in error.get("loc", ()) if p != "body"]
@@ -77,7 +99,14 @@ async def _model_validation_error(request: Request, exc: Exception) -> JSONRespo
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, "error")
-    return error_response(exc.status_code, str(exc.detail), code, headers=exc.headers)
+    message = str(exc.detail)
+    route = f"{request.method} {request.url.path}"
+    if exc.status_code == 404 and message == "Not Found":  # no route matched the path
+        message = f"no route {route}; the API lives under {_PREFIXES}"
+    elif exc.status_code == 405 and message == "Method Not Allowed":
+        allowed = (exc.headers or {}).get("Allow") or (exc.headers or {}).get("allow", "")
+        message = f"{route} is not allowed; {request.url.path} takes {allowed or 'other methods'}"
+    return error_response(exc.status_code, message, code, headers=exc.headers)
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:

@@ -44,12 +44,16 @@ class BodySizeLimit:
         await self.app(scope, counted_receive, send)
 
 
-def check_texts(texts: list[str], limits: LimitsConfig, param: str = "input") -> None:
-    """413 naming the limit when a request has too many texts or one is too long."""
-    if len(texts) > limits.max_batch_items:
+def check_texts(
+    texts: list[str], limits: LimitsConfig, param: str = "input", max_items: int | None = None
+) -> None:
+    """413 naming the limit when a request has too many texts or one is too long
+    (``max_items``: server.limits.max_embedding_inputs instead of max_batch_items)."""
+    count_limit = "max_batch_items" if max_items is None else "max_embedding_inputs"
+    most = limits.max_batch_items if max_items is None else max_items
+    if len(texts) > most:
         raise PayloadTooLarge(
-            f"{param} has {len(texts)} items; server.limits.max_batch_items is "
-            f"{limits.max_batch_items}",
+            f"{param} has {len(texts)} items; server.limits.{count_limit} is {most}",
             param=param,
         )
     for i, text in enumerate(texts):

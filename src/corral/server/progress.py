@@ -47,7 +47,7 @@ class RichLoadProgress:
         assert self._progress is not None and self._task_id is not None
         self._done += 1
         self._progress.update(self._task_id, completed=self._done)
-        if handle.state == ExpertState.READY:
+        if handle.state == ExpertState.READY and not handle.upstream_error:
             mib = (handle.memory_bytes or 0) / 2**20
             seconds = handle.load_seconds or 0.0
             self._progress.console.print(
@@ -55,6 +55,7 @@ class RichLoadProgress:
                 highlight=False,
             )
         else:
-            self._progress.console.print(f"[red]unavailable[/] {handle.reason}", highlight=False)
+            why = handle.status()[1]
+            self._progress.console.print(f"[red]unavailable[/] {why}", highlight=False)
         if self.total is not None and self._done >= self.total:
             self._progress.stop()

@@ -13,13 +13,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
+from corral.access import current_grant, require_expert
 from corral.artifacts import NAME_PATTERN, ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
 from corral.experts.anomaly import KIND, AnomalyFitInput, AnomalyScoreInput, FitResult, ScoreResult
+from corral.ownership import OWNER_PATTERN, canonical, qualify
 from corral.runtime import Runtime
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.fit_memory import anomaly_fit_bytes, check_fit_memory
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_anomaly import (
     AnomalyDeleteResponse,
@@ -38,6 +41,18 @@ api = APIRouter(prefix="/v1/anomaly", tags=["anomaly"], responses=ERROR_RESPONSE
 Detector = Annotated[
     str, Path(pattern=NAME_PATTERN, description="Detector name: letters, digits, '.', '_', '-'.")
 ]
+Owner = Annotated[
+    str | None,
+    Query(
+        pattern=OWNER_PATTERN,
+        description="Another key's detector (shared or admin keys only); '_': one fitted "
+        "before keys were configured. Omitted: the key's own.",
+    ),
+]
+
+
+def _ref(detector: str, owner: str | None) -> str:
+    return qualify(detector, owner, what="detectors")
 
 
 def check_rows(
@@ -82,6 +97,23 @@ def check_rows(
         )
 
 
+def check_memory(
+    data: list[list[float]] | None,
+    series: list[float] | None,
+    window: int | None,
+    limits: LimitsConfig,
+    what: str,
+) -> None:
+    """413 naming server.limits.max_fit_bytes when the rows (or windows) would not fit."""
+    if data is not None:
+        rows, features, param = len(data), max((len(r) for r in data), default=0), "data"
+    elif series is not None and window is not None:
+        rows, features, param = max(len(series) - window + 1, 0), window, "series"
+    else:
+        return
+    check_fit_memory(anomaly_fit_bytes(rows, features), what, limits, param)
+
+
 def _fitting_expert(runtime: Runtime, info: ArtifactInfo) -> str:
     """The expert that fitted the detector, else another of its backend (config changed)."""
     backend, name = info.meta.get("backend"), str(info.meta.get("expert"))
@@ -98,16 +130,26 @@ def _fitting_expert(runtime: Runtime, info: ArtifactInfo) -> str:
     )
 
 
-async def _info(runtime: Runtime, detector: str, version: int | None) -> ArtifactInfo:
+async def _info(
+    runtime: Runtime, detector: str, version: int | None, model: str | None
+) -> ArtifactInfo:
+    """The stored detector; a ``model`` the key may not use is a 403 before anything is read."""
+    spec = runtime.config.model_named(model) if model else None
+    if spec is not None:
+        require_expert(spec.name)
     return await asyncio.to_thread(runtime.artifacts.info, KIND, detector, version)
 
 
 @api.post("/{detector}/fit", response_model=AnomalyFitResponse)
-async def fit(detector: Detector, body: AnomalyFitRequest, router: RouterDep) -> AnomalyFitResponse:
+async def fit(
+    detector: Detector, body: AnomalyFitRequest, router: RouterDep, owner: Owner = None
+) -> AnomalyFitResponse:
     """Fit a detector on normal rows (or a series' windows) and store it as a new version."""
-    check_rows(body.data, body.series, router.runtime.config.server.limits, window=body.window)
+    limits = router.runtime.config.server.limits
+    check_rows(body.data, body.series, limits, window=body.window)
+    check_memory(body.data, body.series, body.window, limits, "this fit")
     request = AnomalyFitInput(
-        detector=detector,
+        detector=_ref(detector, owner),
         data=body.data,
         series=body.series,
         window=body.window,
@@ -118,7 +160,7 @@ async def fit(detector: Detector, body: AnomalyFitRequest, router: RouterDep) ->
     handle, result = await router.serve(Task.ANOMALY, body.model, request)
     assert isinstance(result, FitResult)
     return AnomalyFitResponse(
-        name=result.detector,
+        name=detector,
         version=result.version,
         expert=handle.name,
         backend=result.backend,
@@ -136,7 +178,7 @@ async def _score(
     router: RouterDep, info: ArtifactInfo, model: str | None, **rows: object
 ) -> tuple[str, ScoreResult]:
     request = AnomalyScoreInput.model_validate(
-        {"detector": info.name, "version": info.version, **rows}
+        {"detector": info.ref, "version": info.version, **rows}
     )
     handle, result = await router.serve(
         Task.ANOMALY, model or _fitting_expert(router.runtime, info), request
@@ -147,14 +189,17 @@ async def _score(
 
 @api.post("/{detector}/score", response_model=AnomalyScoreResponse)
 async def score(
-    detector: Detector, body: AnomalyScoreRequest, router: RouterDep
+    detector: Detector, body: AnomalyScoreRequest, router: RouterDep, owner: Owner = None
 ) -> AnomalyScoreResponse:
     """Score rows (or a series' windows); flags those above the detector's threshold."""
     check_rows(body.data, body.series, router.runtime.config.server.limits)
-    info = await _info(router.runtime, detector, body.version)
+    info = await _info(router.runtime, _ref(detector, owner), body.version, body.model)
+    window = info.meta.get("window")
+    limits = router.runtime.config.server.limits
+    check_memory(body.data, body.series, int(window) if window else None, limits, "scoring")
     expert, result = await _score(router, info, body.model, data=body.data, series=body.series)
     return AnomalyScoreResponse(
-        name=result.detector,
+        name=info.name,
         version=result.version,
         expert=expert,
         window=result.window,
@@ -166,7 +211,11 @@ async def score(
 
 @api.post("/{detector}/stream", response_model=AnomalyStreamResponse)
 async def stream(
-    detector: Detector, body: AnomalyStreamRequest, router: RouterDep, http: Request
+    detector: Detector,
+    body: AnomalyStreamRequest,
+    router: RouterDep,
+    http: Request,
+    owner: Owner = None,
 ) -> AnomalyStreamResponse:
     """Feed a stream's new values; each value that completes a window gets its score."""
     check_rows(None, body.values, router.runtime.config.server.limits, param="values")
@@ -175,7 +224,7 @@ async def stream(
             raise InvalidRequest(
                 f"values[{i}] is {value}; values must be finite", param=f"values[{i}]"
             )
-    info = await _info(router.runtime, detector, body.version)
+    info = await _info(router.runtime, _ref(detector, owner), body.version, body.model)
     window = info.meta.get("window")
     if window is None:
         raise InvalidRequest(
@@ -184,7 +233,7 @@ async def stream(
             param="detector",
         )
     streams: StreamWindows = http.app.state.anomaly_streams
-    segment, waiting, seen = streams.push(detector, body.stream_id, body.values, int(window))
+    segment, waiting, seen = streams.push(info.ref, body.stream_id, body.values, int(window))
     scores: list[float | None] = [None] * waiting
     flags: list[bool | None] = [None] * waiting
     threshold = float(info.meta["threshold"])
@@ -207,18 +256,22 @@ async def stream(
 
 @api.get("", response_model=AnomalyListResponse)
 async def list_detectors(runtime: RuntimeDep) -> AnomalyListResponse:
-    """Every stored detector with its versions; the fields are the latest version's."""
+    """Every stored detector with its versions; the fields are the latest version's. With
+    keys: the key's own (every key's for shared and admin keys, each with its owner)."""
     stored = await asyncio.to_thread(runtime.artifacts.list, KIND)
+    grant = current_grant()
     versions: dict[str, list[ArtifactInfo]] = {}
     for info in stored:
-        versions.setdefault(info.name, []).append(info)
+        if grant is None or grant.may_see(info.owner):
+            versions.setdefault(info.ref, []).append(info)
     data = []
-    for name, infos in versions.items():
+    for infos in versions.values():
         latest = infos[-1]
         meta = latest.meta
         data.append(
             AnomalyDetectorInfo(
-                name=name,
+                name=latest.name,
+                owner=latest.owner,
                 versions=[i.version for i in infos],
                 latest=latest.version,
                 expert=str(meta.get("expert")),
@@ -239,9 +292,11 @@ async def delete_detector(
     runtime: RuntimeDep,
     http: Request,
     version: Annotated[int | None, Query(ge=1, description="Only this version.")] = None,
+    owner: Owner = None,
 ) -> AnomalyDeleteResponse:
     """Delete one version of a detector, or all of them (its streams go too)."""
-    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, detector, version)
+    ref = _ref(detector, owner)
+    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, ref, version)
     streams: StreamWindows = http.app.state.anomaly_streams
-    streams.forget(detector)
+    streams.forget(canonical(ref))
     return AnomalyDeleteResponse(name=detector, deleted=deleted)

@@ -15,6 +15,8 @@ from corral.errors import CorralError
 from corral.observe import current_trace
 from corral.observe.cost import llm_tokens
 from corral.routing import Router
+from corral.runtime import ExpertHandle
+from corral.server.chat_compat import note_request, shape_chunk, shape_reply
 from corral.server.deps import RouterDep
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_chat import ChatCompletionRequest
@@ -34,26 +36,52 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
 @api.post("/chat/completions", response_model=None, responses=_ANSWERS)
 async def chat_completions(body: ChatCompletionRequest, router: RouterDep) -> Response:
     params = body.backend_params()
+    note_request(body)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    ignored = body.ignored_header()
     if body.model == AUTO:
-        return await _auto(router, params, body.stream, include_usage)
+        return await _auto(router, params, body.stream, include_usage, body, ignored)
     handle = router.pick(Task.CHAT, body.model)
     if not body.stream:
         answered, result = await router.chat(handle, params)
         router.answered(handle, answered, "explicit")
-        return JSONResponse({**result, "model": answered.name})
+        reply = shape_reply(body, {**result, "model": answered.name})
+        return JSONResponse(reply, headers=ignored)
     # fallbacks apply until the first chunk, so errors before it still get a status code
     answered, chunks = await router.chat_stream(handle, params)
     router.answered(handle, answered, "explicit")
+    shaped = (shape_chunk(body, chunk) async for chunk in chunks)
     return StreamingResponse(
-        _sse(chunks, answered.name, include_usage),
+        _sse(shaped, answered.name, include_usage),
         media_type="text/event-stream",
-        headers={"cache-control": "no-cache"},
+        headers={"cache-control": "no-cache", **ignored},
     )
 
 
-async def _auto(router: Router, params: dict[str, Any], stream: bool, usage: bool) -> Response:
+async def _auto(
+    router: Router,
+    params: dict[str, Any],
+    stream: bool,
+    usage: bool,
+    body: ChatCompletionRequest,
+    headers: dict[str, str],
+) -> Response:
     """``model: "auto"``: semantic routes, else the coordinator LLM calling experts as tools."""
+    answered, result = await auto_chat(router, params)
+    answer = shape_reply(body, {**result, "model": answered.name})
+    if not stream:
+        return JSONResponse(answer, headers=headers)
+    return StreamingResponse(
+        _replay_as_sse(answer, usage),
+        media_type="text/event-stream",
+        headers={"cache-control": "no-cache", **headers},
+    )
+
+
+async def auto_chat(
+    router: Router, params: dict[str, Any]
+) -> tuple[ExpertHandle, dict[str, Any]]:
+    """``model: "auto"``'s whole answer, with the routing summary in ``corral``."""
     answered, result = await router.auto(params)
     trace = current_trace()
     trace.llm_tokens = _llm_alone(params, result)
@@ -63,14 +91,43 @@ async def _auto(router: Router, params: dict[str, Any], stream: bool, usage: boo
         "decisions": [dataclasses.asdict(d) for d in trace.decisions],
         "steps": [dataclasses.asdict(s) for s in trace.steps],
     }
-    answer = {**result, "model": answered.name, "corral": summary}
-    if not stream:
-        return JSONResponse(answer)
-    return StreamingResponse(
-        _replay_as_sse(answer, usage),
-        media_type="text/event-stream",
-        headers={"cache-control": "no-cache"},
-    )
+    return answered, {**result, "corral": summary}
+
+
+async def chat_once(
+    router: Router, model: str | None, params: dict[str, Any]
+) -> tuple[ExpertHandle, dict[str, Any]]:
+    """A whole chat completion from the named expert (or ``auto``), with fallbacks: the
+    path /v1/completions and /v1/responses share with this route."""
+    if model == AUTO:
+        return await auto_chat(router, params)
+    handle = router.pick(Task.CHAT, model)
+    answered, result = await router.chat(handle, params)
+    router.answered(handle, answered, "explicit" if model else "default")
+    return answered, result
+
+
+async def chat_chunks(
+    router: Router, model: str | None, params: dict[str, Any]
+) -> tuple[ExpertHandle, AsyncIterator[dict[str, Any]]]:
+    """Chat completion chunks, as ``chat_once``; ``auto`` answers whole, replayed."""
+    if model == AUTO:
+        answered, result = await auto_chat(router, params)
+        return answered, _replay(result)
+    handle = router.pick(Task.CHAT, model)
+    answered, chunks = await router.chat_stream(handle, params)
+    router.answered(handle, answered, "explicit" if model else "default")
+    return answered, chunks
+
+
+async def _replay(answer: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    choice = answer["choices"][0]
+    message = {k: v for k, v in choice["message"].items() if v is not None}
+    yield {"choices": [{"index": 0, "delta": message, "finish_reason": None}]}
+    finish = choice.get("finish_reason", "stop")
+    yield {"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]}
+    if answer.get("usage"):
+        yield {"choices": [], "usage": answer["usage"]}
 
 
 def _llm_alone(params: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int]:
@@ -82,23 +139,18 @@ def _llm_alone(params: dict[str, Any], answer: dict[str, Any]) -> tuple[int, int
 
 async def _replay_as_sse(answer: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
     """A finished completion as chat.completion.chunk events (content, then finish)."""
-    choice = answer["choices"][0]
     base = {
         "id": answer.get("id"),
         "object": "chat.completion.chunk",
         "created": answer.get("created"),
         "model": answer["model"],
     }
-    message = {k: v for k, v in choice["message"].items() if v is not None}
-    deltas = [
-        {"index": 0, "delta": message, "finish_reason": None},
-        {"index": 0, "delta": {}, "finish_reason": choice.get("finish_reason", "stop")},
-    ]
-    for delta in deltas:
-        yield f"data: {json.dumps({**base, 'choices': [delta]})}\n\n"
-    if include_usage and answer.get("usage"):
-        final = {**base, "choices": [], "usage": answer["usage"], "corral": answer["corral"]}
-        yield f"data: {json.dumps(final)}\n\n"
+    async for chunk in _replay(answer):
+        if not chunk["choices"]:  # the usage chunk: only when asked for, with the summary
+            if not include_usage:
+                continue
+            chunk = {**chunk, "corral": answer["corral"]}
+        yield f"data: {json.dumps({**base, **chunk})}\n\n"
     yield "data: [DONE]\n\n"
 
 

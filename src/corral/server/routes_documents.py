@@ -1,20 +1,32 @@
 """``POST /v1/documents/extract``: words, lines, key/value pairs and tables of a PDF or
-image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``)."""
+image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``);
+``POST /v1/documents/{name}/fit``: a tagging head fitted on labelled pages, listed and
+deleted under ``/v1/documents/fitted`` (read from the artifact store, no model involved)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import json
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, PayloadTooLarge
 from corral.experts.documents import DocumentInput, DocumentResult
+from corral.experts.layoutlmv3_fit import KIND, DocumentFitInput, DocumentFitResult
 from corral.images import decode_base64
-from corral.server.deps import RouterDep
-from corral.server.limits import check_labels
+from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import ERROR_RESPONSES
-from corral.server.schemas_documents import DocumentRequest, DocumentResponse
+from corral.server.schemas_documents import (
+    DocumentFitRequest,
+    DocumentRequest,
+    DocumentResponse,
+    FittedDeleteResponse,
+    FittedHead,
+    FittedList,
+)
 
 __all__ = ["api"]
 
@@ -33,14 +45,23 @@ def _check(labels: list[str] | None, pages: list[int] | None, limits: LimitsConf
 async def _answer(router: RouterDep, model: str | None, request: DocumentInput) -> DocumentResponse:
     handle, result = await router.serve(Task.DOCUMENT, model, request)
     assert isinstance(result, DocumentResult)
-    return DocumentResponse(model=handle.name, pages=result.pages, text=result.text)
+    return DocumentResponse(
+        model=handle.name, pages=result.pages, text=result.text, fields=result.fields
+    )
 
 
 @api.post("/documents/extract", response_model=DocumentResponse)
 async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
     """Read a document given as base64 (``document``) or by ``file_id``."""
     _check(body.labels, body.pages, router.runtime.config.server.limits)
-    fields = {"pages": body.pages, "labels": body.labels, "dpi": body.dpi}
+    fields = {
+        "pages": body.pages,
+        "labels": body.labels,
+        "dpi": body.dpi,
+        "fields": body.fields,
+        "fitted": body.fitted,
+        "fitted_version": body.fitted_version,
+    }
     if body.document is not None:
         data = decode_base64(body.document, param="document")
         request = DocumentInput.inline(data, param="document", **fields)
@@ -48,6 +69,80 @@ async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
         assert body.file_id is not None
         request = DocumentInput(file_id=body.file_id, **fields)
     return await _answer(router, body.model, request)
+
+
+@api.post("/documents/{name}/fit", response_model=DocumentFitResult)
+async def fit(name: str, body: DocumentFitRequest, router: RouterDep) -> DocumentFitResult:
+    """Fit a key/value tagging head on labelled pages; stored as a new version of ``name``
+    (use it with ``fitted: name`` on /v1/documents/extract)."""
+    limits = router.runtime.config.server.limits
+    for n, page in enumerate(body.pages):
+        if page.document is not None:
+            page._data = decode_base64(page.document, param=f"pages[{n}].document")
+        texts = [p.key for p in page.pairs] + [p.value for p in page.pairs]
+        check_texts(texts, limits, param=f"pages[{n}].pairs")
+    request = DocumentFitInput(
+        name=name, pages=body.pages, epochs=body.epochs, lr=body.lr, seed=body.seed
+    )
+    model = body.model or _fitting_expert(router)
+    _, result = await router.serve(Task.DOCUMENT, model, request)
+    assert isinstance(result, DocumentFitResult)
+    return result
+
+
+@api.get("/documents/fitted", response_model=FittedList)
+async def list_fitted(runtime: RuntimeDep) -> FittedList:
+    """Every fitted head: its versions and the newest one's details."""
+    infos = await asyncio.to_thread(runtime.artifacts.list, KIND)
+    newest = {info.name: info for info in infos}  # listed by name, then version
+    return FittedList(
+        data=[
+            FittedHead(
+                name=name,
+                versions=[i.version for i in infos if i.name == name],
+                created=info.created,
+                expert=info.meta.get("expert"),
+                pages=info.meta.get("pages"),
+                words=info.meta.get("words"),
+                metrics=info.meta.get("metrics", {}),
+            )
+            for name, info in newest.items()
+        ]
+    )
+
+
+@api.delete("/documents/fitted/{name}", response_model=FittedDeleteResponse)
+async def delete_fitted(
+    name: str, runtime: RuntimeDep, version: int | None = None
+) -> FittedDeleteResponse:
+    """Delete one version (``?version=``) or every version of a fitted head."""
+    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, name, version)
+    return FittedDeleteResponse(name=name, deleted=deleted)
+
+
+def _fitting_expert(router: RouterDep) -> str:
+    """The first configured document expert that can fit a head."""
+    for spec in router.runtime.config.models:
+        handle = router.runtime.handles.get(spec.name)
+        if handle is not None and handle.task == Task.DOCUMENT and "layoutlmv3" in spec.model:
+            return spec.name
+    raise InvalidRequest(
+        "no layoutlmv3 document expert is configured to fit; add one or name it in `model`",
+        param="model",
+    )
+
+
+def _fields(text: str | None) -> Any:
+    """Form field ``fields``: a schema name, or a JSON list of {name, type, labels}."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if not text.startswith("["):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"fields is not valid JSON ({exc.msg})", param="fields") from None
 
 
 def _pages(text: str | None) -> list[int] | None:
@@ -71,6 +166,10 @@ async def extract_upload(
     pages: Annotated[str | None, Form(description="Comma-separated 0-based pages.")] = None,
     labels: Annotated[list[str] | None, Form(description="Extra key names; repeat.")] = None,
     dpi: Annotated[int | None, Form(ge=36)] = None,
+    fields: Annotated[
+        str | None,
+        Form(description="A schema name (invoice, receipt) or a JSON list of {name, type}."),
+    ] = None,
 ) -> DocumentResponse:
     """Read a document sent as a multipart/form-data upload (field ``file``)."""
     selected = _pages(pages)
@@ -78,5 +177,7 @@ async def extract_upload(
     data = await file.read()
     if not data:
         raise InvalidRequest("file is empty", param="file")
-    request = DocumentInput.inline(data, param="file", pages=selected, labels=labels, dpi=dpi)
+    request = DocumentInput.inline(
+        data, param="file", pages=selected, labels=labels, dpi=dpi, fields=_fields(fields)
+    )
     return await _answer(router, model, request)

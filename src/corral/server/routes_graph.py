@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from corral.artifacts import NAME_PATTERN
+from corral.access import current_grant
+from corral.artifacts import NAME_PATTERN, ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, PayloadTooLarge
 from corral.experts.graph import KIND
@@ -23,8 +25,10 @@ from corral.experts.graph_inputs import (
     GraphPredictInput,
     Prediction,
 )
+from corral.ownership import OWNER_PATTERN, canonical, qualify
 from corral.routing import Router
 from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.fit_memory import check_fit_memory, graph_fit_bytes
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_graph import (
     GraphDeleteResponse,
@@ -40,19 +44,35 @@ from corral.server.schemas_graph import (
 
 api = APIRouter(prefix="/v1/graph", tags=["graph"], responses=ERROR_RESPONSES)
 _NAME = re.compile(NAME_PATTERN)
+Owner = Annotated[
+    str | None,
+    Query(
+        pattern=OWNER_PATTERN,
+        description="Another key's model (shared or admin keys only); '_': one fitted "
+        "before keys were configured. Omitted: the key's own.",
+    ),
+]
+
+
+def _ref(name: str, owner: str | None) -> str:
+    _check_name(name)
+    return qualify(name, owner, what="graph models")
 
 
 @api.post("/{name}/fit", response_model=GraphFitResponse)
-async def fit(name: str, body: GraphFitRequest, router: RouterDep) -> GraphFitResponse:
+async def fit(
+    name: str, body: GraphFitRequest, router: RouterDep, owner: Owner = None
+) -> GraphFitResponse:
     """Train a GNN on the graph in the body and store it as a new version of ``name``."""
-    _check_name(name)
+    ref = _ref(name, owner)
     _check_fit(body, router.runtime.config.server.limits)
+    _check_fit_memory(body, router)
     fields = {k: getattr(body, k) for k in GraphFitInput.model_fields if k != "graph"}
-    request = GraphFitInput.model_construct(graph=name, **fields)  # validated as the body
+    request = GraphFitInput.model_construct(graph=ref, **fields)  # validated as the body
     handle, result = await router.serve(Task.GRAPH, body.model, request)
     assert isinstance(result, GraphFitResult)
     return GraphFitResponse(
-        name=result.graph,
+        name=name,
         version=result.version,
         task=result.task,
         expert=handle.name,
@@ -69,13 +89,15 @@ async def fit(name: str, body: GraphFitRequest, router: RouterDep) -> GraphFitRe
 
 
 @api.post("/{name}/predict", response_model=GraphPredictResponse)
-async def predict(name: str, body: GraphPredictRequest, router: RouterDep) -> GraphPredictResponse:
+async def predict(
+    name: str, body: GraphPredictRequest, router: RouterDep, owner: Owner = None
+) -> GraphPredictResponse:
     """Label nodes (stored or new), score pairs, or recommend links with model ``name``."""
-    _check_name(name)
+    ref = _ref(name, owner)
     _check_predict(body, router.runtime.config.server.limits)
-    model = body.model or await _fitted_by(router, name, body.version)
+    model = body.model or await _fitted_by(router, ref, body.version)
     fields = {k: getattr(body, k) for k in GraphPredictInput.model_fields if k != "graph"}
-    request = GraphPredictInput.model_construct(graph=name, **fields)
+    request = GraphPredictInput.model_construct(graph=ref, **fields)
     handle, result = await router.serve(Task.GRAPH, model, request)
     assert isinstance(result, Prediction)
     data: list[GraphNodeOut] | list[GraphLinkOut]
@@ -87,39 +109,51 @@ async def predict(name: str, body: GraphPredictRequest, router: RouterDep) -> Gr
     else:
         data = [GraphLinkOut(source=s.source, target=s.target, score=s.score) for s in result.links]
     return GraphPredictResponse(
-        name=result.graph, version=result.version, task=result.task, expert=handle.name, data=data
+        name=name, version=result.version, task=result.task, expert=handle.name, data=data
     )
 
 
 @api.get("", response_model=GraphListResponse)
 async def list_models(runtime: RuntimeDep) -> GraphListResponse:
-    """Every stored graph model: its newest version's details and all its versions."""
-    infos = await asyncio.to_thread(runtime.artifacts.list, KIND)
-    newest = {info.name: info for info in infos}  # listed by name, then version
-    return GraphListResponse(
-        data=[
-            GraphModelInfo.of(
-                [i.version for i in infos if i.name == name], info.created, info.meta, name
-            )
-            for name, info in newest.items()
-        ]
-    )
+    """Every stored graph model: its newest version's details and all its versions. With
+    keys: the key's own (every key's for shared and admin keys, each with its owner)."""
+    grant = current_grant()
+    infos = [
+        i
+        for i in await asyncio.to_thread(runtime.artifacts.list, KIND)
+        if grant is None or grant.may_see(i.owner)
+    ]
+    by_ref: dict[str, list[ArtifactInfo]] = {}
+    for info in infos:  # listed by owner, name, then version
+        by_ref.setdefault(info.ref, []).append(info)
+    return GraphListResponse(data=[_described(versions) for versions in by_ref.values()])
 
 
 @api.get("/{name}", response_model=GraphModelInfo)
-async def describe(name: str, runtime: RuntimeDep) -> GraphModelInfo:
-    _check_name(name)
-    infos = [i for i in await asyncio.to_thread(runtime.artifacts.list, KIND) if i.name == name]
+async def describe(name: str, runtime: RuntimeDep, owner: Owner = None) -> GraphModelInfo:
+    ref = canonical(_ref(name, owner))
+    stored = await asyncio.to_thread(runtime.artifacts.list, KIND)
+    infos = [i for i in stored if i.ref == ref]
     if not infos:
-        runtime.artifacts.info(KIND, name)  # raises the 404 that names it
-    return GraphModelInfo.of([i.version for i in infos], infos[-1].created, infos[-1].meta, name)
+        runtime.artifacts.info(KIND, ref)  # raises the 404 that names it
+    return _described(infos)
+
+
+def _described(infos: list[ArtifactInfo]) -> GraphModelInfo:
+    newest = infos[-1]
+    versions = [i.version for i in infos]
+    return GraphModelInfo.of(versions, newest.created, newest.meta, newest.name, newest.owner)
 
 
 @api.delete("/{name}", response_model=GraphDeleteResponse)
-async def delete(name: str, runtime: RuntimeDep, version: int | None = None) -> GraphDeleteResponse:
+async def delete(
+    name: str,
+    runtime: RuntimeDep,
+    version: Annotated[int | None, Query(ge=1, description="Only this version.")] = None,
+    owner: Owner = None,
+) -> GraphDeleteResponse:
     """Delete one version (``?version=``) or all versions of ``name``."""
-    _check_name(name)
-    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, name, version)
+    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, _ref(name, owner), version)
     return GraphDeleteResponse(name=name, deleted=deleted)
 
 
@@ -167,6 +201,26 @@ def _check_fit(body: GraphFitRequest, limits: LimitsConfig) -> None:
     _too_many(len(body.edges), limits.max_graph_edges, "edges", "edges")
     _check_width(body.nodes.features, limits, "nodes.features")
     _check_width(body.edge_features, limits, "edge_features")
+
+
+def _check_fit_memory(body: GraphFitRequest, router: Router) -> None:
+    """413 naming server.limits.max_fit_bytes when training would not fit (the expert's
+    hidden size and layers count; 403 first if the key may not use it)."""
+    options = router.runtime.find(Task.GRAPH, body.model).spec.options
+    features = body.nodes.features
+    estimate = graph_fit_bytes(
+        nodes=len(features),
+        features=len(features[0]) if features else 0,
+        edges=len(body.edges),
+        hidden=_int_option(options, "hidden", 64),
+        layers=_int_option(options, "layers", 2),
+    )
+    check_fit_memory(estimate, "this fit", router.runtime.config.server.limits, "nodes")
+
+
+def _int_option(options: dict[str, object], name: str, default: int) -> int:
+    value = options.get(name, default)
+    return value if isinstance(value, int) else default
 
 
 def _check_predict(body: GraphPredictRequest, limits: LimitsConfig) -> None:

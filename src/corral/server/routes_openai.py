@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import time
 
-import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
-from corral._vectors import unit_rows
-from corral.access import current_grant
+from corral.access import current_grant, require_expert
 from corral.config import CascadeConfig, Task
-from corral.errors import InvalidRequest, ModelNotFound
-from corral.experts.embed import EmbedInput
+from corral.errors import ModelNotFound
 from corral.observe import current_trace
-from corral.observe.cost import llm_equivalent
 from corral.runtime import ExpertHandle
 from corral.server.deps import RouterDep, RuntimeDep
-from corral.server.limits import check_texts
+from corral.server.embedding import as_base64, embed_texts, shorten
+from corral.server.routes_chat import AUTO
 from corral.server.schemas import (
     ERROR_RESPONSES,
     EmbeddingData,
@@ -27,44 +23,47 @@ from corral.server.schemas import (
     ModelList,
     Usage,
 )
+from corral.server.token_ids import TokenIds, decode_token_ids, is_token_ids
 
 api = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 _STARTED = int(time.time())
 
 
 @api.post("/embeddings", response_model=EmbeddingsResponse)
-async def create_embeddings(body: EmbeddingsRequest, router: RouterDep) -> EmbeddingsResponse:
-    texts = body.texts
-    check_texts(texts, router.runtime.config.server.limits)
-    current_trace().llm_tokens = llm_equivalent(Task.EMBED, texts)
-    handle, results = await router.serve(Task.EMBED, body.model, EmbedInput(texts=texts))
-    vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)
+async def create_embeddings(
+    body: EmbeddingsRequest, router: RouterDep, response: Response
+) -> EmbeddingsResponse:
+    """OpenAI's embeddings (also at Infinity's ``/embeddings``): up to
+    ``server.limits.max_embedding_inputs`` texts, or tiktoken token ids."""
+    trace = current_trace()
+    trace.user = body.user
+    embedded = await embed_texts(
+        router, body.model, input_texts(body.input, body.model), prompt_name=body.prompt_name
+    )
+    vectors = embedded.vectors
     if body.dimensions is not None:
-        vectors = _shorten(vectors, body.dimensions)
-    tokens = sum(r.tokens for r in results)
+        vectors = shorten(vectors, body.dimensions)
+    response.headers.update(body.ignored_header())
     return EmbeddingsResponse(
         data=[
-            EmbeddingData(index=i, embedding=_encode(v, body.encoding_format))
+            EmbeddingData(
+                index=i,
+                embedding=as_base64(v) if body.encoding_format == "base64" else v.tolist(),
+            )
             for i, v in enumerate(vectors)
         ],
-        model=handle.name,
-        usage=Usage(prompt_tokens=tokens, total_tokens=tokens),
+        model=embedded.handle.name,
+        usage=Usage(prompt_tokens=embedded.tokens, total_tokens=embedded.tokens),
     )
 
 
-def _shorten(vectors: np.ndarray, dimensions: int) -> np.ndarray:
-    """Matryoshka-style truncation, renormalised to unit length."""
-    if dimensions > vectors.shape[1]:
-        raise InvalidRequest(
-            f"dimensions={dimensions} exceeds the model's {vectors.shape[1]}", param="dimensions"
-        )
-    return unit_rows(vectors[:, :dimensions])
-
-
-def _encode(vector: np.ndarray, encoding_format: str) -> list[float] | str:
-    if encoding_format == "base64":  # little-endian float32, as OpenAI sends it
-        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-    return vector.tolist()  # type: ignore[no-any-return]
+def input_texts(value: str | list[str] | TokenIds, model: str | None) -> list[str]:
+    """OpenAI's ``input`` (or ``prompt``) as texts: a string, strings, or token ids."""
+    if isinstance(value, str):
+        return [value]
+    if is_token_ids(value):
+        return decode_token_ids(value, model)  # type: ignore[arg-type]
+    return value  # type: ignore[return-value]
 
 
 @api.get("/models", response_model=ModelList)
@@ -79,17 +78,36 @@ async def list_models(runtime: RuntimeDep) -> ModelList:
         for c in runtime.config.routing.cascades
         if all(allowed(stage.expert) for stage in c.stages)
     ]
-    return ModelList(data=experts + cascades)
+    chat = any(h.task == Task.CHAT and allowed(h.name) for h in runtime.handles.values())
+    auto = [_auto_card()] if chat else []  # the router answers with a chat expert
+    return ModelList(data=experts + cascades + auto)
 
 
 @api.get("/models/{name}", response_model=ModelCard)
 async def get_model(name: str, runtime: RuntimeDep) -> ModelCard:
+    if name == AUTO:
+        return _auto_card()
     spec = runtime.config.model_named(name)
     if spec is None:
-        raise ModelNotFound(
-            f"no model {name!r}; available: {', '.join(runtime.handles)}", param="model"
-        )
+        grant = current_grant()
+        usable = [n for n in runtime.handles if grant is None or grant.allows(n)]
+        raise ModelNotFound(f"no model {name!r}; available: {', '.join(usable)}", param="model")
+    require_expert(spec.name)
     return _card(runtime.handles[spec.name])
+
+
+def _auto_card() -> ModelCard:
+    """``model: "auto"``: the router picks (semantic routes, then the coordinator LLM)."""
+    return ModelCard(
+        id=AUTO,
+        created=_STARTED,
+        model="corral router: semantic routes, then the coordinator LLM with experts as tools",
+        task=Task.CHAT.value,
+        backend="router",
+        state="ready",
+        default=False,
+        aliases=[],
+    )
 
 
 def _cascade_card(cascade: CascadeConfig) -> ModelCard:
@@ -107,15 +125,16 @@ def _cascade_card(cascade: CascadeConfig) -> ModelCard:
 
 
 def _card(handle: ExpertHandle) -> ModelCard:
+    state, reason = handle.status()  # an unreachable upstream shows as unavailable
     return ModelCard(
         id=handle.name,
         created=_STARTED,
         model=handle.spec.model,
         task=handle.task.value if handle.task else None,
         backend=handle.resolved.backend,
-        state=handle.state.value,
+        state=state,
         default=handle.spec.default,
         aliases=list(handle.spec.aliases),
         memory_bytes=handle.memory_bytes,
-        reason=handle.reason or None,
+        reason=reason or None,
     )

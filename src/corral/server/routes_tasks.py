@@ -6,17 +6,17 @@ from __future__ import annotations
 import time
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 
 from corral.config import Task
 from corral.experts.classify import ClassifyInput
 from corral.experts.forecast import ForecastInput
 from corral.experts.ner import NerInput
-from corral.experts.rerank import RerankInput
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
 from corral.server.deps import RouterDep
 from corral.server.limits import check_labels, check_series, check_texts
+from corral.server.ranking import rank_documents
 from corral.server.schemas import (
     ERROR_RESPONSES,
     ClassifyData,
@@ -41,37 +41,44 @@ api = APIRouter(prefix="/v1", tags=["tasks"], responses=ERROR_RESPONSES)
 
 
 @api.post("/rerank", response_model=RerankResponse, response_model_exclude_none=True)
-async def rerank(body: RerankRequest, router: RouterDep) -> RerankResponse:
-    limits = router.runtime.config.server.limits
+async def rerank(body: RerankRequest, router: RouterDep, response: Response) -> RerankResponse:
+    """Rerank documents by relevance to the query (Cohere's shape; TEI's field names too)."""
+    return await rerank_response(body, router, response, api_version="1")
+
+
+async def rerank_response(
+    body: RerankRequest, router: RouterDep, response: Response, api_version: str
+) -> RerankResponse:
+    """Cohere's rerank answer (v1 and v2 differ only in ``meta``; Infinity reads it too)."""
     documents = body.document_texts
-    check_texts([body.query], limits, param="query")
-    check_texts(documents, limits, param="documents")
-    if not documents:
-        handle = router.pick(Task.RERANK, body.model)
-        return RerankResponse(
-            id=uuid.uuid4().hex,
-            model=handle.name,
-            results=[],
-            usage=Usage(prompt_tokens=0, total_tokens=0),
-        )
-    request = RerankInput(query=body.query, documents=documents)
-    current_trace().llm_tokens = llm_equivalent(Task.RERANK, documents, [body.query])
-    handle, scored = await router.serve(Task.RERANK, body.model, request)
-    values = scored.raw if body.raw_scores else scored.scores
-    order = sorted(range(len(documents)), key=lambda i: -values[i])[: body.top_n]
+    ranked = await rank_documents(
+        router,
+        body.model,
+        body.query,
+        documents,
+        top_n=body.top_n,
+        raw_scores=body.raw_scores,
+        max_tokens_per_doc=body.max_tokens_per_doc,
+        truncate=body.truncation,
+    )
+    response.headers.update(body.ignored_header())
     with_docs = body.return_documents or body.return_text
     return RerankResponse(
         id=uuid.uuid4().hex,
-        model=handle.name,
+        model=ranked.handle.name,
         results=[
             RerankResult(
                 index=i,
-                relevance_score=values[i],
+                relevance_score=ranked.scores[i],
                 document=RerankDocument(text=documents[i]) if with_docs else None,
             )
-            for i in order
+            for i in ranked.order
         ],
-        usage=Usage(prompt_tokens=scored.tokens, total_tokens=scored.tokens),
+        usage=Usage(prompt_tokens=ranked.tokens, total_tokens=ranked.tokens),
+        meta={
+            "api_version": {"version": api_version},
+            "billed_units": {"search_units": 1, "input_tokens": ranked.tokens},
+        },
     )
 
 

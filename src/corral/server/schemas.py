@@ -6,15 +6,27 @@ does). Responses are plain models so ``/openapi.json`` documents them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+IGNORED_HEADER = "x-corral-ignored"  # the valid fields a request sent that corral ignored
 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    # fields the API this shape comes from documents but corral does not apply: accepted
+    # (a client sending them is right) and named in the x-corral-ignored response header
+    IGNORED: ClassVar[frozenset[str]] = frozenset()
 
     model: str | None = Field(None, description="Expert name or alias; omitted: the task default.")
+
+    def ignored_header(self) -> dict[str, str]:
+        """``{"x-corral-ignored": "store,service_tier"}`` for the ignored fields sent."""
+        sent = sorted(
+            name for name in self.IGNORED & self.model_fields_set if getattr(self, name) is not None
+        )
+        return {IGNORED_HEADER: ",".join(sent)} if sent else {}
 
 
 # one text, or a non-empty list of them
@@ -27,26 +39,22 @@ def _as_list(value: str | list[str]) -> list[str]:
 
 # --- embeddings (OpenAI) --------------------------------------------------------------
 class EmbeddingsRequest(_Request):
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="Text, texts, or tiktoken token ids (decoded when the encoding is local)."
+    )
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
-    user: str | None = None
+    user: str | None = Field(
+        None, max_length=256, description="Your end user's id: in the trace and usage by user."
+    )
+    prompt_name: str | None = Field(None, description="One of the expert's `prompts` (corral).")
 
     @field_validator("input")
     @classmethod
-    def _texts_only(cls, value: object) -> object:
-        if isinstance(value, list) and value and not all(isinstance(v, str) for v in value):
-            raise ValueError(
-                "token-id arrays are not supported (the tokenizer is the model's, not OpenAI's);"
-                " send the text"
-            )
+    def _not_empty(cls, value: object) -> object:
         if isinstance(value, list) and not value:
             raise ValueError("input must not be empty")
         return value
-
-    @property
-    def texts(self) -> list[str]:
-        return _as_list(self.input)  # type: ignore[arg-type]
 
 
 class EmbeddingData(BaseModel):
@@ -96,6 +104,10 @@ class RerankDocument(BaseModel):
 
 
 class RerankRequest(_Request):
+    """Cohere's (v1 and v2), TEI's and Infinity's rerank bodies, in one."""
+
+    IGNORED = frozenset({"rank_fields", "max_chunks_per_doc", "priority", "relevant_spans"})
+
     query: str = Field(min_length=1)
     documents: list[str | RerankDocument] | None = None
     texts: list[str] | None = Field(None, description="TEI's name for documents.")
@@ -103,7 +115,17 @@ class RerankRequest(_Request):
     return_documents: bool = False
     return_text: bool = Field(False, description="TEI's name for return_documents.")
     raw_scores: bool = Field(False, description="Raw model scores instead of [0, 1].")
-    truncate: bool = True
+    max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each document to this.")
+    truncate: bool | Literal["NONE", "START", "END"] = Field(
+        True, description="TEI: false refuses a too-long document (422); Cohere: NONE/START/END."
+    )
+    truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
+        "Right", description="TEI: the side a too-long document is cut on."
+    )
+    rank_fields: list[str] | None = None
+    max_chunks_per_doc: int | None = None
+    priority: int | None = None
+    relevant_spans: Any = None
 
     @model_validator(mode="after")
     def _has_documents(self) -> RerankRequest:
@@ -115,6 +137,21 @@ class RerankRequest(_Request):
     def document_texts(self) -> list[str]:
         docs = self.documents if self.documents is not None else self.texts or []
         return [d if isinstance(d, str) else d.text for d in docs]
+
+    @property
+    def truncation(self) -> Literal["end", "start", "none"]:
+        return truncation(self.truncate, self.truncation_direction)
+
+
+def truncation(
+    truncate: bool | str, direction: str = "Right"
+) -> Literal["end", "start", "none"]:
+    """TEI's ``truncate`` + ``truncation_direction`` or Cohere's NONE/START/END, as one."""
+    if truncate is False or truncate == "NONE":
+        return "none"
+    if truncate == "START" or (truncate is True and direction.lower() == "left"):
+        return "start"
+    return "end"
 
 
 class RerankResult(BaseModel):
@@ -128,6 +165,7 @@ class RerankResponse(BaseModel):
     model: str
     results: list[RerankResult]
     usage: Usage
+    meta: dict[str, Any] = Field(description="Cohere's api_version and billed_units.")
 
 
 # --- classify -------------------------------------------------------------------------

@@ -112,6 +112,7 @@ class AnomalyStreamResponse(BaseModel):
 
 class AnomalyDetectorInfo(BaseModel):
     name: str
+    owner: str | None = Field(None, description="The API key that fitted it (with keys).")
     versions: list[int]
     latest: int
     expert: str

@@ -6,7 +6,7 @@ JSON schemas (checked as JSON Schema documents), ``n`` (only 1 is served).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
@@ -30,8 +30,21 @@ class ChatMessage(BaseModel):
     # name, tool_calls, tool_call_id, refusal... pass through to the backend unchanged
     model_config = ConfigDict(extra="allow")
 
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
     content: str | list[dict[str, Any]] | None = None
+
+    def for_backend(self) -> dict[str, Any]:
+        """OpenAI's message; a legacy ``function`` result becomes a ``tool`` message, and a
+        legacy ``function_call`` an assistant tool call (ids named after the function)."""
+        message = self.model_dump(exclude_none=True)
+        if self.role == "function":
+            name = message.pop("name", "function")
+            return {**message, "role": "tool", "tool_call_id": f"call_{name}", "name": name}
+        call = message.pop("function_call", None)
+        if self.role == "assistant" and isinstance(call, dict) and "tool_calls" not in message:
+            name = call.get("name", "function")
+            message["tool_calls"] = [{"id": f"call_{name}", "type": "function", "function": call}]
+        return message
 
 
 class FunctionDefinition(BaseModel):
@@ -77,7 +90,43 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+def _metadata_limits(value: dict[str, str] | None) -> dict[str, str] | None:
+    """OpenAI's bounds: 16 pairs, keys up to 64 characters, values up to 512."""
+    if value is not None and (
+        len(value) > 16 or any(len(k) > 64 or len(v) > 512 for k, v in value.items())
+    ):
+        raise ValueError("metadata: at most 16 pairs, keys <= 64 and values <= 512 characters")
+    return value
+
+
+Metadata = Annotated[dict[str, str] | None, AfterValidator(_metadata_limits)]
+# token id (a decimal string, of the expert's own vocabulary) -> bias in [-100, 100]
+LogitBias = dict[
+    Annotated[str, Field(pattern=r"^[0-9]{1,9}$")], Annotated[float, Field(ge=-100, le=100)]
+]
+# OpenAI fields with no meaning for local experts: accepted, named in x-corral-ignored
+CHAT_IGNORED = frozenset(
+    {
+        "store",
+        "service_tier",
+        "reasoning_effort",
+        "modalities",
+        "audio",
+        "prediction",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "verbosity",
+        "web_search_options",
+        "moderation",
+        "prompt_cache_options",
+    }
+)
+
+
 class ChatCompletionRequest(_Request):
+    IGNORED: ClassVar[frozenset[str]] = CHAT_IGNORED
+
     messages: list[ChatMessage] = Field(min_length=1)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
@@ -96,21 +145,77 @@ class ChatCompletionRequest(_Request):
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is served.")
-    user: str | None = None
+    user: str | None = Field(
+        None, max_length=256, description="Your end user's id: in the trace and usage by user."
+    )
+    metadata: Metadata = Field(None, description="Up to 16 strings: kept in the trace.")
+    logit_bias: LogitBias | None = Field(
+        None, description="Token id (the expert's own tokenizer) -> bias in [-100, 100]."
+    )
+    functions: list[FunctionDefinition] | None = Field(
+        None, description="Legacy form of `tools`; the answer then has `function_call`."
+    )
+    function_call: Literal["none", "auto"] | dict[Literal["name"], str] | None = None
+    # accepted and ignored (see CHAT_IGNORED)
+    store: bool | None = None
+    service_tier: str | None = None
+    reasoning_effort: str | None = None
+    modalities: list[str] | None = None
+    audio: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    prompt_cache_key: str | None = None
+    prompt_cache_retention: str | None = None
+    safety_identifier: str | None = None
+    verbosity: str | None = None
+    web_search_options: dict[str, Any] | None = None
+    moderation: Any = None
+    prompt_cache_options: Any = None
 
     @model_validator(mode="after")
     def _tool_choice_names_a_tool(self) -> ChatCompletionRequest:
+        if self.functions is not None and self.tools is not None:
+            raise ValueError("give either 'tools' or the legacy 'functions', not both")
         if isinstance(self.tool_choice, NamedToolChoice):
             names = {t.function.name for t in self.tools or []}
             if self.tool_choice.function.get("name") not in names:
                 raise ValueError("tool_choice names a function that is not in 'tools'")
+        if isinstance(self.function_call, dict):
+            names = {f.name for f in self.functions or []}
+            if self.function_call.get("name") not in names:
+                raise ValueError("function_call names a function that is not in 'functions'")
         return self
 
+    @property
+    def legacy_functions(self) -> bool:
+        return self.functions is not None
+
     def backend_params(self) -> dict[str, Any]:
-        """The generation parameters a chat backend receives (OpenAI names)."""
+        """The generation parameters a chat backend receives (OpenAI names); legacy
+        functions as tools."""
         params = self.model_dump(
             exclude_none=True,
             by_alias=True,
-            exclude={"model", "stream", "stream_options", "n", "user"},
+            exclude={
+                "model",
+                "stream",
+                "stream_options",
+                "n",
+                "user",
+                "metadata",
+                "messages",
+                "functions",
+                "function_call",
+                *self.IGNORED,
+            },
         )
+        params["messages"] = [m.for_backend() for m in self.messages]
+        if self.functions is not None:
+            params["tools"] = [
+                {"type": "function", "function": f.model_dump(exclude_none=True)}
+                for f in self.functions
+            ]
+            if isinstance(self.function_call, dict):
+                params["tool_choice"] = {"type": "function", "function": self.function_call}
+            elif self.function_call is not None:
+                params["tool_choice"] = self.function_call
         return params

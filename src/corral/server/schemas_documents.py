@@ -5,14 +5,28 @@ HTTP answer and a coordinator's tool result have one shape."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from corral.experts.documents import PageResult
+from corral.experts.documents import (
+    FIELDS_DESCRIPTION,
+    FieldOut,
+    FieldRequest,
+    PageResult,
+    SchemaName,
+)
+from corral.experts.layoutlmv3_fit import LabelledPage
 from corral.server.schemas import _Request
 
-__all__ = ["DocumentRequest", "DocumentResponse"]
+__all__ = [
+    "DocumentFitRequest",
+    "DocumentRequest",
+    "DocumentResponse",
+    "FittedDeleteResponse",
+    "FittedHead",
+    "FittedList",
+]
 
 
 class DocumentRequest(_Request):
@@ -37,6 +51,13 @@ class DocumentRequest(_Request):
         ge=36,
         description="PDF render resolution, which is also the unit of the boxes (default 150).",
     )
+    fields: (
+        SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None
+    ) = Field(None, description=FIELDS_DESCRIPTION)
+    fitted: str | None = Field(
+        None, max_length=64, description="A head from POST /v1/documents/{name}/fit."
+    )
+    fitted_version: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _one_source(self) -> DocumentRequest:
@@ -45,10 +66,43 @@ class DocumentRequest(_Request):
         return self
 
 
+class DocumentFitRequest(_Request):
+    """Labelled pages to fit a key/value tagging head on (a layoutlmv3 expert)."""
+
+    pages: list[LabelledPage] = Field(min_length=1, max_length=64)
+    epochs: int = Field(300, ge=1, le=5000)
+    lr: float = Field(0.01, gt=0, le=1)
+    seed: int = 0
+
+
+class FittedHead(BaseModel):
+    name: str
+    versions: list[int]
+    created: float = Field(description="The newest version's time (Unix seconds).")
+    expert: str | None
+    pages: int | None
+    words: int | None
+    metrics: dict[str, float]
+
+
+class FittedList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[FittedHead]
+
+
+class FittedDeleteResponse(BaseModel):
+    object: Literal["documents.fitted.deleted"] = "documents.fitted.deleted"
+    name: str
+    deleted: int = Field(description="How many versions were deleted.")
+
+
 class DocumentResponse(BaseModel):
     object: Literal["document"] = "document"
     model: str
     pages: list[PageResult]
     text: str = Field(
         description="Every page's text in reading order, pages apart by a blank line."
+    )
+    fields: list[FieldOut] | None = Field(
+        None, description="Each requested field from the page where it was found most surely."
     )

@@ -88,6 +88,7 @@ class GraphPredictResponse(BaseModel):
 class GraphModelInfo(BaseModel):
     object: Literal["graph.model"] = "graph.model"
     name: str
+    owner: str | None = Field(None, description="The API key that fitted it (with keys).")
     version: int = Field(description="The newest version.")
     versions: list[int]
     created: float = Field(description="Unix seconds the newest version was stored.")
@@ -102,10 +103,16 @@ class GraphModelInfo(BaseModel):
 
     @classmethod
     def of(
-        cls, versions: list[int], created: float, meta: dict[str, Any], name: str
+        cls,
+        versions: list[int],
+        created: float,
+        meta: dict[str, Any],
+        name: str,
+        owner: str | None = None,
     ) -> GraphModelInfo:
         return cls(
             name=name,
+            owner=owner,
             version=max(versions),
             versions=versions,
             created=created,

@@ -30,10 +30,15 @@ def torch_bytes(*modules: Any) -> int | None:
 
 
 def llama_bytes(llm: Any) -> int:
-    """llama.cpp's model tensors plus its f16 KV cache for the context it was given:
-    ``n_ctx x layers x kv_heads x head_dim x 2 (keys and values) x 2 bytes``."""
+    """llama.cpp's model tensors plus its f16 KV cache for the context it was given."""
     import llama_cpp
 
+    return int(llama_cpp.llama_model_size(llm.model)) + llama_kv_bytes(llm)
+
+
+def llama_kv_bytes(llm: Any) -> int:
+    """One context's f16 KV cache:
+    ``n_ctx x layers x kv_heads x head_dim x 2 (keys and values) x 2 bytes``."""
     metadata = llm.metadata
     arch = metadata.get("general.architecture", "llama")
 
@@ -43,5 +48,4 @@ def llama_bytes(llm: Any) -> int:
     heads = value("attention.head_count", 1) or 1
     head_dim = value("attention.key_length") or value("embedding_length") // heads
     kv_heads = value("attention.head_count_kv", heads)
-    kv_cache = llm.n_ctx() * value("block_count") * kv_heads * head_dim * 2 * 2
-    return int(llama_cpp.llama_model_size(llm.model)) + kv_cache
+    return int(llm.n_ctx() * value("block_count") * kv_heads * head_dim * 2 * 2)

@@ -19,12 +19,14 @@ from pydantic import BaseModel, Field
 from corral.config import Task
 from corral.experts.base import BaseExpert
 
-__all__ = ["COMPUTE_SECONDS", "ChatExpert", "ChatInput", "chat_completion"]
+__all__ = ["COMPUTE_SECONDS", "PROMPT", "ChatExpert", "ChatInput", "chat_completion"]
 
 # Key an in-process backend sets on a completion (or the stream's usage chunk): the seconds
 # it spent generating, without the time it queued behind other requests. The runtime takes
 # it off before the reply leaves; without it the call's wall time is used.
 COMPUTE_SECONDS = "_corral_compute_seconds"
+# Key for the prompt an in-process backend rendered: kept in the trace at log level debug.
+PROMPT = "_corral_prompt"
 
 
 class ChatInput(BaseModel):

@@ -1,5 +1,12 @@
 """In-process GGUF chat through llama-cpp-python.
 
+The prompt is the model's own chat template rendered by corral (``chat_template.py``),
+and llama.cpp writes a plain text completion: tool calls are parsed from it in the
+template's format (``tool_calls.py``), and a call the caller demands (``tool_choice``
+required or named) is generated under a JSON-schema grammar, so its arguments always parse.
+With ``tool_choice: auto`` the model decides; a call it starts but botches is generated
+again under the grammar.
+
 One ``Llama`` context serves one request at a time, so every call runs on this expert's
 own worker thread (the runtime gives each llama.cpp expert one). Streaming hands chunks
 from that thread to the event loop through a queue; a client that disconnects stops
@@ -9,17 +16,26 @@ the generation at the next token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
+import queue
 import threading
 import time
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from corral.errors import ExpertUnavailable, InvalidRequest
-from corral.experts._memory import llama_bytes
+from corral.experts._memory import llama_bytes, llama_kv_bytes
 from corral.experts.base import require
-from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
+from corral.experts.chat import COMPUTE_SECONDS, PROMPT, ChatExpert
+from corral.experts.chat_reply import chat_chunk, chat_logprobs, chat_reply, usage
+from corral.experts.chat_template import CHATML, ChatTemplate
+from corral.experts.tool_calls import forced_call_schema, openai_calls
 
 __all__ = ["LlamaCppChat"]
 
@@ -36,6 +52,17 @@ def find_gguf(path: Path) -> Path:
     return files[0]
 
 
+@dataclass
+class _Plan:
+    """One request as llama.cpp will run it: the prompt, its grammar, and what to parse."""
+
+    prompt: str
+    tokens: list[int]
+    grammar: Any = None
+    tools: list[dict[str, Any]] | None = None  # offered: the reply may hold calls
+    forced: bool = False  # the reply is one call's JSON (the prompt ends with its opening)
+
+
 class LlamaCppChat(ChatExpert):
     """Chat with a local GGUF model (llama.cpp)."""
 
@@ -47,106 +74,99 @@ class LlamaCppChat(ChatExpert):
         options = self.context.options
         model_file = find_gguf(self.context.path)
         on_gpu = self.context.device.startswith("cuda")
-        self.llm = llama_cpp.Llama(
-            model_path=str(model_file),
-            n_ctx=int(options.get("n_ctx", 2048)),
-            n_threads=int(options.get("n_threads", os.cpu_count() or 2)),
-            n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
-            chat_format=options.get("chat_format", "chatml-function-calling"),
-            seed=int(options.get("seed", 0xC0221)),
-            # logprobs need every position's logits kept: about 4x slower generation here
-            logits_all=bool(options.get("logprobs", False)),
-            verbose=False,
+        parallel = int(options.get("parallel", 1))
+        if parallel < 1:
+            raise InvalidRequest("options.parallel must be at least 1", param="options")
+
+        def context() -> Any:
+            return llama_cpp.Llama(
+                model_path=str(model_file),
+                n_ctx=int(options.get("n_ctx", 2048)),
+                n_threads=int(options.get("n_threads", os.cpu_count() or 2)),
+                n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
+                seed=int(options.get("seed", 0xC0221)),
+                # logprobs need every position's logits kept: about 4x slower generation here
+                logits_all=bool(options.get("logprobs", False)),
+                verbose=False,
+            )
+
+        # ``parallel`` contexts over one memory-mapped file: the weights' pages are shared,
+        # each context adds its own KV cache, and each serves one request at a time
+        self.llm = context()
+        self._contexts = [self.llm] + [context() for _ in range(parallel - 1)]
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for llm in self._contexts:
+            self._free.put(llm)
+        self._executor = (
+            ThreadPoolExecutor(parallel, thread_name_prefix=f"corral-{self.context.spec.name}")
+            if parallel > 1
+            else self.context.executor
         )
-        self._budget = 512
-        self._cap_completions()
-
-    def _cap_completions(self) -> None:
-        """llama-cpp-python's ``chatml-function-calling`` handler ignores the request's
-        max_tokens in "auto" tool mode: it writes tool arguments and messages with
-        ``max_tokens=None``, i.e. until the context is full. Under a JSON grammar a small
-        model then spent 115 s on one runaway string argument (or failed with "Requested
-        tokens exceed context window"). Every completion this instance makes is capped at
-        the current request's budget instead."""
-        create_completion = self.llm.create_completion
-
-        def capped(*args: Any, max_tokens: int | None = None, **kwargs: Any) -> Any:
-            return create_completion(*args, max_tokens=max_tokens or self._budget, **kwargs)
-
-        self.llm.create_completion = capped  # type: ignore[method-assign]
+        self.template = _template_of(self.llm, options)
 
     def unload(self) -> None:
-        self.llm.close()
-        del self.llm
+        for llm in self._contexts:
+            llm.close()
+        if self._executor is not self.context.executor and self._executor is not None:
+            self._executor.shutdown(wait=False)
+        del self.llm, self._contexts
 
     def resident_bytes(self) -> int | None:
-        return llama_bytes(self.llm)
+        return llama_bytes(self.llm) + (len(self._contexts) - 1) * llama_kv_bytes(self.llm)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[Any]:
+        """A free context for one request (waits on this worker thread while all are busy)."""
+        llm = self._free.get()
+        try:
+            yield llm
+        finally:
+            self._free.put(llm)
 
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         kwargs = self._kwargs(params)
 
         def timed() -> dict[str, Any]:
-            started = time.perf_counter()
-            result: dict[str, Any] = self._call(kwargs)
-            return {**result, COMPUTE_SECONDS: time.perf_counter() - started}
+            with self._slot() as llm:
+                started = time.perf_counter()
+                plan = self._plan(llm, kwargs)
+                result = self._reply(llm, plan, kwargs)
+            return {**result, COMPUTE_SECONDS: time.perf_counter() - started, PROMPT: plan.prompt}
 
-        return await loop.run_in_executor(self.context.executor, timed)
+        return await loop.run_in_executor(self._executor, timed)
 
     async def stream(self, params: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        chunks: asyncio.Queue[Any] = asyncio.Queue()
         stop = threading.Event()
-        kwargs = self._kwargs(params) | {"stream": True}
-
-        busy = 0.0
+        kwargs = self._kwargs(params)
 
         def produce() -> None:
-            nonlocal busy
-            started = time.perf_counter()
             try:
-                for chunk in self._call(kwargs):  # a stream fails here, not in _call
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-                    if stop.is_set():
-                        break
+                with self._slot() as llm:
+                    for chunk in self._chunks(llm, self._plan(llm, kwargs), kwargs):
+                        loop.call_soon_threadsafe(chunks.put_nowait, chunk)
+                        if stop.is_set():
+                            break
             except ValueError as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, _as_request_error(exc))
+                loop.call_soon_threadsafe(chunks.put_nowait, _as_request_error(exc))
             except BaseException as exc:  # handed to the consumer, raised there
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
+                loop.call_soon_threadsafe(chunks.put_nowait, exc)
             finally:
-                busy = time.perf_counter() - started
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+                loop.call_soon_threadsafe(chunks.put_nowait, _DONE)
 
-        producer = loop.run_in_executor(self.context.executor, produce)
-        completion_tokens = 0
-        last: dict[str, Any] | None = None
+        producer = loop.run_in_executor(self._executor, produce)
         try:
-            while (item := await queue.get()) is not _DONE:
+            while (item := await chunks.get()) is not _DONE:
                 if isinstance(item, BaseException):
                     raise item
-                completion_tokens += any(
-                    c["delta"].get("content") or c["delta"].get("tool_calls")
-                    for c in item["choices"]
-                )
-                last = item
                 yield item
         finally:
             stop.set()
             await asyncio.shield(producer)
-        if last is not None:
-            total = int(self.llm.n_tokens)
-            prompt = max(0, total - completion_tokens)
-            yield {
-                **last,
-                "choices": [],
-                "usage": {
-                    "prompt_tokens": prompt,
-                    "completion_tokens": completion_tokens,
-                    "total_tokens": prompt + completion_tokens,
-                },
-                COMPUTE_SECONDS: busy,
-            }
 
+    # --- one request ------------------------------------------------------------------
     def _kwargs(self, params: dict[str, Any]) -> dict[str, Any]:
         kwargs = _llama_kwargs(params)
         if kwargs.get("logprobs") and not self.context.options.get("logprobs", False):
@@ -164,21 +184,188 @@ class LlamaCppChat(ChatExpert):
                 f"logit_bias: token ids are this model's own, below {vocabulary}",
                 param="logit_bias",
             )
-        if kwargs.get("tool_choice") == "required":
-            kwargs["tool_choice"] = _one_tool_required(kwargs.get("tools") or [])
         return kwargs
 
-    def _call(self, kwargs: dict[str, Any]) -> Any:
-        self._budget = kwargs["max_tokens"]  # one request at a time runs on this thread
+    def _plan(self, llm: Any, kwargs: dict[str, Any]) -> _Plan:
+        tools, choice = kwargs.get("tools"), kwargs.get("tool_choice") or "auto"
+        offered = tools if tools and choice != "none" else None
+        prompt = self.template.render(kwargs["messages"], offered)
+        if offered and choice != "auto":
+            demanded = offered if choice == "required" else _named(offered, choice)
+            return self._forced(llm, prompt, demanded)
+        grammar = _response_grammar(kwargs.get("response_format"))
+        return _Plan(prompt, _tokens(llm, prompt), grammar, tools=offered)
+
+    def _forced(self, llm: Any, prompt: str, tools: list[dict[str, Any]]) -> _Plan:
+        fmt = self.template.tool_format
+        opened = prompt + fmt.opening
+        grammar = _grammar(forced_call_schema(tools, fmt))
+        return _Plan(opened, _tokens(llm, opened), grammar, tools=tools, forced=True)
+
+    def _generate(self, llm: Any, plan: _Plan, kwargs: dict[str, Any], *, stream: bool) -> Any:
+        top = kwargs.get("top_logprobs") or 1
         try:
-            result = self.llm.create_chat_completion(**kwargs)
-            if kwargs.get("logprobs") and not kwargs.get("stream"):
-                return _plain_numbers(result)  # llama.cpp puts numpy floats in logprobs
-            if kwargs.get("logprobs"):
-                return (_plain_numbers(chunk) for chunk in result)
-            return result
+            return llm.create_completion(
+                prompt=plan.tokens,
+                grammar=plan.grammar,
+                stream=stream,
+                logprobs=top if kwargs.get("logprobs") else None,
+                stop=[*_stops(kwargs.get("stop")), *filter(None, [self.template.eos])],
+                **{k: v for k, v in kwargs.items() if k in _SAMPLING},
+            )
         except ValueError as exc:
             raise _as_request_error(exc) from exc
+
+    def _reply(self, llm: Any, plan: _Plan, kwargs: dict[str, Any]) -> dict[str, Any]:
+        completion = self._generate(llm, plan, kwargs, stream=False)
+        choice = completion["choices"][0]
+        text, reason = choice["text"], choice.get("finish_reason")
+        spent = int(completion["usage"]["completion_tokens"])
+        content, calls = self._calls_in(plan, text)
+        if plan.tools and not plan.forced and not calls and self._started_call(text):
+            retry = self._forced(llm, plan.prompt, plan.tools)  # botched: again, under grammar
+            completion = self._generate(llm, retry, kwargs, stream=False)
+            spent += int(completion["usage"]["completion_tokens"])
+            content, calls = self._calls_in(retry, completion["choices"][0]["text"])
+        logprobs = chat_logprobs(choice.get("logprobs")) if kwargs.get("logprobs") else None
+        return chat_reply(
+            self.context.spec.name,
+            None if calls and not content else content,
+            openai_calls(calls),
+            reason,
+            usage(len(plan.tokens), spent),
+            logprobs,
+        )
+
+    def _chunks(
+        self, llm: Any, plan: _Plan, kwargs: dict[str, Any]
+    ) -> Iterator[dict[str, Any]]:
+        """Stream chunks: text as it comes, held back while it may still open a tool call;
+        calls as one delta each once the reply is whole."""
+        started = time.perf_counter()
+        chunk_id, model = f"chatcmpl-{uuid.uuid4().hex}", self.context.spec.name
+        yield chat_chunk(chunk_id, model, {"role": "assistant", "content": ""})
+        held, written, reason = "", 0, None
+        fmt = self.template.tool_format
+        for piece in self._generate(llm, plan, kwargs, stream=True):
+            choice = piece["choices"][0]
+            written += 1
+            reason = choice.get("finish_reason") or reason
+            text = choice.get("text") or ""
+            logprobs = chat_logprobs(choice.get("logprobs")) if kwargs.get("logprobs") else None
+            if plan.tools and (plan.forced or fmt.may_start(held + text)):
+                held += text
+                continue
+            if text or held:
+                yield chat_chunk(chunk_id, model, {"content": held + text}, logprobs=logprobs)
+            held = ""
+        if held:
+            reply = self._reply_from_held(llm, plan, kwargs, held)
+            message = reply["choices"][0]["message"]
+            if message.get("content"):
+                yield chat_chunk(chunk_id, model, {"content": message["content"]})
+            calls = message.get("tool_calls") or []
+            for index, call in enumerate(calls):
+                yield chat_chunk(chunk_id, model, {"tool_calls": [{"index": index, **call}]})
+            reason = "tool_calls" if calls else reason
+        yield chat_chunk(chunk_id, model, {}, finish_reason=reason or "stop")
+        yield {
+            **chat_chunk(chunk_id, model, {}),
+            "choices": [],
+            "usage": usage(len(plan.tokens), written),
+            COMPUTE_SECONDS: time.perf_counter() - started,
+            PROMPT: plan.prompt,
+        }
+
+    def _reply_from_held(
+        self, llm: Any, plan: _Plan, kwargs: dict[str, Any], held: str
+    ) -> dict[str, Any]:
+        content, calls = self._calls_in(plan, held)
+        if not calls and self._started_call(held) and plan.tools:
+            retry = self._forced(llm, plan.prompt, plan.tools)
+            completion = self._generate(llm, retry, kwargs, stream=False)
+            content, calls = self._calls_in(retry, completion["choices"][0]["text"])
+        return chat_reply("", content, openai_calls(calls), None, usage(0, 0))
+
+    def _calls_in(self, plan: _Plan, text: str) -> tuple[str, list[dict[str, Any]]]:
+        if not plan.tools:
+            return text, []
+        fmt = self.template.tool_format
+        if plan.forced:
+            content, calls = fmt.parse(fmt.opening + text)
+            return content, calls
+        return fmt.parse(text)
+
+    def _started_call(self, text: str) -> bool:
+        fmt = self.template.tool_format
+        head = text.lstrip()
+        return bool(fmt.opening.strip()) and head.startswith(fmt.opening.strip())
+
+
+def _template_of(llm: Any, options: dict[str, Any]) -> ChatTemplate:
+    """The GGUF's own template; else ``options.chat_template`` (Jinja) or ``chat_format`` (a
+    llama-cpp-python format name); else ChatML."""
+    eos_id, bos_id = llm.token_eos(), llm.token_bos()
+    eos = llm._model.token_get_text(eos_id) if eos_id != -1 else ""
+    bos = llm._model.token_get_text(bos_id) if bos_id != -1 else ""
+    if options.get("chat_template"):
+        return ChatTemplate(str(options["chat_template"]), bos=bos, eos=eos,
+                            origin="options.chat_template")
+    if "tokenizer.chat_template" in llm.metadata and not options.get("chat_format"):
+        return ChatTemplate(llm.metadata["tokenizer.chat_template"], bos=bos, eos=eos,
+                            origin="gguf")
+    if options.get("chat_format"):
+        return ChatTemplate.named(str(options["chat_format"]), eos=eos)
+    return ChatTemplate(CHATML, bos=bos, eos="<|im_end|>", origin="chatml (the model has none)")
+
+
+def _tokens(llm: Any, prompt: str) -> list[int]:
+    tokens: list[int] = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+    if len(tokens) >= llm.n_ctx():
+        raise InvalidRequest(
+            f"Requested tokens ({len(tokens)}) exceed context window of {llm.n_ctx()}; "
+            "shorten the messages or raise the expert's options.n_ctx",
+            param="messages",
+        )
+    return tokens
+
+
+def _named(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]]:
+    name = choice["function"]["name"] if isinstance(choice, dict) else str(choice)
+    named = [t for t in tools if t["function"]["name"] == name]
+    if not named:
+        raise InvalidRequest(f"tool_choice names {name!r}, which is not in tools",
+                             param="tool_choice")
+    return named
+
+
+def _grammar(schema: dict[str, Any]) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:  # llama.cpp's converter cannot express this schema
+        raise InvalidRequest(
+            f"llama.cpp cannot turn this JSON schema into a grammar: {exc}", param="tools"
+        ) from exc
+
+
+def _response_grammar(response_format: dict[str, Any] | None) -> Any:
+    if not response_format or response_format.get("type") not in ("json_object", "json_schema"):
+        return None
+    schema = response_format.get("schema") or response_format.get("json_schema", {}).get("schema")
+    if schema:
+        return _grammar(schema)
+    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+
+
+def _stops(stop: Any) -> list[str]:
+    if not stop:
+        return []
+    return [stop] if isinstance(stop, str) else list(stop)
 
 
 def _as_request_error(exc: ValueError) -> Exception:
@@ -191,57 +378,28 @@ def _as_request_error(exc: ValueError) -> Exception:
     return exc
 
 
-def _plain_numbers(value: Any) -> Any:
-    """Numpy scalars as Python numbers, so the result serialises as JSON."""
-    if isinstance(value, dict):
-        return {k: _plain_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain_numbers(v) for v in value]
-    return value.item() if hasattr(value, "item") and hasattr(value, "dtype") else value
-
-
 def _llama_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """OpenAI request fields -> ``Llama.create_chat_completion`` keyword arguments."""
+    """OpenAI request fields this backend reads (legacy ``functions`` arrive as ``tools``:
+    ``server/chat_compat.py`` translates them at the edge)."""
     kwargs = {k: v for k, v in params.items() if v is not None and k in _PASSED}
-    # llama.cpp's chat templates read ``content`` on every message; OpenAI allows it absent
-    # (or null) on an assistant message that only calls tools.
-    kwargs["messages"] = [{**m, "content": m.get("content") or ""} for m in params["messages"]]
-    response_format = params.get("response_format")
-    if response_format and response_format.get("type") == "json_schema":
-        schema = response_format.get("json_schema", {}).get("schema", {})
-        kwargs["response_format"] = {"type": "json_object", "schema": schema}
     if params.get("max_completion_tokens") and not params.get("max_tokens"):
         kwargs["max_tokens"] = params["max_completion_tokens"]
+    if params.get("logit_bias"):
+        kwargs["logit_bias"] = {int(k): float(v) for k, v in params["logit_bias"].items()}
     return kwargs
 
 
-_PASSED = frozenset(
-    {
-        "messages",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "stop",
-        "seed",
-        "tools",
-        "tool_choice",
-        "response_format",
-        "presence_penalty",
-        "frequency_penalty",
-        "logprobs",
-        "top_logprobs",
-        "logit_bias",  # token ids of the model's own vocabulary
-    }
+# what generation itself reads, passed to ``Llama.create_completion`` as is
+_SAMPLING = frozenset(
+    {"temperature", "top_p", "max_tokens", "seed", "presence_penalty", "frequency_penalty",
+     "logit_bias"}
 )
-
-
-def _one_tool_required(tools: list[dict[str, Any]]) -> dict[str, Any]:
-    """llama.cpp's function calling forces a named tool but has no "required" (any tool):
-    with one tool that is the same thing; with several the caller must name one."""
-    if len(tools) != 1:
-        raise InvalidRequest(
-            f'tool_choice "required" with {len(tools)} tools is not supported by llama.cpp '
-            'experts: name the tool ({"type": "function", "function": {"name": ...}})',
-            param="tool_choice",
-        )
-    return {"type": "function", "function": {"name": tools[0]["function"]["name"]}}
+_PASSED = _SAMPLING | {
+    "messages",
+    "stop",
+    "tools",
+    "tool_choice",
+    "response_format",
+    "logprobs",
+    "top_logprobs",
+}

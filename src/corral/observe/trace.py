@@ -91,6 +91,7 @@ class Trace:
     counterfactual_cost: float | None = None  # the same request on the default LLM alone
     user: str | None = None  # OpenAI's ``user``: the caller's own end-user id
     metadata: dict[str, str] | None = None  # OpenAI's ``metadata``, kept as sent
+    prompts: list[str] = field(default_factory=list)  # rendered LLM prompts (log level debug)
     _t0: float = field(default_factory=time.perf_counter, repr=False)
 
     def decide(

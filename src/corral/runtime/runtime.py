@@ -24,11 +24,12 @@ from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
 from corral.experts._torch import torch_threads
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
-from corral.experts.chat import COMPUTE_SECONDS, ChatExpert
+from corral.experts.chat import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.experts.registry import expert_class
 from corral.files import FileStore
 from corral.observe.cost import CostMeter
 from corral.observe.metrics import Metrics
+from corral.observe.trace import active_trace
 from corral.runtime.batcher import MicroBatcher
 from corral.runtime.budget import device_used_bytes
 from corral.runtime.handle import ExpertHandle, ExpertState, LoadListener
@@ -298,6 +299,7 @@ class Runtime:
             with self._failures_of(handle):
                 reply = await expert.complete(params)
         seconds = reply.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
+        self._keep_prompt(reply.pop(PROMPT, None))
         self._account_usage(handle, seconds, reply.get("usage"))
         return reply
 
@@ -312,8 +314,15 @@ class Runtime:
                 async for chunk in expert.stream(params):
                     if chunk.get("usage"):  # only the last chunk has it
                         seconds = chunk.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
+                        self._keep_prompt(chunk.pop(PROMPT, None))
                         self._account_usage(handle, seconds, chunk["usage"])
                     yield chunk
+
+    def _keep_prompt(self, prompt: str | None) -> None:
+        """The prompt a backend rendered, into the request's trace when logging at debug."""
+        trace = active_trace()
+        if prompt is not None and trace is not None and self.config.observe.log_level == "debug":
+            trace.prompts.append(prompt)
 
     def _account_usage(
         self, handle: ExpertHandle, seconds: float, usage: dict[str, Any] | None

@@ -187,6 +187,7 @@ def test_tool_results_from_real_experts_reach_the_answer(server: RunningServer, 
     assert steps[-1]["started"] >= max(s["started"] + s["seconds"] for s in steps[:-1])
     classify = next(s for s in steps if s["name"] == "classify_classifier")
     assert classify["arguments"]["labels"] == ["billing", "bug"] and classify["error"] is None
+    assert set(classify["result"][0]["labels"]) == {"billing", "bug"}  # the result, in the steps
     # every expert was offered with its input schema, sizes capped for small models
     tools = {t["function"]["name"]: t for t in llm_state["requests"][0]["tools"]}
     assert set(tools) == {"classify_classifier", "ner_ner", "escalate", "code_coder"}

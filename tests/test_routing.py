@@ -72,6 +72,8 @@ def test_entity_question_is_routed_to_ner(default_server: RunningServer) -> None
     tool = reply.json()["corral"]["steps"][0]
     assert tool["name"] == "ner_ner"
     assert tool["arguments"] == {"texts": ["Apple hired Tim Cook in Cupertino"]}
+    found = {(e["text"], e["type"]) for e in tool["result"][0]["entities"]}  # the NER result
+    assert {("Apple", "ORG"), ("Tim Cook", "PERSON"), ("Cupertino", "GPE")} <= found
 
 
 @pytest.mark.parametrize("question", ["What is 2 + 3?", "Write a haiku about autumn"])

@@ -55,6 +55,7 @@ class Step:
     started: float = 0.0  # seconds after the request began
     arguments: dict[str, Any] | None = None
     result_chars: int = 0
+    result: Any = None  # a tool's result as JSON data (text cut at 4000 characters if longer)
     error: str | None = None
 
 

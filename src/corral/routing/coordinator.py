@@ -6,8 +6,9 @@ tool calls run concurrently, their results go back to the LLM, and the loop ends
 answer, or after ``max_steps`` turns (then the LLM must answer without tools), or at the
 deadline (504). Every step is recorded with its arguments, time and result size.
 
-Local llama.cpp models decide between answering and calling under a grammar
-(``chatml-function-calling``), so every call they make parses.
+The conversation goes to every backend as standard tool messages (the assistant's
+``tool_calls``, then one ``tool`` message per result), which local llama.cpp models see
+through their own chat template (``experts/chat_template.py``).
 
 When a semantic route has already chosen the expert, ``answer_with`` makes that one call
 itself and the LLM only words the answer: small models fill tool arguments poorly
@@ -18,12 +19,12 @@ restate a result handed to them in a system message.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_jsonable_python
 
 from corral.config import Task
 from corral.errors import CorralError, ExpertError, ExpertUnavailable, InvalidRequest
@@ -185,7 +186,9 @@ class Coordinator:
             arguments = json.loads(call["function"].get("arguments") or "{}")
             step.arguments = arguments
             result = await self._execute(name, arguments)
-            output = result if isinstance(result, str) else json.dumps(_plain(result))
+            plain = _plain(result)
+            output = result if isinstance(result, str) else json.dumps(plain)
+            step.result = plain if len(output) <= _MAX_RESULT_CHARS else output[:_MAX_RESULT_CHARS]
         except (json.JSONDecodeError, ValidationError, CorralError) as exc:
             step.error = exc.message if isinstance(exc, CorralError) else str(exc)
             output = json.dumps({"error": step.error})
@@ -267,9 +270,10 @@ def _summary(result: Any) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """Expert results (dataclasses, lists of them) as JSON-ready data."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: _plain(v) for k, v in dataclasses.asdict(value).items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+    """Expert results (dataclasses, pydantic models, lists of them, numpy values) as
+    JSON-ready data."""
+    return to_jsonable_python(value, fallback=_array_or_text)
+
+
+def _array_or_text(value: Any) -> Any:
+    return value.tolist() if hasattr(value, "tolist") else str(value)

@@ -124,7 +124,8 @@ completion at once, aggregate tokens/s, median of {args.rounds} alternating roun
 | `parallel: 4` (four contexts over one memory-mapped GGUF) | {four:.1f} |
 
 **parallel 4 / parallel 1: {four / one:.2f}x.** Each extra context costs its KV cache
-(24 MiB at n_ctx 2048 for this model), not another copy of the weights. On 2 cores the
+(45 MiB at n_ctx 2048 for this model: the expert measured 137 MiB with one context,
+272 MiB with four), not another copy of the weights. On 2 cores the
 contexts share the same two cores, so the gain is what one context leaves idle (sampling,
 detokenising and HTTP between decode steps); with more cores, or a GPU, it grows.
 

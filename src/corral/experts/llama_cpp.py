@@ -221,12 +221,8 @@ class LlamaCppChat(ChatExpert):
         choice = completion["choices"][0]
         text, reason = choice["text"], choice.get("finish_reason")
         spent = int(completion["usage"]["completion_tokens"])
-        content, calls = self._calls_in(plan, text)
-        if plan.tools and not plan.forced and not calls and self._started_call(text):
-            retry = self._forced(llm, plan.prompt, plan.tools)  # botched: again, under grammar
-            completion = self._generate(llm, retry, kwargs, stream=False)
-            spent += int(completion["usage"]["completion_tokens"])
-            content, calls = self._calls_in(retry, completion["choices"][0]["text"])
+        content, calls, more = self._settle(llm, plan, kwargs, text)
+        spent += more
         logprobs = chat_logprobs(choice.get("logprobs")) if kwargs.get("logprobs") else None
         return chat_reply(
             self.context.spec.name,
@@ -280,12 +276,30 @@ class LlamaCppChat(ChatExpert):
     def _reply_from_held(
         self, llm: Any, plan: _Plan, kwargs: dict[str, Any], held: str
     ) -> dict[str, Any]:
-        content, calls = self._calls_in(plan, held)
-        if not calls and self._started_call(held) and plan.tools:
+        content, calls, _ = self._settle(llm, plan, kwargs, held)
+        return chat_reply("", content, openai_calls(calls), None, usage(0, 0))
+
+    def _settle(
+        self, llm: Any, plan: _Plan, kwargs: dict[str, Any], text: str
+    ) -> tuple[str, list[dict[str, Any]], int]:
+        """(content, calls, extra tokens written) from a reply's text. A call the model
+        botched is made again under the grammar; calls whose results the conversation
+        already holds are not made again: the model answers from those results instead
+        (SmolLM2 otherwise repeats a call after its result, for ever)."""
+        content, calls = self._calls_in(plan, text)
+        spent = 0
+        if plan.tools and not plan.forced and not calls and self._started_call(text):
             retry = self._forced(llm, plan.prompt, plan.tools)
             completion = self._generate(llm, retry, kwargs, stream=False)
+            spent += int(completion["usage"]["completion_tokens"])
             content, calls = self._calls_in(retry, completion["choices"][0]["text"])
-        return chat_reply("", content, openai_calls(calls), None, usage(0, 0))
+        if calls and not plan.forced and _all_answered(calls, kwargs["messages"]):
+            prompt = self.template.render(kwargs["messages"], None)
+            plain = _Plan(prompt, _tokens(llm, prompt))
+            completion = self._generate(llm, plain, kwargs, stream=False)
+            spent += int(completion["usage"]["completion_tokens"])
+            content, calls = completion["choices"][0]["text"], []
+        return content, calls, spent
 
     def _calls_in(self, plan: _Plan, text: str) -> tuple[str, list[dict[str, Any]]]:
         if not plan.tools:
@@ -328,6 +342,28 @@ def _tokens(llm: Any, prompt: str) -> list[int]:
             param="messages",
         )
     return tokens
+
+
+def _all_answered(calls: list[dict[str, Any]], messages: list[dict[str, Any]]) -> bool:
+    """Whether every call repeats one (same function, same arguments) that an earlier
+    ``tool`` message already answered."""
+    answered_ids = {m.get("tool_call_id") for m in messages if m.get("role") == "tool"}
+    answered = {
+        (c["function"]["name"], _canonical(c["function"].get("arguments")))
+        for m in messages
+        for c in m.get("tool_calls") or []
+        if c.get("id") in answered_ids
+    }
+    return all((c["name"], _canonical(c["arguments"])) in answered for c in calls)
+
+
+def _canonical(arguments: Any) -> str:
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments or "{}")
+        except json.JSONDecodeError:
+            return arguments
+    return json.dumps(arguments, sort_keys=True)
 
 
 def _named(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]]:

@@ -67,7 +67,9 @@ class ToolFormat:
 
     def instructions(self, tools: list[dict[str, Any]]) -> str:
         """The system-message text that offers ``tools`` to a template with no tool syntax."""
-        listed = "\n".join(json.dumps(t.get("function", t), ensure_ascii=False) for t in tools)
+        listed = "\n".join(
+            json.dumps(_untitled(t.get("function", t)), ensure_ascii=False) for t in tools
+        )
         return (
             "You may call functions to help answer. The functions are:\n"
             f"{listed}\n"
@@ -123,6 +125,22 @@ def openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for c in calls
     ]
+
+
+def _untitled(schema: Any) -> Any:
+    """A schema without its ``title`` keys (pydantic writes one per field): they repeat the
+    property names and cost a small model's context."""
+    if isinstance(schema, dict):
+        return {
+            k: {name: _untitled(v) for name, v in value.items()}
+            if k in ("properties", "$defs") and isinstance(value, dict)
+            else _untitled(value)
+            for k, value in schema.items()
+            if k != "title"
+        }
+    if isinstance(schema, list):
+        return [_untitled(v) for v in schema]
+    return schema
 
 
 def _arguments(call: dict[str, Any]) -> Any:

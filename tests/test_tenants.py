@@ -176,7 +176,7 @@ def _raw_status(server: RunningServer, head: bytes) -> bytes:
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(
-            b"GET /v1/models HTTP/1.1\r\nHost: x\r\n" + head + b"Connection: close\r\n\r\n"
+            b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head + b"Connection: close\r\n\r\n"
         )
         answer = b""
         while chunk := sock.recv(65536):

@@ -245,7 +245,7 @@ class LlamaCppChat(ChatExpert):
         fmt = self.template.tool_format
         for piece in self._generate(llm, plan, kwargs, stream=True):
             choice = piece["choices"][0]
-            written += 1
+            written += choice.get("finish_reason") is None  # one chunk a token; the last says why
             reason = choice.get("finish_reason") or reason
             text = choice.get("text") or ""
             logprobs = chat_logprobs(choice.get("logprobs")) if kwargs.get("logprobs") else None

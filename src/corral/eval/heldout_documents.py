@@ -162,6 +162,27 @@ def _money(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _invoice_truth(
+    seller: str,
+    number: str,
+    issued: dt.date,
+    due: dt.date,
+    subtotal: float,
+    tax: float,
+    total: float,
+) -> dict[str, str]:
+    """The fields an invoice layout is scored on, as the evaluation compares them."""
+    return {
+        "seller": seller,
+        "invoice_number": number,
+        "date": issued.isoformat(),
+        "due_date": due.isoformat(),
+        "subtotal": _money(subtotal),
+        "tax": _money(tax),
+        "total": _money(total),
+    }
+
+
 def _dates(rng: random.Random) -> tuple[dt.date, dt.date]:
     issued = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randint(0, 600))
     return issued, issued + dt.timedelta(days=rng.choice((14, 30, 45)))
@@ -264,15 +285,7 @@ def _two_column(rng: random.Random) -> HeldoutDocument:
             (right, y + 36 * i, style.money(figure), 21, "r", i == 2),
         ]
     t.append((left, y + 200, f"Payment terms: {(due - issued).days} days net", 18, "l", False))
-    truth = {
-        "seller": seller,
-        "invoice_number": number,
-        "date": issued.isoformat(),
-        "due_date": due.isoformat(),
-        "subtotal": _money(subtotal),
-        "tax": _money(tax),
-        "total": _money(total),
-    }
+    truth = _invoice_truth(seller, number, issued, due, subtotal, tax, total)
     return HeldoutDocument(
         "two_column",
         "invoice",
@@ -404,15 +417,7 @@ def _boxed(rng: random.Random) -> HeldoutDocument:
     ):
         box(760, y, 1160, y + 80, label, style.money(value))
         y += 80
-    truth = {
-        "seller": seller,
-        "invoice_number": number,
-        "date": issued.isoformat(),
-        "due_date": due.isoformat(),
-        "subtotal": _money(subtotal),
-        "tax": _money(tax),
-        "total": _money(total),
-    }
+    truth = _invoice_truth(seller, number, issued, due, subtotal, tax, total)
     return HeldoutDocument(
         "boxed",
         "invoice",

@@ -18,7 +18,7 @@ import pytest
 from corral.cli import main
 from corral.config import parse_config
 from corral.experts.chat_template import CHATML, ChatTemplate
-from corral.experts.tool_calls import HERMES, LLAMA3, MISTRAL, detect_format
+from corral.experts.tool_calls import HERMES, LLAMA3, MISTRAL, detect_format, forced_call
 
 from ._server import RunningServer, serve
 
@@ -249,5 +249,10 @@ def test_tool_formats_parse_their_own_calls() -> None:
     assert LLAMA3.parse('{"name": "a", "parameters": {}}; {"name": "b", "parameters": {"y": 2}}')[
         1
     ] == [{"name": "a", "arguments": {}}, {"name": "b", "arguments": {"y": 2}}]
+    # a forced call is the bare object the grammar allows, whatever the template's framing
+    assert forced_call(' {"name": "lookup", "arguments": {"room": 5}}') == [
+        {"name": "lookup", "arguments": {"room": 5}}
+    ]
+    assert forced_call('{"name": "lookup", "parameters": {}}') == [{"name": "lookup", "arguments": {}}]
     assert HERMES.parse("<tool_call>{broken")[1] == []  # the caller redoes it under a grammar
     assert HERMES.parse("Paris is the capital.") == ("Paris is the capital.", [])

@@ -35,7 +35,7 @@ from corral.experts.base import require
 from corral.experts.chat import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.experts.chat_reply import chat_chunk, chat_logprobs, chat_reply, usage
 from corral.experts.chat_template import CHATML, ChatTemplate
-from corral.experts.tool_calls import forced_call_schema, openai_calls
+from corral.experts.tool_calls import forced_call, forced_call_schema, openai_calls
 
 __all__ = ["LlamaCppChat"]
 
@@ -304,11 +304,10 @@ class LlamaCppChat(ChatExpert):
     def _calls_in(self, plan: _Plan, text: str) -> tuple[str, list[dict[str, Any]]]:
         if not plan.tools:
             return text, []
-        fmt = self.template.tool_format
         if plan.forced:
-            content, calls = fmt.parse(fmt.opening + text)
-            return content, calls
-        return fmt.parse(text)
+            calls = forced_call(text)
+            return ("" if calls else text), calls
+        return self.template.tool_format.parse(text)
 
     def _started_call(self, text: str) -> bool:
         fmt = self.template.tool_format

@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ToolFormat", "detect_format", "forced_call_schema", "openai_calls"]
+__all__ = ["ToolFormat", "detect_format", "forced_call", "forced_call_schema", "openai_calls"]
 
 _DECODER = json.JSONDecoder()
 
@@ -110,6 +110,14 @@ def forced_call_schema(tools: list[dict[str, Any]], fmt: ToolFormat) -> dict[str
         for t in tools
     ]
     return options[0] if len(options) == 1 else {"oneOf": options}
+
+
+def forced_call(text: str) -> list[dict[str, Any]]:
+    """The call a grammar-forced generation wrote: one JSON object whatever the format
+    (the format's opening is in the prompt, so its own framing never reaches the text)."""
+    decoded = _decode_at(text, 0)
+    call = _as_call(decoded[0]) if decoded else None
+    return [call] if call is not None else []
 
 
 def openai_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -61,6 +61,7 @@ class SoakResult:
     rss_after_warmup: int = 0
     rss_end: int = 0
     latencies: list[float] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)  # the first few, to say what broke
 
     @property
     def rss_growth(self) -> float:
@@ -87,10 +88,14 @@ async def _client(
     while time.monotonic() < until:
         _, path, body, expected = rng.choices(_MIX, weights=shares)[0]
         started = time.perf_counter()
+        payload = body(rng)
         try:
-            status = (await client.post(path, json=body(rng))).status_code
-        except httpx.HTTPError:
-            status = 0
+            reply = await client.post(path, json=payload)
+            status, text = reply.status_code, reply.text
+        except httpx.HTTPError as exc:
+            status, text = 0, repr(exc)
+        if result is not None and status != expected and len(result.unexpected) < 5:
+            result.unexpected.append(f"{status} {path} {payload}: {text[:300]}")
         if result is not None:  # None: warm-up, not counted
             result.requests += 1
             result.errors += status != expected
@@ -123,6 +128,7 @@ def describe(result: SoakResult) -> str:
         f"{result.concurrency}: {result.errors} errors (statuses {dict(result.statuses)}), "
         f"p95 {result.p95:.2f} s; RSS {result.rss_after_warmup / mib:.0f} MiB after warm-up, "
         f"{result.rss_end / mib:.0f} MiB at the end ({result.rss_growth:+.1%})"
+        + "".join(f"\n  unexpected: {line}" for line in result.unexpected)
     )
 
 

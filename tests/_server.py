@@ -101,7 +101,8 @@ def serve_process(
     port = _free_port()
     command = [sys.executable, "-m", "corral.cli", "serve", str(config), "--port", str(port)]
     env = {**os.environ, "CORRAL_LOG_LEVEL": "warning"}
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = (folder / "server.log").open("wb")  # what a failing test shows of the server
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
     url = ProcessUrl(f"http://127.0.0.1:{port}")
     url.pid = proc.pid
     try:
@@ -114,3 +115,4 @@ def serve_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()

@@ -32,6 +32,8 @@ def test_soak_mixed_traffic_at_concurrency_32(tmp_path: Path) -> None:
     with serve_process(config, tmp_path) as url:
         result = asyncio.run(soak.soak(url, url.pid, seconds=_SOAK_SECONDS, concurrency=32))
     print(soak.describe(result))
+    if result.errors:
+        print((tmp_path / "server.log").read_text(errors="replace")[-6000:])
     assert result.requests > 500
-    assert result.errors == 0, dict(result.statuses)
+    assert result.errors == 0, soak.describe(result)
     assert result.rss_growth < 0.05, soak.describe(result)

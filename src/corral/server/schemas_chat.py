@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from corral.experts.grammar_safety import UnsafeSchema, check_schema
 from corral.server.schemas import _Request
 
 
@@ -20,6 +21,10 @@ def _check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+    try:
+        check_schema(schema)  # what a grammar can safely express (LLM experts need it)
+    except UnsafeSchema as exc:
+        raise ValueError(f"not a schema a grammar can safely express: {exc}") from None
     return schema
 
 

@@ -90,6 +90,31 @@ def test_failure_reaches_every_caller_and_batcher_recovers() -> None:
     asyncio.run(run())
 
 
+def test_one_callers_bad_item_fails_only_that_caller() -> None:
+    """11 good callers and 1 bad one in one batch: the batch fails, each caller's items
+    run again apart, and only the bad caller gets the error."""
+    passes: list[list[int]] = []
+
+    def forward(items: list[int]) -> list[int]:
+        passes.append(items)
+        if -1 in items:
+            raise ValueError("bad item")
+        return [i * 2 for i in items]
+
+    async def run() -> list[object]:
+        batcher = MicroBatcher(forward, max_size=64, max_wait_ms=30)
+        callers = [[i, i + 100] for i in range(11)] + [[5, -1]]
+        results = await asyncio.gather(*(batcher.submit(c) for c in callers),
+                                       return_exceptions=True)
+        await batcher.close()
+        return results
+
+    results = asyncio.run(run())
+    assert results[:11] == [[i * 2, (i + 100) * 2] for i in range(11)]
+    assert isinstance(results[11], ValueError)
+    assert len(passes[0]) == 24 and len(passes) == 13  # the shared pass, then one a caller
+
+
 def test_wrong_output_count_is_an_error_not_a_hang() -> None:
     async def run() -> None:
         batcher = MicroBatcher(lambda items: items[:-1], max_size=8, max_wait_ms=1)

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, field_validator
 
 from corral.config import Task
 from corral.errors import ExpertUnavailable, InvalidRequest
 from corral.experts._memory import torch_bytes
 from corral.experts._sentence import Embedding, SentenceEncoderExpert
 from corral.experts.base import Expert, require
+from corral.experts.hypothesis import check_template, distinct_labels, fill_template
 
 __all__ = [
     "Classification",
@@ -36,10 +37,15 @@ class ClassifyInput(BaseModel):
     labels: list[str] | None = Field(
         None, description="Candidate labels (zero-shot); omit for a model with its own labels."
     )
-    multi_label: bool = Field(False, description="Score each label independently.")
+    multi_label: StrictBool = Field(False, description="Score each label independently.")
     hypothesis_template: str | None = Field(
-        None, description="Zero-shot template with one {} for the label."
+        None, description="Zero-shot template with one {} (or {label}) for the label."
     )
+
+    _template_slot = field_validator("hypothesis_template")(
+        lambda value: None if value is None else check_template(value)
+    )
+    _labels_distinct = field_validator("labels")(lambda value: distinct_labels(value))
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,10 @@ def _require_labels(request: ClassifyInput) -> list[str]:
 
 def _template(request: ClassifyInput, default: str) -> str:
     template = request.hypothesis_template or default
-    if "{}" not in template:
-        raise InvalidRequest("hypothesis_template must contain '{}'", param="hypothesis_template")
-    return template
+    try:
+        return check_template(template)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="hypothesis_template") from None
 
 
 class _TransformersClassifier(Expert[ClassifyInput, Any, tuple[np.ndarray, int], Any]):
@@ -140,7 +147,8 @@ class NliClassifier(_TransformersClassifier):
     def prepare(self, request: ClassifyInput) -> list[tuple[str, str]]:
         labels = _require_labels(request)
         template = _template(request, self.default_template)
-        return [(text, template.format(label)) for text in request.texts for label in labels]
+        hypotheses = [fill_template(template, label) for label in labels]
+        return [(text, hypothesis) for text in request.texts for hypothesis in hypotheses]
 
     def finish(
         self, request: ClassifyInput, outputs: list[tuple[np.ndarray, int]]
@@ -208,7 +216,7 @@ class SimilarityClassifier(SentenceEncoderExpert[ClassifyInput, list[Classificat
     def prepare(self, request: ClassifyInput) -> list[str]:
         labels = _require_labels(request)
         template = _template(request, self.default_template)
-        return [*request.texts, *(template.format(label) for label in labels)]
+        return [*request.texts, *(fill_template(template, label) for label in labels)]
 
     def finish(self, request: ClassifyInput, outputs: list[Embedding]) -> list[Classification]:
         labels = _require_labels(request)

@@ -35,6 +35,7 @@ from corral.experts.base import require
 from corral.experts.chat import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.experts.chat_reply import chat_chunk, chat_logprobs, chat_reply, usage
 from corral.experts.chat_template import CHATML, ChatTemplate
+from corral.experts.grammar_safety import UnsafeSchema, schema_grammar
 from corral.experts.tool_calls import forced_call, forced_call_schema, openai_calls
 
 __all__ = ["LlamaCppChat"]
@@ -374,15 +375,20 @@ def _named(tools: list[dict[str, Any]], choice: Any) -> list[dict[str, Any]]:
     return named
 
 
-def _grammar(schema: dict[str, Any]) -> Any:
+def _grammar(schema: dict[str, Any], param: str = "tools") -> Any:
+    """A grammar llama.cpp can run (``grammar_safety``): a schema part no safe grammar
+    expresses is a 422 naming its path, never a crash at sampling."""
     from llama_cpp import LlamaGrammar
 
     try:
-        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-    except Exception as exc:  # llama.cpp's converter cannot express this schema
+        text = schema_grammar(schema)
+    except UnsafeSchema as exc:
+        raise InvalidRequest(f"{param}: {exc}", param=param) from exc
+    except Exception as exc:  # llama-cpp-python's converter cannot express this schema
         raise InvalidRequest(
-            f"llama.cpp cannot turn this JSON schema into a grammar: {exc}", param="tools"
+            f"llama.cpp cannot turn this JSON schema into a grammar: {exc}", param=param
         ) from exc
+    return LlamaGrammar.from_string(text, verbose=False)
 
 
 def _response_grammar(response_format: dict[str, Any] | None) -> Any:
@@ -390,7 +396,7 @@ def _response_grammar(response_format: dict[str, Any] | None) -> Any:
         return None
     schema = response_format.get("schema") or response_format.get("json_schema", {}).get("schema")
     if schema:
-        return _grammar(schema)
+        return _grammar(schema, param="response_format")
     from llama_cpp import LlamaGrammar
     from llama_cpp.llama_grammar import JSON_GBNF
 

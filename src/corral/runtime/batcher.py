@@ -8,8 +8,9 @@ batches grow by themselves and at low load a lone request waits at most
 longest item, in tokens: what an encoder really computes) would pass it, so a GPU gets
 many short texts or few long ones per pass instead of a fixed count. It never hangs:
 cancelled callers are dropped before the run, a batch whose callers have all gone stops
-at the expert's next ``checkpoint()`` (see ``cancel``), a failing batch fails every
-caller in it, and a wrong output count is an error.
+at the expert's next ``checkpoint()`` (see ``cancel``), and a wrong output count is an
+error. A failing batch of several callers is run again caller by caller, so one
+caller's bad item fails only that caller; the others get their answers.
 """
 
 from __future__ import annotations
@@ -152,30 +153,65 @@ class MicroBatcher(Generic[ItemT, OutT]):
         for pending in batch:
             if pending.progress is not None:
                 pending.progress.started = True
+        try:
+            outputs, busy = await self._forward_timed(batch, flat)
+        except Cancelled:  # nobody is waiting: nothing to hand out
+            if self._on_cancel is not None:
+                self._on_cancel()
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                _fail(batch, exc)
+            else:  # one caller's bad item must not fail the others: each on its own
+                await self._execute_apart(batch)
+            return
+        except BaseException as exc:  # every waiting caller learns of the failure
+            _fail(batch, exc)
+            raise
+        self._hand_out(batch, flat, outputs, busy)
+
+    async def _execute_apart(self, batch: list[_Pending[ItemT, OutT]]) -> None:
+        """After a failed batch, each caller's items as a batch of their own: only the
+        caller whose items fail again gets the error."""
+        for pending in batch:
+            if pending.future.done():
+                continue
+            try:
+                outputs, busy = await self._forward_timed([pending], list(pending.items))
+            except Cancelled:
+                continue
+            except Exception as exc:
+                _fail([pending], exc)
+                continue
+            self._hand_out([pending], list(pending.items), outputs, busy)
+
+    async def _forward_timed(
+        self, batch: list[_Pending[ItemT, OutT]], flat: list[Any]
+    ) -> tuple[list[OutT], float]:
+        """``forward(flat)`` in the worker (stopping when every caller has gone), and its
+        seconds; a wrong output count is an error."""
 
         def run() -> list[OutT]:
             with cancellable(lambda: all(pending.future.done() for pending in batch)):
                 return self._forward(flat)
 
+        started = self._clock()
         try:
-            loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, run)
-            if len(outputs) != len(flat):
-                raise RuntimeError(f"forward returned {len(outputs)} outputs for {len(flat)} items")
-        except Cancelled:  # nobody is waiting: nothing to hand out
-            if self._on_cancel is not None:
-                self._on_cancel()
-            return
-        except BaseException as exc:  # every waiting caller learns of the failure
-            for pending in batch:
-                if not pending.future.done():
-                    pending.future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, run)
         finally:
             busy = self._clock() - started
             self.stats.busy_seconds += busy
+        if len(outputs) != len(flat):
+            raise RuntimeError(f"forward returned {len(outputs)} outputs for {len(flat)} items")
+        return outputs, busy
+
+    def _hand_out(
+        self,
+        batch: list[_Pending[ItemT, OutT]],
+        flat: list[Any],
+        outputs: list[OutT],
+        busy: float,
+    ) -> None:
         self.stats.batches += 1
         self.stats.requests += len(batch)
         self.stats.items += len(flat)
@@ -186,6 +222,12 @@ class MicroBatcher(Generic[ItemT, OutT]):
                 share = busy * n / len(flat) if flat else 0.0
                 pending.future.set_result((outputs[offset : offset + n], share))
             offset += n
+
+
+def _fail(batch: list[_Pending[Any, Any]], exc: BaseException) -> None:
+    for pending in batch:
+        if not pending.future.done():
+            pending.future.set_exception(exc)
 
 
 def _estimate_tokens(item: object) -> int:

@@ -44,6 +44,7 @@ from corral.server import (
 )
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.auth import ApiKeys
+from corral.server.body_check import JsonBodyCheck
 from corral.server.disconnect import CancelOnDisconnect
 from corral.server.errors import install_error_handlers
 from corral.server.hosts import HostGuard
@@ -140,6 +141,7 @@ def create_app(
     install_error_handlers(app)
     # outermost last: metrics see the expert header that tracing adds
     app.add_middleware(CancelOnDisconnect)  # innermost: a client gone cancels the handler
+    app.add_middleware(JsonBodyCheck)  # unencodable text, non-finite numbers: 422 by field
     app.add_middleware(BodySizeLimit, limit=config.server.limits.max_body_bytes)
     app.add_middleware(
         tracing.TraceMiddleware, store=app.state.traces, tracer=tracer, on_finish=settle

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from corral.errors import CorralError, InvalidRequest
 from corral.observe import current_trace
@@ -50,9 +50,9 @@ class CompletionRequest(_Request):
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     logit_bias: LogitBias | None = None
-    echo: bool = Field(False, description="Put the prompt before each completion's text.")
+    echo: StrictBool = Field(False, description="Put the prompt before each completion's text.")
     n: int = Field(1, ge=1, le=1, description="Only one choice per prompt is served.")
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=256)
     suffix: str | None = None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_validator
+
+from corral.experts.hypothesis import check_template, distinct_labels
 
 IGNORED_HEADER = "x-corral-ignored"  # the valid fields a request sent that corral ignored
 
@@ -112,11 +114,11 @@ class RerankRequest(_Request):
     documents: list[str | RerankDocument] | None = None
     texts: list[str] | None = Field(None, description="TEI's name for documents.")
     top_n: int | None = Field(None, ge=1)
-    return_documents: bool = False
-    return_text: bool = Field(False, description="TEI's name for return_documents.")
-    raw_scores: bool = Field(False, description="Raw model scores instead of [0, 1].")
+    return_documents: StrictBool = False
+    return_text: StrictBool = Field(False, description="TEI's name for return_documents.")
+    raw_scores: StrictBool = Field(False, description="Raw model scores instead of [0, 1].")
     max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each document to this.")
-    truncate: bool | Literal["NONE", "START", "END"] = Field(
+    truncate: StrictBool | Literal["NONE", "START", "END"] = Field(
         True, description="TEI: false refuses a too-long document (422); Cohere: NONE/START/END."
     )
     truncation_direction: Literal["Right", "Left", "right", "left"] = Field(
@@ -172,8 +174,15 @@ class RerankResponse(BaseModel):
 class ClassifyRequest(_Request):
     input: Texts
     labels: list[str] | None = Field(None, description="Candidate labels for zero-shot.")
-    multi_label: bool = False
-    hypothesis_template: str | None = None
+    multi_label: StrictBool = False
+    hypothesis_template: str | None = Field(
+        None, description="Zero-shot template with one {} (or {label}) for the label."
+    )
+
+    _template_slot = field_validator("hypothesis_template")(
+        lambda value: None if value is None else check_template(value)
+    )
+    _labels_distinct = field_validator("labels")(lambda value: distinct_labels(value))
 
     @property
     def texts(self) -> list[str]:

@@ -10,8 +10,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+from corral.experts.grammar_safety import UnsafeSchema, check_schema
 from corral.server.schemas import _Request
 
 
@@ -20,6 +21,10 @@ def _check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+    try:
+        check_schema(schema)  # what a grammar can safely express (LLM experts need it)
+    except UnsafeSchema as exc:
+        raise ValueError(f"not a schema a grammar can safely express: {exc}") from None
     return schema
 
 
@@ -53,7 +58,7 @@ class FunctionDefinition(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
     parameters: JsonSchema = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class Tool(BaseModel):
@@ -71,7 +76,7 @@ class NamedToolChoice(BaseModel):
 class JsonSchemaFormat(BaseModel):
     name: str = "response"
     schema_: JsonSchema = Field(alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
     description: str | None = None
 
 
@@ -87,7 +92,7 @@ class ResponseFormat(BaseModel):
 
 
 class StreamOptions(BaseModel):
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 def _metadata_limits(value: dict[str, str] | None) -> dict[str, str] | None:
@@ -134,15 +139,15 @@ class ChatCompletionRequest(_Request):
     max_completion_tokens: int | None = Field(None, ge=1)
     stop: str | list[str] | None = None
     seed: int | None = None
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     tools: list[Tool] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     response_format: ResponseFormat | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    logprobs: bool | None = None
+    logprobs: StrictBool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     n: int = Field(1, ge=1, le=1, description="Only one choice per request is served.")
     user: str | None = Field(
@@ -157,7 +162,7 @@ class ChatCompletionRequest(_Request):
     )
     function_call: Literal["none", "auto"] | dict[Literal["name"], str] | None = None
     # accepted and ignored (see CHAT_IGNORED)
-    store: bool | None = None
+    store: StrictBool | None = None
     service_tier: str | None = None
     reasoning_effort: str | None = None
     modalities: list[str] | None = None

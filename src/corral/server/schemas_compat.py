@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from corral.server.schemas import _Request
 
@@ -69,8 +69,8 @@ class TeiEmbedRequest(_Request):
     """TEI's ``POST /embed`` (and ``/embed_all``'s fields): answered with bare vectors."""
 
     inputs: str | list[str] = Field(description="A text or a non-empty list of texts.")
-    normalize: bool = Field(True, description="Unit-length vectors (TEI's default).")
-    truncate: bool = Field(True, description="false: a too-long text is a 422 (not cut).")
+    normalize: StrictBool = Field(True, description="Unit-length vectors (TEI's default).")
+    truncate: StrictBool = Field(True, description="false: a too-long text is a 422 (not cut).")
     truncation_direction: Literal["Right", "Left", "right", "left"] = "Right"
     prompt_name: str | None = None
     dimensions: int | None = Field(None, ge=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from corral.server.schemas import _Request
 from corral.server.schemas_chat import JsonSchema, Metadata
@@ -18,7 +18,7 @@ class FunctionTool(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     description: str | None = None
     parameters: JsonSchema = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class NamedFunction(BaseModel):
@@ -32,7 +32,7 @@ class TextFormat(BaseModel):
     type: Literal["text", "json_object", "json_schema"] = "text"
     name: str | None = None
     schema_: JsonSchema | None = Field(None, alias="schema")
-    strict: bool | None = None
+    strict: StrictBool | None = None
 
 
 class TextConfig(BaseModel):
@@ -76,16 +76,16 @@ class ResponsesRequest(_Request):
     )
     tools: list[dict[str, Any]] | None = None
     tool_choice: Literal["none", "auto", "required"] | NamedFunction | None = None
-    parallel_tool_calls: bool | None = None
+    parallel_tool_calls: StrictBool | None = None
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, gt=0, le=1)
     max_output_tokens: int | None = Field(None, ge=1)
     text: TextConfig | None = None
-    stream: bool = False
+    stream: StrictBool = False
     metadata: Metadata = None
     user: str | None = Field(None, max_length=256)
     # accepted and ignored (RESPONSES_IGNORED)
-    background: bool | None = None
+    background: StrictBool | None = None
     context_management: Any = None
     conversation: Any = None
     include: list[str] | None = None
@@ -98,7 +98,7 @@ class ResponsesRequest(_Request):
     reasoning: dict[str, Any] | None = None
     safety_identifier: str | None = None
     service_tier: str | None = None
-    store: bool | None = None
+    store: StrictBool | None = None
     stream_options: dict[str, Any] | None = None
     top_logprobs: int | None = None
     truncation: str | None = None

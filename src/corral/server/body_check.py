@@ -1,0 +1,129 @@
+"""JSON bodies hold only text and numbers the experts can take: checked once, at the edge.
+
+JSON can carry what Python's ``json`` accepts but no tokenizer, encoder or native
+library can: a lone surrogate (``"\\ud800"`` is valid JSON, and no UTF-8 text), and
+``NaN``, ``Infinity`` or an exponent past a float's range (``1e999`` reads as inf).
+Deep inside a library they become ``UnicodeEncodeError`` or ``ValueError`` (a 500,
+counted against the expert's circuit, failing a whole batch of other callers).
+``JsonBodyCheck`` answers them with a 422 naming the field before any route runs, for
+every JSON endpoint at once (OpenAI, Cohere/TEI, corral's task APIs, chat content
+parts). A cheap byte scan comes first; only a body that may hold one is parsed here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral.server.errors import error_response
+
+__all__ = ["JsonBodyCheck", "first_bad_value"]
+
+# a \uD800-\uDFFF escape, a non-finite constant, or an exponent of three digits or more
+_SUSPECT = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|NaN|Infinity|[eE][+]?\d{3,}")
+
+
+def first_bad_value(value: Any, path: str = "") -> tuple[str, str] | None:
+    """(path, what is wrong) for the first string that is not Unicode text or number
+    that is not finite in a parsed JSON value, else None."""
+    for where, item in _leaves(value, path):
+        if isinstance(item, str) and not _encodable(item):
+            bad = next(ch for ch in item if 0xD800 <= ord(ch) <= 0xDFFF)
+            return where, (
+                f"the text holds a lone surrogate (\\u{ord(bad):04x}), which is not Unicode "
+                "text; send UTF-8 text (a surrogate only as half of an escaped pair)"
+            )
+        if isinstance(item, float) and not math.isfinite(item):
+            return where, "a number out of range (finite numbers only: no NaN, Infinity, 1e999)"
+    return None
+
+
+def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            yield (path or "body") + " (a key)", key
+            yield from _leaves(item, where)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _leaves(item, f"{path}[{index}]")
+    else:
+        yield path or "body", value
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_json(scope: Scope) -> bool:
+    """FastAPI reads a body as JSON when its type says JSON or when it has no type."""
+    content_type = dict(scope.get("headers", [])).get(b"content-type", b"").lower()
+    return not content_type or b"json" in content_type
+
+
+class JsonBodyCheck:
+    """422 naming the field for a JSON body with unencodable text or a non-finite number."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        if not _is_json(scope):
+            await self.app(scope, receive, send)
+            return
+        body, more = b"", True
+        while more:
+            try:
+                message = await receive()
+            except HTTPException as exc:  # the body limit, while reading (BodySizeLimit)
+                code = "payload_too_large" if exc.status_code == 413 else "invalid_request"
+                await error_response(exc.status_code, str(exc.detail), code)(scope, receive, send)
+                return
+            if message["type"] != "http.request":  # the client went away while sending
+                await self.app(scope, _replay([message], receive), send)
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        problem = _problem(body)
+        if problem is not None:
+            where, what = problem
+            response = error_response(422, f"{where}: {what}", "invalid_request", where)
+            await response(scope, receive, send)
+            return
+        whole: Message = {"type": "http.request", "body": body, "more_body": False}
+        await self.app(scope, _replay([whole], receive), send)
+
+
+def _problem(body: bytes) -> tuple[str, str] | None:
+    if not _SUSPECT.search(body):
+        return None
+    try:
+        parsed = json.loads(body)  # NaN and Infinity read as floats: found with their path
+    except (ValueError, RecursionError):  # not JSON: the route's parser says so (400)
+        return None
+    return first_bad_value(parsed)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that first hands back what was already read."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed

@@ -84,7 +84,8 @@ class JsonBodyCheck:
         if not _is_json(scope):
             await self.app(scope, receive, send)
             return
-        body, more = b"", True
+        chunks: list[bytes] = []  # joined once: += on bytes copies the body per chunk
+        more = True
         while more:
             try:
                 message = await receive()
@@ -95,8 +96,9 @@ class JsonBodyCheck:
             if message["type"] != "http.request":  # the client went away while sending
                 await self.app(scope, _replay([message], receive), send)
                 return
-            body += message.get("body", b"")
+            chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
+        body = b"".join(chunks)
         problem = _problem(body)
         if problem is not None:
             where, what = problem

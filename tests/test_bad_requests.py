@@ -6,12 +6,17 @@ served. One server (the built-in default config) for the whole module."""
 from __future__ import annotations
 
 import base64
+import functools
 import io
+import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 
 from ._server import RunningServer
 
@@ -141,7 +146,7 @@ def test_duplicate_labels_are_a_422(default_server: RunningServer) -> None:
     assert reply.status_code == 422 and "twice" in reply.text, reply.text
 
 
-def _concurrently(calls: list[Any]) -> list[httpx.Response]:
+def _concurrently(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
     replies: list[Any] = [None] * len(calls)
 
     def run(i: int) -> None:
@@ -168,8 +173,10 @@ def _concurrently(calls: list[Any]) -> list[httpx.Response]:
 def test_eleven_good_and_one_bad_concurrent_requests(
     default_server: RunningServer, path: str, good: str, bad: str
 ) -> None:
-    calls = [lambda i=i: _raw(default_server, path, good % i) for i in range(11)]
-    calls.append(lambda: _raw(default_server, path, bad % SURROGATE))
+    calls: list[Callable[[], httpx.Response]] = [
+        functools.partial(_raw, default_server, path, good % i) for i in range(11)
+    ]
+    calls.append(functools.partial(_raw, default_server, path, bad % SURROGATE))
     replies = _concurrently(calls)
     assert [r.status_code for r in replies[:11]] == [200] * 11, [r.text for r in replies]
     assert replies[11].status_code == 422
@@ -179,11 +186,11 @@ def test_eleven_good_and_one_bad_concurrent_requests(
     ("path", "good", "bad"),
     [
         ("/v1/embeddings", '{"model": "embedder", "input": "fine"}',
-         '{"model": "embedder", "input": [%s]}' % SURROGATE),
+         '{"model": "embedder", "input": [%s]}'.replace("%s", SURROGATE)),
         ("/v1/chat/completions",
          '{"model": "fast", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 2}',
          '{"model": "fast", "messages": [{"role": "user", "content": %s}], "max_tokens": 2}'
-         % SURROGATE),
+         .replace("%s", SURROGATE)),
         ("/v1/chat/completions",
          '{"model": "fast", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 2}',
          '{"model": "fast", "messages": [{"role": "user", "content": "x"}], "max_tokens": 2, '
@@ -271,3 +278,28 @@ def test_a_pdf_page_tree_loop_is_a_422(default_server: RunningServer) -> None:
     reply = httpx.post(default_server.v1 + "/documents/extract", json={"document": document},
                        timeout=120)
     assert reply.status_code == 422 and "page tree" in reply.text, reply.text
+
+
+# --- unicode edge cases on every text field -------------------------------------------
+_EDGES = ["\ud800", "\udfff", "\x00", "\u202e", "\u200f", "\ufeff", "\U0001f600", "\u0301",
+          "\ufffd", "\uffff", "\x7f", "\n", "\r", "\t", "ﷺ", "\U000e0001"]
+_TEXTS = st.one_of(
+    st.text(st.sampled_from(_EDGES) | st.characters(codec=None), min_size=0, max_size=40),
+    st.just("\u202e" * 1_000_000),  # 1 MB of right-to-left overrides
+    st.just("a\x00" * 500_000),
+)
+
+
+@pytest.mark.parametrize(("path", "body", "field"), TEXT_FIELDS, ids=[f"{p} {f}" for p, _, f
+                                                                    in TEXT_FIELDS])
+def test_unicode_edge_cases_never_make_a_5xx(
+    default_server: RunningServer, path: str, body: str, field: str
+) -> None:
+    @hypothesis.settings(max_examples=12, deadline=None, derandomize=True, database=None,
+                         suppress_health_check=list(hypothesis.HealthCheck))
+    @hypothesis.given(text=_TEXTS)
+    def probe(text: str) -> None:
+        reply = _raw(default_server, path, body % json.dumps(text))  # ASCII: \ud800 escaped
+        assert reply.status_code < 500, (text[:40], reply.text)
+
+    probe()

@@ -213,7 +213,7 @@ class LimitsConfig(_Strict):
     max_series_length: int = Field(100_000, ge=1, description="Values in one forecast series.")
     max_horizon: int = Field(10_000, ge=1, description="Steps one forecast may ask for.")
     max_forecast_points: int = Field(
-        500_000,
+        200_000,
         ge=1,
         description="Work one forecast may ask: series x (values + horizon), summed.",
     )

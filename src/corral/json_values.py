@@ -14,17 +14,17 @@ __all__ = ["first_bad_value"]
 
 
 def first_bad_value(value: Any, path: str = "") -> tuple[str, str] | None:
-    """(path, what is wrong) for the first string that is not Unicode text or number
-    that is not finite in a parsed JSON value, else None."""
+    """(path, message naming it) for the first string that is not Unicode text or
+    number that is not finite in a parsed JSON value, else None."""
     for where, item in _leaves(value, path):
         if isinstance(item, str) and not _encodable(item):
             bad = next(ch for ch in item if 0xD800 <= ord(ch) <= 0xDFFF)
             return where, (
-                f"the text holds a lone surrogate (\\u{ord(bad):04x}), which is not Unicode "
-                "text; send UTF-8 text (a surrogate only as half of an escaped pair)"
+                f"{where}: the text holds a lone surrogate (\\u{ord(bad):04x}), which is not "
+                "Unicode text; send UTF-8 text (a surrogate only as half of an escaped pair)"
             )
         if isinstance(item, float) and not math.isfinite(item):
-            return where, "a number out of range (finite numbers only: no NaN, Infinity, 1e999)"
+            return where, f"{where} is {item}: only finite numbers (no NaN or Infinity)"
     return None
 
 

@@ -205,7 +205,7 @@ class Coordinator:
         handle, input_model, _ = self.tools[name]
         bad = first_bad_value(arguments, "arguments")
         if bad is not None:  # the LLM wrote it: a message back to it, not an expert failure
-            raise InvalidRequest(f"{bad[0]}: {bad[1]}", param=bad[0])
+            raise InvalidRequest(bad[1], param=bad[0])
         request = input_model.model_validate(arguments)
         if isinstance(request, ChatInput):  # another LLM: escalate, or a code model
             _, reply = await self.router.chat(

@@ -7,7 +7,9 @@ Deep inside a library they become ``UnicodeEncodeError`` or ``ValueError`` (a 50
 counted against the expert's circuit, failing a whole batch of other callers).
 ``JsonBodyCheck`` answers them with a 422 naming the field before any route runs, for
 every JSON endpoint at once (OpenAI, Cohere/TEI, corral's task APIs, chat content
-parts). A cheap byte scan comes first; only a body that may hold one is parsed here.
+parts). A cheap byte scan comes first (about 10 ms for 4 MB); only a body that may hold
+one is parsed here. An exponent that overflows (``1e999``) is left to the request models
+(``allow_inf_nan=False``): scanning for it costs ten times more.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from corral.server.errors import error_response
 
 __all__ = ["JsonBodyCheck"]
 
-# a \uD800-\uDFFF escape, a non-finite constant, or an exponent of three digits or more
-_SUSPECT = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|NaN|Infinity|[eE][+]?\d{3,}")
+# a \uD800-\uDFFF escape (a regex with a literal head: about 1 ms for 4 MB)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _is_json(scope: Scope) -> bool:
@@ -61,8 +63,8 @@ class JsonBodyCheck:
             more = message.get("more_body", False)
         problem = _problem(body)
         if problem is not None:
-            where, what = problem
-            response = error_response(422, f"{where}: {what}", "invalid_request", where)
+            where, message = problem
+            response = error_response(422, message, "invalid_request", where)
             await response(scope, receive, send)
             return
         whole: Message = {"type": "http.request", "body": body, "more_body": False}
@@ -70,7 +72,8 @@ class JsonBodyCheck:
 
 
 def _problem(body: bytes) -> tuple[str, str] | None:
-    if not _SUSPECT.search(body):
+    suspect = b"NaN" in body or b"Infinity" in body or _SURROGATE_ESCAPE.search(body)
+    if not suspect:  # (an overflowing 1e999 is refused by the request models: allow_inf_nan)
         return None
     try:
         parsed = json.loads(body)  # NaN and Infinity read as floats: found with their path

@@ -7,6 +7,7 @@ vectors mean (``finish``). One copy of the weights is shared by all of them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, TypeVar
@@ -36,6 +37,19 @@ _INPUT_TYPE_PROMPTS: Mapping[str, tuple[str, ...]] = {
 class Embedding:
     vector: np.ndarray
     tokens: int
+
+
+# One lock per shared model: experts sharing a SentenceTransformer run on worker threads
+# of their own, and a fast tokenizer's padding/truncation state is not thread-safe (two
+# threads at once made "Unable to create tensor ... excessive nesting" 500s under load).
+_MODEL_LOCKS: dict[tuple[str, ...], threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def model_lock(key: tuple[str, ...]) -> threading.Lock:
+    """The lock every user of the shared model ``key`` holds while it runs it."""
+    with _LOCKS_LOCK:
+        return _MODEL_LOCKS.setdefault(key, threading.Lock())
 
 
 def shared_sentence_transformer(context: LoadContext) -> tuple[Any, tuple[str, ...]]:
@@ -88,6 +102,7 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
 
     def load(self) -> None:
         self.model, self._key = shared_sentence_transformer(self.context)
+        self._lock = model_lock(self._key)
         entry = CATALOG.get(self.context.spec.model)
         # the config's prompts win over the model's own, which win over the catalog's
         self.prompts: dict[str, str] = {
@@ -123,13 +138,14 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
         if truncate == "end" and limit is None:
             return [prompt + t for t in texts]
         tokenizer = self.model.tokenizer
-        room = self.model.max_seq_length - _special_tokens(tokenizer)
-        room -= len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
-        room = min(room, limit) if limit is not None else room
-        return [
-            prompt + clip_text(tokenizer, t, room, truncate, f"{param}[{i}]")
-            for i, t in enumerate(texts)
-        ]
+        with self._lock:
+            room = self.model.max_seq_length - _special_tokens(tokenizer)
+            room -= len(tokenizer(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0
+            room = min(room, limit) if limit is not None else room
+            return [
+                prompt + clip_text(tokenizer, t, room, truncate, f"{param}[{i}]")
+                for i, t in enumerate(texts)
+            ]
 
     def unload(self) -> None:
         self.context.shared.release(self._key)
@@ -139,15 +155,16 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
         return torch_bytes(self.model)
 
     def forward(self, items: list[str]) -> list[Embedding]:
-        vectors: Any = self.model.encode(
-            items,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=self.normalize,
-            prompt="",  # prompts were put before the texts by ``prompt``/``fit`` already
-            show_progress_bar=False,
-        )
-        tokens = count_tokens(self.model, items)
+        with self._lock:
+            vectors: Any = self.model.encode(
+                items,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=self.normalize,
+                prompt="",  # prompts were put before the texts by ``prompt``/``fit`` already
+                show_progress_bar=False,
+            )
+            tokens = count_tokens(self.model, items)
         return [
             Embedding(np.asarray(v, dtype=np.float32), t)
             for v, t in zip(vectors, tokens, strict=True)

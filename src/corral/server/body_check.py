@@ -63,8 +63,8 @@ class JsonBodyCheck:
             more = message.get("more_body", False)
         problem = _problem(body)
         if problem is not None:
-            where, message = problem
-            response = error_response(422, message, "invalid_request", where)
+            where, says = problem
+            response = error_response(422, says, "invalid_request", where)
             await response(scope, receive, send)
             return
         whole: Message = {"type": "http.request", "body": body, "more_body": False}

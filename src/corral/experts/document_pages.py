@@ -90,11 +90,24 @@ def load_pages(
             count = len(document)
             selected = _select(pages, count, limits.max_pages, param)
             return [
-                _page(document[i], i, dpi, limits.max_pixels, need_image, param, pdfium)
+                _page(_load(document, i, param, pdfium), i, dpi, limits.max_pixels, need_image,
+                      param, pdfium)
                 for i in selected
             ]
         finally:
             document.close()
+
+
+def _load(document: Any, index: int, param: str, pdfium: Any) -> Any:
+    """Page ``index``; a page pdfium cannot load (a page tree that loops, a missing
+    object) is the document's fault: a 422."""
+    try:
+        return document[index]
+    except pdfium.PdfiumError as exc:
+        raise InvalidRequest(
+            f"{param} page {index} cannot be loaded ({exc}): its page tree is broken",
+            param=param,
+        ) from None
 
 
 def _select(pages: list[int] | None, count: int, max_pages: int, param: str) -> list[int]:

@@ -123,8 +123,9 @@ class _ForecastExpert(Expert[ForecastInput, _Item, _Output, list[SeriesForecast]
 
 def _result(item: _Item, mean: np.ndarray, levels: dict[float, np.ndarray]) -> _Output:
     """Scale back; an overflowing result is the caller's data, not a server fault."""
-    mean = mean[: item.horizon] * item.scale
-    bands = {str(q): levels[q][: item.horizon] * item.scale for q in item.quantiles}
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is checked just below
+        mean = mean[: item.horizon] * item.scale
+        bands = {str(q): levels[q][: item.horizon] * item.scale for q in item.quantiles}
     if not all(np.isfinite(v).all() for v in [mean, *bands.values()]):
         return InvalidRequest(
             f"series[{item.index}]: the forecast is not finite (values too large?)",

@@ -50,7 +50,7 @@ _MAX_QUERY = 10_000
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # finite numbers only
 
 
 class NodesIn(_Input):

@@ -33,6 +33,7 @@ from corral.experts.chat import ChatInput, chat_completion
 from corral.experts.classify import Classification
 from corral.experts.ner import Entities
 from corral.experts.registry import expert_class
+from corral.json_values import first_bad_value
 from corral.observe.trace import Step, current_trace
 from corral.runtime import ExpertHandle, ExpertState
 
@@ -202,6 +203,9 @@ class Coordinator:
         if name not in self.tools:
             raise InvalidRequest(f"no tool named {name!r}; tools: {', '.join(self.tools)}")
         handle, input_model, _ = self.tools[name]
+        bad = first_bad_value(arguments, "arguments")
+        if bad is not None:  # the LLM wrote it: a message back to it, not an expert failure
+            raise InvalidRequest(bad[1], param=bad[0])
         request = input_model.model_validate(arguments)
         if isinstance(request, ChatInput):  # another LLM: escalate, or a code model
             _, reply = await self.router.chat(

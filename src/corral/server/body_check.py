@@ -7,62 +7,26 @@ Deep inside a library they become ``UnicodeEncodeError`` or ``ValueError`` (a 50
 counted against the expert's circuit, failing a whole batch of other callers).
 ``JsonBodyCheck`` answers them with a 422 naming the field before any route runs, for
 every JSON endpoint at once (OpenAI, Cohere/TEI, corral's task APIs, chat content
-parts). A cheap byte scan comes first; only a body that may hold one is parsed here.
+parts). A cheap byte scan comes first (12-15 ms for 4-5 MB); only a body that may hold
+one is parsed here. An exponent that overflows (``1e999``) is left to the request models
+(``allow_inf_nan=False``): scanning for it costs ten times more.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
-from collections.abc import Iterator
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from corral.json_values import first_bad_value
 from corral.server.errors import error_response
 
-__all__ = ["JsonBodyCheck", "first_bad_value"]
+__all__ = ["JsonBodyCheck"]
 
-# a \uD800-\uDFFF escape, a non-finite constant, or an exponent of three digits or more
-_SUSPECT = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}|NaN|Infinity|[eE][+]?\d{3,}")
-
-
-def first_bad_value(value: Any, path: str = "") -> tuple[str, str] | None:
-    """(path, what is wrong) for the first string that is not Unicode text or number
-    that is not finite in a parsed JSON value, else None."""
-    for where, item in _leaves(value, path):
-        if isinstance(item, str) and not _encodable(item):
-            bad = next(ch for ch in item if 0xD800 <= ord(ch) <= 0xDFFF)
-            return where, (
-                f"the text holds a lone surrogate (\\u{ord(bad):04x}), which is not Unicode "
-                "text; send UTF-8 text (a surrogate only as half of an escaped pair)"
-            )
-        if isinstance(item, float) and not math.isfinite(item):
-            return where, "a number out of range (finite numbers only: no NaN, Infinity, 1e999)"
-    return None
-
-
-def _leaves(value: Any, path: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            yield (path or "body") + " (a key)", key
-            yield from _leaves(item, where)
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _leaves(item, f"{path}[{index}]")
-    else:
-        yield path or "body", value
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+# a \uD800-\uDFFF escape (a regex with a literal head: about 1 ms for 4 MB)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _is_json(scope: Scope) -> bool:
@@ -101,8 +65,8 @@ class JsonBodyCheck:
         body = b"".join(chunks)
         problem = _problem(body)
         if problem is not None:
-            where, what = problem
-            response = error_response(422, f"{where}: {what}", "invalid_request", where)
+            where, says = problem
+            response = error_response(422, says, "invalid_request", where)
             await response(scope, receive, send)
             return
         whole: Message = {"type": "http.request", "body": body, "more_body": False}
@@ -110,7 +74,8 @@ class JsonBodyCheck:
 
 
 def _problem(body: bytes) -> tuple[str, str] | None:
-    if not _SUSPECT.search(body):
+    suspect = b"NaN" in body or b"Infinity" in body or _SURROGATE_ESCAPE.search(body)
+    if not suspect:  # (an overflowing 1e999 is refused by the request models: allow_inf_nan)
         return None
     try:
         parsed = json.loads(body)  # NaN and Infinity read as floats: found with their path

@@ -72,6 +72,8 @@ def _not_json(exc: RequestValidationError) -> str | None:
             return f"the body is not valid JSON ({reason} at character {where})"
         if tuple(error.get("loc", ())) == ("body",) and isinstance(error.get("input"), bytes):
             return "the body is not JSON: send a JSON object with Content-Type: application/json"
+        if tuple(error.get("loc", ())) == ("body",) and error.get("type") == "missing":
+            return "the body is empty: send a JSON object with Content-Type: application/json"
     return None
 
 

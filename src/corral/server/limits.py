@@ -95,3 +95,24 @@ def check_series(series: list[list[float]], horizon: int, limits: LimitsConfig) 
             f"horizon is {horizon}; server.limits.max_horizon is {limits.max_horizon}",
             param="horizon",
         )
+    points = sum(len(values) + horizon for values in series)
+    if points > limits.max_forecast_points:
+        raise PayloadTooLarge(
+            f"this forecast asks for {points} points (series x (values + horizon)); "
+            f"server.limits.max_forecast_points is {limits.max_forecast_points}: send fewer "
+            "or shorter series, or a nearer horizon",
+            param="series",
+        )
+
+
+def check_fit_work(rows: int, features: int, epochs: int | None, limits: LimitsConfig) -> None:
+    """413 naming server.limits.max_fit_work when a fit's rows x features x epochs (the
+    passes a fit makes; 100 when not given) is past it: the time a fit takes grows with each."""
+    work = rows * features * (epochs or 100)
+    if work > limits.max_fit_work:
+        raise PayloadTooLarge(
+            f"this fit asks for {work} row-feature-epochs ({rows} x {features} x "
+            f"{epochs or 100}); server.limits.max_fit_work is {limits.max_fit_work}: send "
+            "fewer rows or set options.epochs lower",
+            param="options.epochs" if epochs else "data",
+        )

@@ -24,6 +24,7 @@ from corral.runtime.cancel import deadline
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.fit_memory import anomaly_fit_bytes, check_fit_memory
+from corral.server.limits import check_fit_work
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_anomaly import (
     AnomalyDeleteResponse,
@@ -106,13 +107,22 @@ def check_memory(
     what: str,
 ) -> None:
     """413 naming server.limits.max_fit_bytes when the rows (or windows) would not fit."""
-    if data is not None:
-        rows, features, param = len(data), max((len(r) for r in data), default=0), "data"
-    elif series is not None and window is not None:
-        rows, features, param = max(len(series) - window + 1, 0), window, "series"
-    else:
+    if data is None and (series is None or window is None):
         return
+    rows, features = _fit_shape(data, series, window)
+    param = "data" if data is not None else "series"
     check_fit_memory(anomaly_fit_bytes(rows, features), what, limits, param)
+
+
+def _fit_shape(
+    data: list[list[float]] | None, series: list[float] | None, window: int | None
+) -> tuple[int, int]:
+    """(rows, features) a fit sends: its rows, or a series' windows."""
+    if data is not None:
+        return len(data), max((len(r) for r in data), default=0)
+    if series is not None and window is not None:
+        return max(len(series) - window + 1, 0), window
+    return 0, 0
 
 
 def _fitting_expert(runtime: Runtime, info: ArtifactInfo) -> str:
@@ -149,6 +159,7 @@ async def fit(
     limits = router.runtime.config.server.limits
     check_rows(body.data, body.series, limits, window=body.window)
     check_memory(body.data, body.series, body.window, limits, "this fit")
+    check_fit_work(*_fit_shape(body.data, body.series, body.window), body.options.epochs, limits)
     request = AnomalyFitInput(
         detector=_ref(detector, owner),
         data=body.data,

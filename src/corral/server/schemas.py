@@ -16,7 +16,7 @@ IGNORED_HEADER = "x-corral-ignored"  # the valid fields a request sent that corr
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # finite numbers only
     # fields the API this shape comes from documents but corral does not apply: accepted
     # (a client sending them is right) and named in the x-corral-ignored response header
     IGNORED: ClassVar[frozenset[str]] = frozenset()

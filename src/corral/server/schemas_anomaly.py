@@ -27,7 +27,7 @@ STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 
 
 class _Rows(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str | None = Field(
         None, description="Anomaly expert name; omitted: the default (fit) or the fitting one."
@@ -94,7 +94,7 @@ class AnomalyScoreResponse(BaseModel):
 
 
 class AnomalyStreamRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str | None = None
     stream_id: str = Field(pattern=STREAM_ID_PATTERN, description="Caller's name for the stream.")

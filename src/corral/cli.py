@@ -26,6 +26,7 @@ from corral.errors import ConfigError, CorralError
 
 if TYPE_CHECKING:
     from corral.routing.calibration import FittedRouting
+    from corral.routing.difficulty import DifficultyModel
 
 __all__ = ["main"]
 
@@ -141,7 +142,8 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument(
         "--difficulty",
         action="store_true",
-        help="routing.difficulty, on prompts labelled small or large",
+        help="routing.difficulty, on prompts labelled with the cheapest capable expert "
+        "(or small/large)",
     )
     what.add_argument(
         "--routes",
@@ -203,8 +205,10 @@ def _pull(args: argparse.Namespace) -> int:
     from corral.pull.command import pull_command
 
     config_arg, names = args.config, list(args.names)
-    if config_arg is not None and not Path(config_arg).is_file() and not config_arg.endswith(
-        (".yaml", ".yml")
+    if (
+        config_arg is not None
+        and not Path(config_arg).is_file()
+        and not config_arg.endswith((".yaml", ".yml"))
     ):
         config_arg, names = None, [config_arg, *names]  # `corral pull NAME`: the default config
     config = _load(Path(config_arg) if config_arg else None)
@@ -387,13 +391,11 @@ def _route_fit(args: argparse.Namespace) -> int:
                 f"{name} {value:.3f}" for name, value in fitted.route_thresholds.items()
             )
         elif args.difficulty:
-            model = asyncio.run(fit_difficulty_router(config, examples))
-            fitted.difficulty = model
-            auc = ", ".join(f"{kind} {value:.3f}" for kind, value in model.auc.items())
-            summary = (
-                f"difficulty: kept {model.kind} (cross-validated AUC: {auc}); threshold "
-                f"{model.threshold:.3f} for {model.large_share:.0%} large"
-            )
+            rungs = asyncio.run(fit_difficulty_router(config, examples))
+            fitted.difficulty, *fitted.difficulty_rungs = rungs
+            assert config.routing.difficulty is not None  # else the fit raised
+            ladder = config.routing.difficulty.ladder
+            summary = "\n".join(map(_rung_summary, ladder, rungs))
         else:
             fit = asyncio.run(
                 fit_cascade(
@@ -416,6 +418,14 @@ def _route_fit(args: argparse.Namespace) -> int:
     fitted.save(path)
     print(f"{summary}\nsaved {path}")
     return 0
+
+
+def _rung_summary(expert: str, rung: DifficultyModel) -> str:
+    auc = ", ".join(f"{kind} {value:.3f}" for kind, value in rung.auc.items())
+    return (
+        f"difficulty past {expert}: kept {rung.kind} (cross-validated AUC: {auc}); "
+        f"threshold {rung.threshold:.3f} for {rung.large_share:.0%} past it"
+    )
 
 
 def _ask(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from corral._yaml import Loc, LocatedYaml, interpolate_env
 from corral.config_auto import AutoConfig
+from corral.config_difficulty import DifficultyConfig
 from corral.config_ray import RayConfig, RayModelConfig
 from corral.errors import ConfigError
 
@@ -401,15 +402,6 @@ class CascadeConfig(_Strict):
     stages: list[CascadeStage] = Field(min_length=2, max_length=8)
 
 
-class DifficultyConfig(_Strict):
-    """Small or large LLM for model "auto" chat, by a learned difficulty score
-    (fitted with ``corral route fit --difficulty``)."""
-
-    small: str
-    large: str
-    large_share: float = Field(0.3, gt=0, lt=1, description="Target share sent to `large`.")
-
-
 class ShadowConfig(_Strict):
     """Run ``route`` beside the answering route on a sample of /v1/classify traffic."""
 
@@ -443,6 +435,8 @@ class RoutingConfig(_Strict):
         named = [("coordinator", self.coordinator), ("escalate_to", self.escalate_to)]
         named.append(("embedder", self.embedder))
         if self.difficulty is not None:
+            ladder = self.difficulty.experts
+            named += [(f"difficulty.experts[{i}]", name) for i, name in enumerate(ladder or [])]
             named += [("difficulty.small", self.difficulty.small)]
             named += [("difficulty.large", self.difficulty.large)]
         named += [(f"routes.{r.name}.target", r.target) for r in self.routes]

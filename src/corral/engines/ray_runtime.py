@@ -4,12 +4,13 @@ seam, forwarded to each expert's deployment.
 Routing, traces, metrics and cost accounting run in the ingress exactly as on the
 embedded engine (this is a ``Runtime``: handles, lookup, accounting are its own); only
 where an expert runs changes. A replica measures each call and returns its charges; the
-ingress prices them. Each reply also brings what the replica observed since its last
-one (its load, its forward passes' sizes and queue waits), recorded here in the same
-metrics as embedded: every observation reaches one ingress replica once, so with
-several ingress replicas each ``/metrics`` has its share (sum them). A replica that
-dies is replaced by Serve, and the call is retried on the replacement (requests are
-idempotent: encoders and whole chat completions).
+ingress prices them. Uploads named by id are read here (``ray_uploads``), since
+``/v1/files`` keeps them in the ingress. Each reply also brings what the replica
+observed since its last one (its load, its forward passes' sizes and queue waits),
+recorded here in the same metrics as embedded: every observation reaches one ingress
+replica once, so with several ingress replicas each ``/metrics`` has its share (sum
+them). A replica that dies is replaced by Serve, and the call is retried on the
+replacement (requests are idempotent: encoders and whole chat completions).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ray.serve.handle import DeploymentHandle, DeploymentResponseGenerator
 from corral.access import require_expert
 from corral.config import Config
 from corral.engines.ray_replica import CHARGES_KEY, REPORT_KEY, ReplicaInfo, ReplicaReport, Reply
+from corral.engines.ray_uploads import with_uploads
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, NoCapacity
 from corral.experts.base import BaseExpert, LoadContext
 from corral.experts.registry import expert_class
@@ -137,7 +139,9 @@ class RemoteRuntime(Runtime):
 
     # --- serving: the Router's seam ----------------------------------------------------
     async def submit(self, handle: ExpertHandle, request: Any) -> Any:
+        """The call, its uploads read here first: a replica has no store of its own."""
         await self.ensure_loaded(handle)
+        request = await with_uploads(request, self.files, self.config.server.limits)
         reply: Reply = await self._call(handle, "submit", request)
         self._charge(handle, reply.charges)
         self._record(handle, reply.report)

@@ -191,7 +191,10 @@ class PageResult(BaseModel):
     index: int
     width: int
     height: int
-    source: str = Field(description='"text": the PDF text layer; "ocr": read from pixels.')
+    source: str = Field(
+        description='"text": the PDF text layer; "ocr": read from pixels; "none": no text '
+        "layer, and this expert reads text layers only (options.read: text)."
+    )
     seconds: float
     words: list[WordOut] = Field(description="In reading order.")
     lines: list[LineOut] = Field(description="In reading order.")
@@ -291,7 +294,20 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
     needs_image: ClassVar[bool] = False  # render text-layer pages too (layout models see pixels)
 
     def load(self) -> None:
+        self.reads = self.read_mode()
         self.ocr = self.load_ocr()
+
+    def read_mode(self) -> Literal["auto", "text", "ocr"]:
+        """``options.read``: ``auto`` (a page's text layer when it has one, else OCR),
+        ``text`` (text layers only: the cheap path, nothing read from pixels) or ``ocr``
+        (always from pixels: for PDFs whose text layer is wrong)."""
+        mode = self.context.options.get("read", "auto")
+        if mode not in ("auto", "text", "ocr"):
+            raise ExpertUnavailable(
+                f"expert {self.context.spec.name!r}: options.read is {str(mode)[:40]!r}; "
+                "use auto, text or ocr"
+            )
+        return mode  # type: ignore[no-any-return]
 
     def load_ocr(self) -> OcrEngine:
         options = self.context.options
@@ -350,7 +366,7 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             pages=item.pages,
             dpi=item.dpi,
             limits=PageLimits(limits.max_pages, limits.max_image_pixels, limits.max_render_dpi),
-            need_image=self.needs_image,
+            need_image=self.needs_image or self.reads == "ocr",
             param=item.param,
         )
         head = None if item.fitted is None else self.fitted_head(*item.fitted)
@@ -383,7 +399,7 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             index=page.index,
             width=page.width,
             height=page.height,
-            source=page.source,
+            source=self.source_of(page),
             seconds=round(time.perf_counter() - started, 4),
             words=[
                 WordOut(text=w.text, box=_box(w.box), score=round(w.score, 4), label=tag)
@@ -409,10 +425,20 @@ class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
             text=layout.text,
         )
 
+    def source_of(self, page: Page) -> str:
+        """Where this expert reads the page's words from (``options.read``)."""
+        if self.reads == "ocr" or (page.words is None and self.reads == "auto"):
+            return "ocr"
+        return "text" if page.words is not None else "none"
+
     def read_words(self, page: Page, *, param: str = "document") -> tuple[list[Word], list[Box]]:
-        """The page's words (text layer, else OCR with ruled lines erased first) and the
-        boxes its lines draw."""
-        if page.words is not None:
+        """The page's words (text layer, else OCR with ruled lines erased first, as
+        ``options.read`` says) and the boxes its lines draw."""
+        source = self.source_of(page)
+        if source == "none":
+            return [], []
+        if source == "text":
+            assert page.words is not None
             mask = path_rules(page.rules, (page.width, page.height)) if page.rules else None
             return page.words, [] if mask is None else boxes_from_mask(mask)
         assert page.image is not None

@@ -215,22 +215,36 @@ class AutoRules:
         if len(experts) < 2:
             return await self.default(Task.DOCUMENT, request)
         started = time.perf_counter()
-        answered, result = await self.router.submit(experts[0], request)
-        used = [answered.name]
-        for stage in experts[1:]:
-            if all(page.key_values for page in result.pages):
-                break
+        trail: list[dict[str, Any]] = []
+        for stage in experts:
             answered, result = await self.router.submit(stage, request)
-            used.append(answered.name)
+            missing = [page.index for page in result.pages if not page.key_values]
+            sources = sorted({page.source for page in result.pages})
+            trail.append(
+                {"expert": answered.name, "sources": sources, "pages_without_pairs": missing}
+            )
+            if not missing:
+                break
         current_trace().decide(
             "auto",
-            used[-1],
-            "text layer / OCR first; a page without key/value pairs escalates "
-            f"({' -> '.join(used)})",
+            answered.name,
+            _document_reason(trail),
             seconds=time.perf_counter() - started,
+            scores={"stages": trail},
         )
-        current_trace().answered_by(used[-1], "auto")
+        current_trace().answered_by(answered.name, "auto")
         return answered, result
+
+
+def _document_reason(trail: list[dict[str, Any]]) -> str:
+    """Each stage's outcome: the text layer / OCR first, escalating while a page has no
+    key/value pair."""
+    said = []
+    for stage in trail:
+        missing = stage["pages_without_pairs"]
+        outcome = f"no key/value pair on pages {missing}" if missing else "pairs on every page"
+        said.append(f"{stage['expert']} ({'/'.join(stage['sources'])}): {outcome}")
+    return "text layer / OCR first, a layout model last; " + " -> ".join(said)
 
 
 def _frames_subset(request: DetectInput, indices: list[int]) -> DetectInput:

@@ -124,8 +124,14 @@ class FittedRouting:
     """Everything ``corral route fit`` learned; JSON on disk (never pickle)."""
 
     cascades: dict[str, CascadeFit] = field(default_factory=dict)
-    difficulty: DifficultyModel | None = None
+    difficulty: DifficultyModel | None = None  # the first rung: harder than the cheapest?
     route_thresholds: dict[str, float] = field(default_factory=dict)  # semantic routes
+    difficulty_rungs: list[DifficultyModel] = field(default_factory=list)  # the next rungs
+
+    @property
+    def ladder(self) -> list[DifficultyModel]:
+        """Every rung of the difficulty router, cheapest expert's first."""
+        return [self.difficulty, *self.difficulty_rungs] if self.difficulty else []
 
     @classmethod
     def load(cls, path: Path) -> FittedRouting:
@@ -136,6 +142,7 @@ class FittedRouting:
             cascades,
             DifficultyModel(**difficulty) if difficulty else None,
             {str(k): float(v) for k, v in data.get("route_thresholds", {}).items()},
+            [DifficultyModel(**rung) for rung in data.get("difficulty_rungs", [])],
         )
 
     def save(self, path: Path) -> None:
@@ -144,6 +151,7 @@ class FittedRouting:
             "cascades": {k: asdict(v) for k, v in self.cascades.items()},
             "difficulty": asdict(self.difficulty) if self.difficulty else None,
             "route_thresholds": self.route_thresholds,
+            "difficulty_rungs": [asdict(rung) for rung in self.difficulty_rungs],
         }
         write_atomic(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
 

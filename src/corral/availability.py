@@ -47,6 +47,7 @@ BACKEND_LIBRARIES: Mapping[str, tuple[tuple[str, ...], str]] = {
     "fracast": (("fracast",), "forecast"),
     "statsforecast": (("statsforecast",), "forecast"),
     "chronos": (("torch", "chronos"), "chronos"),
+    "onnxruntime": (("onnxruntime", "tokenizers", "transformers"), "onnx"),
     "onnx-yolo": (("onnxruntime", "cv2"), "vision"),
     "onnx-detr": (("onnxruntime", "cv2"), "vision"),
     "opencv": (("cv2",), "vision"),

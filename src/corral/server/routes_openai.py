@@ -132,6 +132,7 @@ def _card(handle: ExpertHandle) -> ModelCard:
         model=handle.spec.model,
         task=handle.task.value if handle.task else None,
         backend=handle.resolved.backend,
+        runtime=handle.expert.runtime_in_use if handle.expert is not None else None,
         state=state,
         default=handle.spec.default,
         aliases=list(handle.spec.aliases),

@@ -86,6 +86,9 @@ class ModelCard(BaseModel):
     model: str = Field(description="The model id from the config (hub id, package, tag).")
     task: str | None
     backend: str | None
+    runtime: str | None = Field(
+        None, description="The engine and precision serving a loaded expert (onnxruntime-int8)."
+    )
     state: str
     default: bool
     aliases: list[str]

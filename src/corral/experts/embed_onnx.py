@@ -30,7 +30,7 @@ import numpy as np
 
 from corral.catalog import CATALOG
 from corral.errors import ExpertUnavailable
-from corral.experts._sentence import Embedding, shared_sentence_transformer
+from corral.experts._sentence import Embedding, model_lock, shared_sentence_transformer
 from corral.experts.base import LoadContext, require
 from corral.experts.detect_onnx import onnx_file, onnx_providers
 from corral.experts.embed import SentenceTransformerEmbedder
@@ -124,6 +124,9 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
             self._serve_original(original, "asked for by options.runtime")
         else:
             self._serve_onnx(original, quantize)
+        # ``fit`` tokenizes on the event loop while ``forward`` runs on the worker thread,
+        # and the fast tokenizer's truncation/padding state is not thread-safe
+        self._lock = model_lock(self._torch_key or ("onnx", self.context.spec.name))
         self._load_prompts()
 
     def _options(self) -> tuple[str, str]:
@@ -203,7 +206,8 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         vectors: list[np.ndarray] = []
         tokens: list[int] = []
         for start in range(0, len(items), self.batch_size):
-            part, counts = self.model.encode(items[start : start + self.batch_size])
+            with self._lock:
+                part, counts = self.model.encode(items[start : start + self.batch_size])
             vectors += list(part)
             tokens += counts
         return [Embedding(v, t) for v, t in zip(vectors, tokens, strict=True)]

@@ -8,6 +8,7 @@ cross-encoder is installed (the built-in default config).
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,9 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
             str(self.context.path), device=self.context.device, local_files_only=True
         )
         self._identity = require("torch", "text").nn.Identity()
+        # ``prepare`` tokenizes on the event loop, ``forward`` on the worker thread, and a
+        # fast tokenizer's truncation/padding state is not thread-safe
+        self._lock = threading.Lock()
 
     def unload(self) -> None:
         del self.model
@@ -68,16 +72,21 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
             # the pair is cut at the model's length from the end anyway: only cut here when
             # asked for less, or for the other side (the query keeps its tokens)
             tokenizer = self.model.tokenizer
-            room = self.model.max_seq_length - 3
-            room -= len(tokenizer(request.query, add_special_tokens=False)["input_ids"])
-            limit = min(room, request.max_tokens_per_doc or room)
-            documents = [
-                clip_text(tokenizer, d, limit, request.truncate, f"documents[{i}]")
-                for i, d in enumerate(documents)
-            ]
+            with self._lock:
+                room = self.model.max_seq_length - 3
+                room -= len(tokenizer(request.query, add_special_tokens=False)["input_ids"])
+                limit = min(room, request.max_tokens_per_doc or room)
+                documents = [
+                    clip_text(tokenizer, d, limit, request.truncate, f"documents[{i}]")
+                    for i, d in enumerate(documents)
+                ]
         return [(request.query, doc) for doc in documents]
 
     def forward(self, items: list[tuple[str, str]]) -> list[tuple[float, int]]:
+        with self._lock:
+            return self._score(items)
+
+    def _score(self, items: list[tuple[str, str]]) -> list[tuple[float, int]]:
         logits: Any = self.model.predict(
             items,
             batch_size=self.batch_size,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 _LABELS = ["billing", "bug", "account access", "feature request"]
 _TEXTS = [
@@ -74,10 +75,9 @@ class SoakResult:
 
 
 def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no VmRSS for pid {pid}")
+    """The server's resident memory and its worker processes' (llama.cpp runs in one)."""
+    server = psutil.Process(pid)
+    return sum(p.memory_info().rss for p in (server, *server.children(recursive=True)))
 
 
 async def _client(

@@ -134,9 +134,12 @@ import asyncio, json, psutil, torch, sentence_transformers, spacy, llama_cpp
 from corral.config import parse_config
 from corral.runtime import Runtime
 runtime = Runtime(parse_config({config!r}))
-before = psutil.Process().memory_info().rss
+def rss():  # with the worker processes' (llama.cpp runs isolated in one)
+    me = psutil.Process()
+    return sum(p.memory_info().rss for p in (me, *me.children(recursive=True)))
+before = rss()
 asyncio.run(runtime.load_all())
-grown = psutil.Process().memory_info().rss - before
+grown = rss() - before
 print(json.dumps({{"grown": grown, "measured": [h.memory_bytes for h in runtime.handles.values()]}}))
 """
 

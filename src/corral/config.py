@@ -142,6 +142,11 @@ class ModelConfig(_Strict):
         None, ge=1, le=256, description="torch threads on this expert's own worker (CPU share)."
     )
     options: dict[str, Any] = {}
+    isolate: bool | None = Field(
+        None,
+        description="Run in a worker process of its own, so a crash in native code fails only "
+        "this expert's requests (it restarts); default: true for llama.cpp, false otherwise.",
+    )
     ray: RayModelConfig | None = Field(
         None, description="Replicas and resources on Ray Serve (runtime.engine: ray)."
     )

@@ -14,7 +14,8 @@ status codes in one place (``server/errors.py``) using ``status_code``::
     │   └── RateLimited          429  the key's request or token rate is spent
     └── ExpertError              the server side could not answer (5xx)
         ├── ExpertUnavailable    503  weights missing, backend not installed, load failed
-        │   └── NoCapacity       503  no room in the memory budget now (not a failure)
+        │   ├── NoCapacity       503  no room in the memory budget now (not a failure)
+        │   └── WorkerCrashed    503  an isolated expert's process died; it is restarting
         └── ExpertFailed         500  the expert raised while serving; message is generic
 """
 
@@ -34,6 +35,7 @@ __all__ = [
     "PayloadTooLarge",
     "RateLimited",
     "RequestError",
+    "WorkerCrashed",
 ]
 
 
@@ -115,6 +117,13 @@ class NoCapacity(ExpertUnavailable):
     may go to a fallback, but the expert's circuit breaker does not count it."""
 
     code = "no_capacity"
+
+
+class WorkerCrashed(ExpertUnavailable):
+    """An isolated expert's worker process died (a signal in native code) while this
+    request was running, or is being restarted: only that expert's callers see it."""
+
+    code = "worker_crashed"
 
 
 class ExpertFailed(ExpertError):

@@ -96,6 +96,9 @@ class BaseExpert(ABC):
     # the engine and precision actually serving once loaded ("onnxruntime-int8"), when an
     # expert can choose among several; None: just ``backend``
     runtime_in_use: str | None = None
+    # run in a supervised worker process unless the config's ``isolate:`` says otherwise
+    # (corral.runtime.isolated): native backends whose crash would end the server's process
+    isolate_by_default: ClassVar[bool] = False
 
     def __init__(self, context: LoadContext) -> None:
         self.context = context

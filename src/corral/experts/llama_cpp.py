@@ -69,6 +69,7 @@ class LlamaCppChat(ChatExpert):
 
     backend: ClassVar[str] = "llama-cpp"
     uses_torch: ClassVar[bool] = False
+    isolate_by_default: ClassVar[bool] = True  # a signal in libllama must not end the server
 
     def load(self) -> None:
         llama_cpp = require("llama_cpp", "llm")

@@ -98,6 +98,12 @@ class Metrics:
             ["expert"],
             registry=r,
         )
+        self.worker_crashes = Counter(
+            "corral_worker_crashes",
+            "Isolated experts' worker processes that died while serving (then restarted)",
+            ["expert"],
+            registry=r,
+        )
         self.evictions = Counter(
             "corral_evictions",
             "Experts unloaded to make room for another within the memory budget",

@@ -33,6 +33,7 @@ from corral.observe.trace import active_trace
 from corral.runtime.batcher import MicroBatcher
 from corral.runtime.budget import device_used_bytes
 from corral.runtime.handle import ExpertHandle, ExpertState, LoadListener
+from corral.runtime.isolated import IsolatedChat, isolated
 from corral.runtime.placement import Placement
 
 __all__ = ["ExpertHandle", "ExpertState", "LoadListener", "Runtime"]
@@ -254,9 +255,20 @@ class Runtime:
             files=self.files,
             limits=self.config.server.limits,
         )
-        expert = cls(context)
+        expert: BaseExpert
+        if isolated(handle.spec.isolate, cls):
+            assert issubclass(cls, ChatExpert)  # ``isolated`` refuses the others
+            expert = IsolatedChat(context, cls, on_crash=self._crash_observer(handle.name))
+        else:
+            expert = cls(context)
         expert.load()
         return expert
+
+    def _crash_observer(self, name: str) -> Callable[[], None] | None:
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        return lambda: metrics.worker_crashes.labels(name).inc()
 
     def _mark_unavailable_early(self, handle: ExpertHandle) -> None:
         """Experts that cannot load are known before any request: say why, once."""

@@ -1,7 +1,8 @@
 """Chat through corral vs llama-cpp-python called directly, same GGUF, prompt and settings.
 
 Measures time to first token and tokens/s of a streamed completion (median of N runs,
-the two alternating), then the coordinator's own overhead per step: wall time of a
+the three alternating: direct, corral with the expert in its worker process, the
+default for llama.cpp, and corral with ``isolate: false``), then the coordinator's own overhead per step: wall time of a
 ``model: "auto"`` request minus the time spent in the LLM and in the tools.
 
     python bench/chat_overhead.py [--runs 5]
@@ -47,8 +48,8 @@ def direct_chunks(llm: Any) -> Iterator[dict[str, Any]]:
     yield from llm.create_chat_completion(messages=PROMPT, stream=True, **SETTINGS)
 
 
-def corral_chunks(client: httpx.Client) -> Iterator[dict[str, Any]]:
-    body = {"model": "fast", "messages": PROMPT, "stream": True, **SETTINGS}
+def corral_chunks(client: httpx.Client, model: str = "fast") -> Iterator[dict[str, Any]]:
+    body = {"model": model, "messages": PROMPT, "stream": True, **SETTINGS}
     with client.stream("POST", "/v1/chat/completions", json=body, timeout=120) as reply:
         for line in reply.iter_lines():
             if line.startswith("data: ") and line != "data: [DONE]":
@@ -98,6 +99,7 @@ def main() -> None:
     config = work / "chat.yaml"
     config.write_text(
         "models:\n  - name: fast\n    model: HuggingFaceTB/SmolLM2-135M-Instruct\n"
+        "  - name: inside\n    model: HuggingFaceTB/SmolLM2-135M-Instruct\n    isolate: false\n"
         "  - name: classifier\n    model: sentence-transformers/all-MiniLM-L6-v2\n    task: classify\n"
     )
     port = free_port()
@@ -110,15 +112,17 @@ def main() -> None:
         seed=0xC0221,
         verbose=False,
     )
-    direct, through = [], []
+    direct, through, inside = [], [], []
     # One client for the whole run, as an application keeps one: creating an httpx client
     # builds an SSL context (~25 ms here), which would otherwise be billed to corral.
     client = httpx.Client(base_url=url)
     try:
-        timed(direct_chunks(llm)), timed(corral_chunks(client))  # warm-up both
+        timed(direct_chunks(llm)), timed(corral_chunks(client))  # warm-up all three
+        timed(corral_chunks(client, "inside"))
         for _ in range(args.runs):
             direct.append(timed(direct_chunks(llm)))
             through.append(timed(corral_chunks(client)))
+            inside.append(timed(corral_chunks(client, "inside")))
         del llm
         overhead_ms, steps = coordinator_overhead(client, args.runs)
     finally:
@@ -128,9 +132,11 @@ def main() -> None:
     c_ttft = statistics.median(t for t, _ in through)
     d_tps = statistics.median(r for _, r in direct)
     c_tps = statistics.median(r for _, r in through)
+    i_ttft = statistics.median(t for t, _ in inside)
+    i_tps = statistics.median(r for _, r in inside)
     print(
         f"direct ttft {d_ttft * 1000:.1f} ms, {d_tps:.1f} tok/s; corral ttft {c_ttft * 1000:.1f} ms, "
-        f"{c_tps:.1f} tok/s; coordinator overhead {overhead_ms:.1f} ms/step over {steps} steps"
+        f"{c_tps:.1f} tok/s; in-process {i_ttft * 1000:.1f} ms, {i_tps:.1f} tok/s; coordinator overhead {overhead_ms:.1f} ms/step over {steps} steps"
     )
     write_section(
         "chat_overhead",
@@ -144,10 +150,12 @@ carries, which llama-cpp-python picks when no `chat_format` is given), prompt an
 | | time to first token | tokens/s |
 |---|---:|---:|
 | llama-cpp-python, in process | {d_ttft * 1000:.1f} ms | {d_tps:.1f} |
-| corral over HTTP (SSE) | {c_ttft * 1000:.1f} ms | {c_tps:.1f} |
+| corral over HTTP (SSE), expert in its worker process (default) | {c_ttft * 1000:.1f} ms | {c_tps:.1f} |
+| corral over HTTP (SSE), `isolate: false` | {i_ttft * 1000:.1f} ms | {i_tps:.1f} |
 
-**corral / direct tokens/s: {c_tps / d_tps:.2f}x** (target 0.95x); time to first token
-+{(c_ttft - d_ttft) * 1000:.1f} ms.
+**corral / direct tokens/s: {c_tps / d_tps:.2f}x** (target 0.95x; in-process
+{i_tps / d_tps:.2f}x, so the worker process costs {c_tps / i_tps:.2f}x); time to first
+token +{(c_ttft - d_ttft) * 1000:.1f} ms ({(c_ttft - i_ttft) * 1000:+.1f} ms for the worker).
 
 Coordinator (`model: "auto"`, the ticket question, SmolLM2 as coordinator and the
 similarity classifier as a tool): **{overhead_ms:.1f} ms per step** of wall time spent

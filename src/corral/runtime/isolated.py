@@ -217,7 +217,12 @@ class IsolatedChat(ChatExpert):
         )
         for call in calls:
             call.post({"crashed": message, "retry_after": self._retry_after()})
-        threading.Timer(delay, self._restart).start()
+        self._restart_in(delay)
+
+    def _restart_in(self, delay: float) -> None:
+        timer = threading.Timer(delay, self._restart)
+        timer.daemon = True  # a pending restart never holds up the server's shutdown
+        timer.start()
 
     def _restart(self) -> None:
         if self._closing:
@@ -235,7 +240,7 @@ class IsolatedChat(ChatExpert):
                 exc,
                 delay,
             )
-            threading.Timer(delay, self._restart).start()
+            self._restart_in(delay)
 
     def _stop(self, process: subprocess.Popen[bytes]) -> None:
         """End a worker that never got to serve (no reader thread owns its pipes)."""

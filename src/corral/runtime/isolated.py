@@ -151,7 +151,12 @@ class IsolatedChat(ChatExpert):
         self.runtime_in_use = f"{inner} (worker process)"
         self._load_seconds = time.perf_counter() - started
         with self._state_lock:
-            self._process, self._started_at = process, time.monotonic()
+            closed = self._closing  # unloaded while this (re)start was loading
+            if not closed:
+                self._process, self._started_at = process, time.monotonic()
+        if closed:
+            self._stop(process)
+            return
         threading.Thread(
             target=self._read,
             args=(process,),

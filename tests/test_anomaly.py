@@ -242,7 +242,7 @@ def test_bad_input_is_4xx_naming_the_place(server: RunningServer) -> None:
     _ok(server, "shape/fit", model="iforest", data=rows)
     bad = json.dumps([*rows[:4], [1.0, float("nan"), 2.0]])  # NaN at data[4][1]
     cases: list[tuple[str, dict[str, Any] | str, int, str | None, str]] = [
-        ("shape/score", f'{{"data": {bad}}}', 422, "data[4][1]", "finite numbers only"),
+        ("shape/score", f'{{"data": {bad}}}', 422, "data[4][1]", "only finite numbers"),
         ("shape/score", '{"data": [[1, 2, 3], [1, Infinity, 3]]}', 422, "data[1][1]", "finite"),
         ("shape/score", {"data": [[1, 2, 3], [1, 2]]}, 422, "data[1]", "data[0] has 3"),
         ("shape/score", {"data": [[]]}, 422, "data[0]", "is empty"),

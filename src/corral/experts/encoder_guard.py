@@ -6,6 +6,11 @@ bad export or a too-aggressive quantisation gives vectors that look fine and ran
 wrongly. On load, both encode one fixed sample; the copy is refused below
 ``MIN_COSINE`` (the worst per-text cosine to the original's vector) or when any query's
 nearest passage changes (top-1 on a small retrieval sample).
+
+Cross-encoders (``compare_scores``) score every sample query with every sample passage:
+the copy is refused when any query's top passage changes or its ranking of the passages
+correlates with the original's below ``MIN_SPEARMAN`` (Spearman per query, over the 8
+passages: one swap of two neighbours below the top still passes at 0.976).
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MIN_COSINE", "SAMPLE_PASSAGES", "SAMPLE_QUERIES", "GuardResult", "compare"]
+__all__ = [
+    "MIN_COSINE",
+    "MIN_SPEARMAN",
+    "SAMPLE_PASSAGES",
+    "SAMPLE_QUERIES",
+    "GuardResult",
+    "ScoreGuardResult",
+    "compare",
+    "compare_scores",
+]
 
 # int8 MiniLM measures 0.9995 against fp32 torch; 0.99 still refuses a broken export
 # (a random or mismatched model is far below 0.5)
 MIN_COSINE = 0.99
+MIN_SPEARMAN = 0.95
 
 SAMPLE_QUERIES = (
     "How do I reset my password?",
@@ -41,6 +56,7 @@ SAMPLE_PASSAGES = (
 )
 
 Encode = Callable[[list[str]], np.ndarray]
+Score = Callable[[list[tuple[str, str]]], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -77,3 +93,39 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     if vectors.ndim != 2:
         return vectors.reshape(len(vectors), -1)
     return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
+
+
+@dataclass(frozen=True)
+class ScoreGuardResult:
+    min_spearman: float  # the worst query's rank correlation with the original's ranking
+    max_score_diff: float  # the largest |score - original's score| (reported, not judged)
+    top1_changed: int
+    passed: bool
+
+    def describe(self) -> str:
+        return (
+            f"worst per-query Spearman to the original {self.min_spearman:.4f} (needs >= "
+            f"{MIN_SPEARMAN}), largest score difference {self.max_score_diff:.2e}, "
+            f"{self.top1_changed} of {len(SAMPLE_QUERIES)} queries' top-1 passage changed"
+        )
+
+
+def compare_scores(converted: Score, original: Score) -> ScoreGuardResult:
+    """Score every sample (query, passage) pair with both and judge the converted one."""
+    pairs = [(q, p) for q in SAMPLE_QUERIES for p in SAMPLE_PASSAGES]
+    shape = (len(SAMPLE_QUERIES), len(SAMPLE_PASSAGES))
+    ours = np.asarray(converted(pairs), dtype=np.float64)
+    theirs = np.asarray(original(pairs), dtype=np.float64)
+    if ours.size != theirs.size or ours.size != len(pairs):
+        return ScoreGuardResult(0.0, float("inf"), len(SAMPLE_QUERIES), False)
+    ours, theirs = ours.reshape(shape), theirs.reshape(shape)
+    spearman = min(_spearman(a, b) for a, b in zip(ours, theirs, strict=True))
+    changed = int(np.sum(np.argmax(ours, axis=1) != np.argmax(theirs, axis=1)))
+    diff = float(np.max(np.abs(ours - theirs)))
+    return ScoreGuardResult(spearman, diff, changed, spearman >= MIN_SPEARMAN and changed == 0)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Rank correlation: Pearson's r of the ranks (float scores have no ties to share)."""
+    ranks_a, ranks_b = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ranks_a, ranks_b)[0, 1])

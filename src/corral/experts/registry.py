@@ -13,7 +13,7 @@ __all__ = ["REGISTRY", "expert_class"]
 
 # "module:Class" strings: nothing heavy is imported until an expert of that kind loads.
 REGISTRY: Mapping[tuple[Task, str], str] = {
-    (Task.EMBED, "sentence-transformers"): "corral.experts.embed:SentenceTransformerEmbedder",
+    (Task.EMBED, "sentence-transformers"): "corral.experts.embed_export:ExportableEmbedder",
     (Task.EMBED, "onnxruntime"): "corral.experts.embed_onnx:OnnxEmbedder",
     (Task.RERANK, "cross-encoder"): "corral.experts.rerank:CrossEncoderReranker",
     (Task.RERANK, "bi-encoder"): "corral.experts.rerank:BiEncoderReranker",

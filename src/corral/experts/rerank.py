@@ -1,7 +1,8 @@
 """Reranking: score how relevant each document is to a query.
 
 ``cross-encoder`` reads query and document together (sentence-transformers
-CrossEncoder, all pairs of all waiting requests in one batched ``predict``).
+CrossEncoder, all pairs of all waiting requests in one batched ``predict``; with
+``options.runtime: onnx`` its guarded ONNX export, see ``rerank_onnx``).
 ``bi-encoder`` embeds them separately and compares; it is the fallback when no
 cross-encoder is installed (the built-in default config).
 """
@@ -19,6 +20,7 @@ from corral.config import Task
 from corral.experts._memory import torch_bytes
 from corral.experts._sentence import Embedding, SentenceEncoderExpert, Truncate, clip_text
 from corral.experts.base import Expert, require
+from corral.experts.rerank_onnx import OnnxCrossEncoder, cross_encoder_runtime
 
 __all__ = ["BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankScores"]
 
@@ -52,13 +54,18 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
 
     def load(self) -> None:
         st = require("sentence_transformers", "text")
-        self.model = st.CrossEncoder(
+        torch_model = st.CrossEncoder(
             str(self.context.path), device=self.context.device, local_files_only=True
         )
+        self.model: Any = torch_model
         self._identity = require("torch", "text").nn.Identity()
         # ``prepare`` tokenizes on the event loop, ``forward`` on the worker thread, and a
         # fast tokenizer's truncation/padding state is not thread-safe
         self._lock = threading.Lock()
+        # options.runtime: onnx swaps in the guarded ONNX export (rerank_onnx)
+        self.model, self.runtime_in_use = cross_encoder_runtime(
+            self.context, torch_model, self._logits
+        )
 
     def unload(self) -> None:
         del self.model
@@ -86,17 +93,25 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
         with self._lock:
             return self._score(items)
 
-    def _score(self, items: list[tuple[str, str]]) -> list[tuple[float, int]]:
-        logits: Any = self.model.predict(
-            items,
-            batch_size=self.batch_size,
-            activation_fn=self._identity,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        logits = np.asarray(logits, dtype=np.float64)
+    def _logits(self, items: list[tuple[str, str]]) -> np.ndarray:
+        """One raw relevance score per pair, from whichever runtime serves."""
+        if isinstance(self.model, OnnxCrossEncoder):
+            logits = self.model.logits(items, self.batch_size)
+        else:
+            predicted: Any = self.model.predict(
+                items,
+                batch_size=self.batch_size,
+                activation_fn=self._identity,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            logits = np.asarray(predicted, dtype=np.float64)
         if logits.ndim == 2:  # two-label rerankers: relevant minus not relevant
             logits = logits[:, -1] - logits[:, 0]
+        return logits
+
+    def _score(self, items: list[tuple[str, str]]) -> list[tuple[float, int]]:
+        logits = self._logits(items)
         encoded = self.model.tokenizer(
             [q for q, _ in items],
             [d for _, d in items],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -201,6 +202,33 @@ def test_concurrent_requests_share_forward_passes(
     assert requests == 32
     assert batches < 32, f"{batches} forward passes for 32 requests"
     np.testing.assert_allclose(vectors, sentence_model.encode(sentences), atol=1e-5)
+
+
+def test_tokenizing_a_request_never_stalls_the_event_loop(default_server: RunningServer) -> None:
+    """A text cut from its start is tokenized under the model lock a running forward pass
+    holds: that waits on a thread, so the server answers everything else meanwhile."""
+    passages = [f"{i} " + "the quick brown fox jumps over the lazy dog " * 30 for i in range(128)]
+    cut = {"inputs": ["word " * 600], "truncate": True, "truncation_direction": "Left"}
+
+    async def run() -> tuple[float, float, bool]:
+        async with httpx.AsyncClient(base_url=default_server.url, timeout=120) as http:
+            started = time.perf_counter()
+            big = asyncio.create_task(
+                http.post("/v1/embeddings", json={"model": "embedder", "input": passages})
+            )
+            await asyncio.sleep(0.5)  # its forward passes are running, holding the lock
+            waiting = asyncio.create_task(http.post("/embed", json={**cut, "model": "embedder"}))
+            await asyncio.sleep(0.1)
+            asked = time.perf_counter()
+            assert (await http.get("/healthz")).status_code == 200
+            health, still_running = time.perf_counter() - asked, not big.done()
+            replies = await asyncio.gather(big, waiting)
+            assert [r.status_code for r in replies] == [200, 200], [r.text for r in replies]
+            return health, time.perf_counter() - started, still_running
+
+    health, total, still_running = asyncio.run(run())
+    assert still_running, f"the big request ended within {total:.2f} s; make it bigger"
+    assert health < 0.05 * total, f"/healthz took {health:.2f} s of the big request's {total:.2f} s"
 
 
 def test_health_and_readiness(default_server: RunningServer) -> None:

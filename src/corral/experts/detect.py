@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field, PrivateAttr
 from corral.config import Task
 from corral.errors import ExpertUnavailable, InvalidRequest
 from corral.experts.base import Expert, require
-from corral.images import check_image_count, decode_image
+from corral.images import check_image_count, decode_images
 
 __all__ = [
     "COCO91_NAMES",
@@ -146,6 +146,9 @@ class DetectExpert(Expert[DetectInput, DetectItem, ImageDetections, list[ImageDe
             for frame, param in zip(frames, params, strict=True)
         ]
 
+    def prepare_blocks(self, request: DetectInput) -> bool:
+        return request._frames is None  # uploaded files are read and decoded here
+
     def finish(self, request: DetectInput, outputs: list[ImageDetections]) -> list[ImageDetections]:
         return outputs
 
@@ -157,11 +160,9 @@ class DetectExpert(Expert[DetectInput, DetectItem, ImageDetections, list[ImageDe
             raise ExpertUnavailable("this runtime keeps no uploaded files")
         check_image_count(len(request.file_ids), limits, param="file_ids")
         params = [f"file_ids[{i}]" for i in range(len(request.file_ids))]
-        frames = [
-            decode_image(files.get(fid, param=p), max_pixels=limits.max_image_pixels, param=p)
-            for fid, p in zip(request.file_ids, params, strict=True)
-        ]
-        return frames, params
+        # every image limit, as over HTTP: the count, each image's and all images' pixels
+        blobs = [(files.get(f, param=p), p) for f, p in zip(request.file_ids, params, strict=True)]
+        return decode_images(blobs, limits), params
 
     def _class_ids(self, classes: list[str] | None) -> frozenset[int] | None:
         if classes is None:

@@ -32,5 +32,8 @@ class SentenceTransformerEmbedder(SentenceEncoderExpert[EmbedInput, list[Embeddi
         prompt = self.prompt(request.prompt_name, request.input_type)
         return self.fit(request.texts, prompt, request.truncate, request.max_tokens, "input")
 
+    def prepare_blocks(self, request: EmbedInput) -> bool:
+        return request.max_tokens is not None or request.truncate != "end"  # ``fit`` tokenizes
+
     def finish(self, request: EmbedInput, outputs: list[Embedding]) -> list[Embedding]:
         return outputs

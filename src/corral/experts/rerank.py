@@ -75,7 +75,7 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
 
     def prepare(self, request: RerankInput) -> list[tuple[str, str]]:
         documents = request.documents
-        if request.max_tokens_per_doc is not None or request.truncate != "end":
+        if _clips(request):
             # the pair is cut at the model's length from the end anyway: only cut here when
             # asked for less, or for the other side (the query keeps its tokens)
             tokenizer = self.model.tokenizer
@@ -88,6 +88,9 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
                     for i, d in enumerate(documents)
                 ]
         return [(request.query, doc) for doc in documents]
+
+    def prepare_blocks(self, request: RerankInput) -> bool:
+        return _clips(request)
 
     def forward(self, items: list[tuple[str, str]]) -> list[tuple[float, int]]:
         with self._lock:
@@ -146,6 +149,9 @@ class BiEncoderReranker(SentenceEncoderExpert[RerankInput, RerankScores]):
         )
         return [query, *documents]
 
+    def prepare_blocks(self, request: RerankInput) -> bool:
+        return _clips(request)
+
     def finish(self, request: RerankInput, outputs: list[Embedding]) -> RerankScores:
         query, *docs = (o.vector for o in outputs)
         cosine = np.stack(docs) @ query
@@ -154,3 +160,9 @@ class BiEncoderReranker(SentenceEncoderExpert[RerankInput, RerankScores]):
             raw=cosine.tolist(),
             tokens=sum(o.tokens for o in outputs),
         )
+
+
+def _clips(request: RerankInput) -> bool:
+    """Whether the documents are cut here (tokenizing them): when asked for fewer tokens
+    than the model reads, or from the start; the model cuts the end at its length anyway."""
+    return request.max_tokens_per_doc is not None or request.truncate != "end"

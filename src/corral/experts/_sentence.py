@@ -90,6 +90,12 @@ def count_tokens(model: Any, texts: list[str]) -> list[int]:
     return [len(ids) for ids in encoded["input_ids"]]
 
 
+def cuts_text(truncate: Truncate, limit: int | None) -> bool:
+    """Whether corral cuts texts itself (tokenizing them): when asked for fewer tokens than
+    the model reads, or from the start; the model cuts the end at its own length anyway."""
+    return truncate != "end" or limit is not None
+
+
 def clip_text(tokenizer: Any, text: str, max_tokens: int, truncate: Truncate, where: str) -> str:
     """``text`` cut to ``max_tokens`` tokens (no special tokens) at token boundaries, from
     the end or the start; with ``truncate="none"`` a too-long text is a 422 instead."""
@@ -154,7 +160,7 @@ class SentenceEncoderExpert(Expert[RequestT, str, Embedding, ResultT]):
         """Each text with ``prompt`` before it, cut to ``limit`` tokens (else the model's
         length) on the ``truncate`` side. Cutting the end at the model's length is what
         the model does anyway, so that case costs no tokenizing."""
-        if truncate == "end" and limit is None:
+        if not cuts_text(truncate, limit):
             return [prompt + t for t in texts]
         tokenizer = self.model.tokenizer
         with self._lock:

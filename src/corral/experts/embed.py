@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from corral.config import Task
-from corral.experts._sentence import Embedding, SentenceEncoderExpert, Truncate
+from corral.experts._sentence import Embedding, SentenceEncoderExpert, Truncate, cuts_text
 
 __all__ = ["EmbedInput", "Embedding", "SentenceTransformerEmbedder"]
 
@@ -33,7 +33,7 @@ class SentenceTransformerEmbedder(SentenceEncoderExpert[EmbedInput, list[Embeddi
         return self.fit(request.texts, prompt, request.truncate, request.max_tokens, "input")
 
     def prepare_blocks(self, request: EmbedInput) -> bool:
-        return request.max_tokens is not None or request.truncate != "end"  # ``fit`` tokenizes
+        return cuts_text(request.truncate, request.max_tokens)
 
     def finish(self, request: EmbedInput, outputs: list[Embedding]) -> list[Embedding]:
         return outputs

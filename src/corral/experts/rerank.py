@@ -18,7 +18,13 @@ from pydantic import BaseModel, Field
 
 from corral.config import Task
 from corral.experts._memory import torch_bytes
-from corral.experts._sentence import Embedding, SentenceEncoderExpert, Truncate, clip_text
+from corral.experts._sentence import (
+    Embedding,
+    SentenceEncoderExpert,
+    Truncate,
+    clip_text,
+    cuts_text,
+)
 from corral.experts.base import Expert, require
 from corral.experts.rerank_onnx import OnnxCrossEncoder, cross_encoder_runtime
 
@@ -163,6 +169,5 @@ class BiEncoderReranker(SentenceEncoderExpert[RerankInput, RerankScores]):
 
 
 def _clips(request: RerankInput) -> bool:
-    """Whether the documents are cut here (tokenizing them): when asked for fewer tokens
-    than the model reads, or from the start; the model cuts the end at its length anyway."""
-    return request.max_tokens_per_doc is not None or request.truncate != "end"
+    """Whether the documents are cut here, tokenizing them (``cuts_text``)."""
+    return cuts_text(request.truncate, request.max_tokens_per_doc)

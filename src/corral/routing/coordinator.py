@@ -33,6 +33,7 @@ from corral.experts.chat import ChatInput, chat_completion
 from corral.experts.classify import Classification
 from corral.experts.ner import Entities
 from corral.experts.registry import expert_class
+from corral.input_limits import check_input
 from corral.json_values import first_bad_value
 from corral.observe.trace import Step, current_trace
 from corral.runtime import ExpertHandle, ExpertState
@@ -188,11 +189,12 @@ class Coordinator:
             arguments = json.loads(call["function"].get("arguments") or "{}")
             step.arguments = arguments
             result = await self._execute(name, arguments)
-            plain = _plain(result)
+            plain = _plain(_readable(result))
             output = result if isinstance(result, str) else json.dumps(plain)
             step.result = plain if len(output) <= _MAX_RESULT_CHARS else output[:_MAX_RESULT_CHARS]
         except (json.JSONDecodeError, ValidationError, CorralError) as exc:
             step.error = exc.message if isinstance(exc, CorralError) else str(exc)
+            step.status = exc.status_code if isinstance(exc, CorralError) else 422
             output = json.dumps({"error": step.error})
         step.seconds = time.perf_counter() - started
         step.result_chars = len(output)
@@ -207,6 +209,7 @@ class Coordinator:
         if bad is not None:  # the LLM wrote it: a message back to it, not an expert failure
             raise InvalidRequest(bad[1], param=bad[0])
         request = input_model.model_validate(arguments)
+        check_input(request, self.runtime.config.server.limits)  # as the task's endpoint does
         if isinstance(request, ChatInput):  # another LLM: escalate, or a code model
             _, reply = await self.router.chat(
                 handle, {"messages": [{"role": "user", "content": request.prompt}]}
@@ -272,6 +275,13 @@ def _summary(result: Any) -> str:
         found = [f"{e.text} ({e.type})" for r in result for e in r.entities]
         return "entities " + (", ".join(found) if found else "none found")
     return json.dumps(_plain(result))[:_MAX_RESULT_CHARS]
+
+
+def _readable(result: Any) -> Any:
+    """A result as the LLM reads it: its ``readable()`` view where it has one (a document
+    without its word boxes), else the result itself."""
+    readable = getattr(result, "readable", None)
+    return readable() if callable(readable) else result
 
 
 def _plain(value: Any) -> Any:

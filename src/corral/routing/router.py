@@ -417,7 +417,7 @@ class Router:
             ask += f"send {extracted.missing}."
             return target, chat_completion(ask, model=target.name)
         if task == Task.FORECAST:  # the same bounds as /v1/forecast (413 naming the limit)
-            from corral.server.limits import check_series
+            from corral.input_limits import check_series
 
             args = extracted.arguments
             check_series(args["series"], args["horizon"], self.runtime.config.server.limits)

@@ -13,11 +13,11 @@ from corral.config import Task
 from corral.errors import InvalidRequest
 from corral.experts._sentence import Truncate
 from corral.experts.embed import EmbedInput
+from corral.input_limits import check_texts
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
 from corral.routing import Router
 from corral.runtime import ExpertHandle
-from corral.server.limits import check_texts
 
 __all__ = ["Embedded", "as_base64", "embed_texts", "quantize", "shorten"]
 

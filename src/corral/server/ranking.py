@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from corral.config import Task
 from corral.experts._sentence import Truncate
 from corral.experts.rerank import RerankInput
+from corral.input_limits import check_texts
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
 from corral.routing import Router
 from corral.runtime import ExpertHandle
-from corral.server.limits import check_texts
 
 __all__ = ["Ranked", "rank_documents"]
 

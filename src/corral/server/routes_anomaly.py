@@ -18,13 +18,13 @@ from corral.artifacts import NAME_PATTERN, ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
 from corral.experts.anomaly import KIND, AnomalyFitInput, AnomalyScoreInput, FitResult, ScoreResult
+from corral.input_limits import check_fit_work
 from corral.ownership import OWNER_PATTERN, canonical, qualify
 from corral.runtime import Runtime
 from corral.runtime.cancel import deadline
 from corral.server.anomaly_streams import StreamWindows
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.fit_memory import anomaly_fit_bytes, check_fit_memory
-from corral.server.limits import check_fit_work
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_anomaly import (
     AnomalyDeleteResponse,

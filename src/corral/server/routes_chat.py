@@ -78,9 +78,7 @@ async def _auto(
     )
 
 
-async def auto_chat(
-    router: Router, params: dict[str, Any]
-) -> tuple[ExpertHandle, dict[str, Any]]:
+async def auto_chat(router: Router, params: dict[str, Any]) -> tuple[ExpertHandle, dict[str, Any]]:
     """``model: "auto"``'s whole answer, with the routing summary in ``corral``."""
     answered, result = await router.auto(params)
     trace = current_trace()

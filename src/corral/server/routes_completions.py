@@ -18,9 +18,9 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import Field, StrictBool
 
 from corral.errors import CorralError, InvalidRequest
+from corral.input_limits import check_texts
 from corral.observe import current_trace
 from corral.server.deps import RouterDep
-from corral.server.limits import check_texts
 from corral.server.routes_chat import chat_chunks, chat_once
 from corral.server.routes_openai import input_texts
 from corral.server.schemas import ERROR_RESPONSES, _Request

@@ -12,12 +12,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from corral.config import LimitsConfig, Task
-from corral.errors import InvalidRequest, PayloadTooLarge
+from corral.errors import InvalidRequest
 from corral.experts.documents import DocumentInput, DocumentResult
 from corral.experts.layoutlmv3_fit import KIND, DocumentFitInput, DocumentFitResult
 from corral.images import decode_base64
+from corral.input_limits import check_labels, check_pages, check_texts
 from corral.server.deps import RouterDep, RuntimeDep
-from corral.server.limits import check_labels, check_texts
 from corral.server.schemas import ERROR_RESPONSES
 from corral.server.schemas_documents import (
     DocumentFitRequest,
@@ -35,11 +35,7 @@ api = APIRouter(prefix="/v1", tags=["documents"], responses=ERROR_RESPONSES)
 
 def _check(labels: list[str] | None, pages: list[int] | None, limits: LimitsConfig) -> None:
     check_labels(labels, limits)
-    if pages is not None and len(pages) > limits.max_pages:
-        raise PayloadTooLarge(
-            f"pages has {len(pages)} items; server.limits.max_pages is {limits.max_pages}",
-            param="pages",
-        )
+    check_pages(pages, limits)
 
 
 async def _answer(router: RouterDep, model: str | None, request: DocumentInput) -> DocumentResponse:

@@ -12,12 +12,12 @@ from corral.config import Task
 from corral.experts.classify import ClassifyInput
 from corral.experts.forecast import ForecastInput
 from corral.experts.ner import NerInput
+from corral.input_limits import check_input
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
 from corral.routing.auto import AUTO
 from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep
-from corral.server.limits import check_labels, check_series, check_texts
 from corral.server.ranking import rank_documents
 from corral.server.schemas import (
     ERROR_RESPONSES,
@@ -86,15 +86,13 @@ async def rerank_response(
 
 @api.post("/classify", response_model=ClassifyResponse)
 async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse:
-    limits = router.runtime.config.server.limits
-    check_texts(body.texts, limits)
-    check_labels(body.labels, limits)
     request = ClassifyInput(
         texts=body.texts,
         labels=body.labels,
         multi_label=body.multi_label,
         hypothesis_template=body.hypothesis_template,
     )
+    check_input(request, router.runtime.config.server.limits)
     current_trace().llm_tokens = llm_equivalent(Task.CLASSIFY, body.texts, body.labels or [])
     started = time.perf_counter()
     answers = await router.classify(body.model, request)
@@ -123,9 +121,10 @@ async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse
 
 @api.post("/ner", response_model=NerResponse)
 async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
-    check_texts(body.texts, router.runtime.config.server.limits)
+    request = NerInput(texts=body.texts)
+    check_input(request, router.runtime.config.server.limits)
     current_trace().llm_tokens = llm_equivalent(Task.NER, body.texts)
-    handle, results = await router.serve(Task.NER, body.model, NerInput(texts=body.texts))
+    handle, results = await router.serve(Task.NER, body.model, request)
     tokens = sum(r.tokens for r in results)
     return NerResponse(
         model=handle.name,
@@ -145,13 +144,13 @@ async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
 
 @api.post("/forecast", response_model=ForecastResponse, response_model_exclude_none=True)
 async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse:
-    check_series(body.series, body.horizon, router.runtime.config.server.limits)
     request = ForecastInput(
         series=body.series,
         horizon=body.horizon,
         quantiles=body.quantiles,
         season_length=body.season_length,
     )
+    check_input(request, router.runtime.config.server.limits)
     if body.model == AUTO and router.runtime.config.model_named(AUTO) is None:
         with deadline(body.timeout_s):
             picks = await router.auto_rules.forecast(request)

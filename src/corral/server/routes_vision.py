@@ -64,9 +64,7 @@ async def detect(body: DetectRequest, router: RouterDep) -> DetectResponse:
     files = router.runtime.files
     frames = await asyncio.to_thread(_decode_sources, field, values, params, files, limits)
     options = body.model_dump(include={"classes", "score_threshold", "iou_threshold"})
-    request = DetectInput.with_frames(
-        frames, params, max_detections=body.max_detections, **options
-    )
+    request = DetectInput.with_frames(frames, params, max_detections=body.max_detections, **options)
     return await _run(router, body.model, request)
 
 

@@ -148,9 +148,7 @@ class RerankRequest(_Request):
         return truncation(self.truncate, self.truncation_direction)
 
 
-def truncation(
-    truncate: bool | str, direction: str = "Right"
-) -> Literal["end", "start", "none"]:
+def truncation(truncate: bool | str, direction: str = "Right") -> Literal["end", "start", "none"]:
     """TEI's ``truncate`` + ``truncation_direction`` or Cohere's NONE/START/END, as one."""
     if truncate is False or truncate == "NONE":
         return "none"

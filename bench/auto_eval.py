@@ -77,7 +77,9 @@ def ask(client: httpx.Client, url: str, model: str, series: Series) -> tuple[dic
     return reply.json()["data"][0], time.perf_counter() - started
 
 
-def forecast_rounds() -> tuple[list[Series], dict[str, list[float]], dict[str, list[float]], list[str]]:
+def forecast_rounds() -> tuple[
+    list[Series], dict[str, list[float]], dict[str, list[float]], list[str]
+]:
     all_series = load_series() + generated()
     errors: dict[str, list[float]] = {m: [] for m in METHODS}
     seconds: dict[str, list[float]] = {m: [] for m in METHODS}
@@ -117,7 +119,10 @@ def report(
     routing: list[dict],
 ) -> str:
     oracle = [min(a, b) for a, b in zip(errors["fracast"], errors["ets"], strict=True)]
-    better = ["fracast" if a <= b else "ets" for a, b in zip(errors["fracast"], errors["ets"], strict=True)]
+    better = [
+        "fracast" if a <= b else "ets"
+        for a, b in zip(errors["fracast"], errors["ets"], strict=True)
+    ]
     agree = sum(p == b for p, b in zip(picks, better, strict=True)) / len(picks)
     lines = [
         '## `model: "auto"` vs each single expert (`bench/auto_eval.py`)',
@@ -140,8 +145,10 @@ def report(
             f"| {np.mean(seconds[method]):.2f} |"
         )
     g = geomean(oracle)
-    lines.append(f"| oracle (better of the two, afterwards) | {np.mean(oracle):.3f} | {g:.3f} "
-                 f"| {g / best_single:.2f}x | - |")
+    lines.append(
+        f"| oracle (better of the two, afterwards) | {np.mean(oracle):.3f} | {g:.3f} "
+        f"| {g / best_single:.2f}x | - |"
+    )
     lines += [
         "",
         f"auto chose fracast for {picks.count('fracast')} and ets for {picks.count('ets')} "

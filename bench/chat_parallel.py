@@ -87,7 +87,9 @@ def main() -> None:
     servers = {}
     for parallel in (1, 4):
         port = free_port()
-        proc = start(corral_command(config(work, parallel), port), f"http://127.0.0.1:{port}/readyz")
+        proc = start(
+            corral_command(config(work, parallel), port), f"http://127.0.0.1:{port}/readyz"
+        )
         servers[parallel] = (proc, f"http://127.0.0.1:{port}")
     rates: dict[int, list[float]] = {1: [], 4: []}
     try:
@@ -109,13 +111,15 @@ def main() -> None:
         for proc, _ in servers.values():
             stop(proc)
     one, four = statistics.median(rates[1]), statistics.median(rates[4])
-    print(f"parallel 1: {one:.1f} tok/s; parallel 4: {four:.1f} tok/s; embed p50 {idle:.1f} -> {busy:.1f} ms")
+    print(
+        f"parallel 1: {one:.1f} tok/s; parallel 4: {four:.1f} tok/s; embed p50 {idle:.1f} -> {busy:.1f} ms"
+    )
     write_section(
         "chat_parallel",
         f"""
 ## Concurrent chat on llama.cpp: `options.parallel` (`bench/chat_parallel.py`)
 
-SmolLM2-135M-Instruct Q4_1, {CLIENTS} clients each streaming one {SETTINGS['max_tokens']}-token
+SmolLM2-135M-Instruct Q4_1, {CLIENTS} clients each streaming one {SETTINGS["max_tokens"]}-token
 completion at once, aggregate tokens/s, median of {args.rounds} alternating rounds; {machine()}.
 
 | | aggregate tokens/s |

@@ -44,7 +44,10 @@ def build_model(folder: Path) -> Path:
 
     def block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
         return nn.Sequential(
-            nn.Conv2d(c_in, c_out, 3, stride, 1), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, 1, 1), nn.SiLU()
+            nn.Conv2d(c_in, c_out, 3, stride, 1),
+            nn.SiLU(),
+            nn.Conv2d(c_out, c_out, 3, 1, 1),
+            nn.SiLU(),
         )
 
     class Yoloish(nn.Module):

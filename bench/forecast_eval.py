@@ -77,9 +77,7 @@ def seasonal_naive(series: Series) -> tuple[np.ndarray, dict[float, np.ndarray]]
 def scores(series: Series, mean: np.ndarray, bands: dict[float, np.ndarray]) -> dict[str, float]:
     y, train, m = series.test, series.train, series.season
     scale = np.mean(np.abs(train[m:] - train[:-m]))
-    pinball = [
-        2 * np.sum(np.maximum(q * (y - bands[q]), (q - 1) * (y - bands[q]))) for q in LEVELS
-    ]
+    pinball = [2 * np.sum(np.maximum(q * (y - bands[q]), (q - 1) * (y - bands[q]))) for q in LEVELS]
     return {
         "MASE": float(np.mean(np.abs(y - mean)) / scale),
         "sMAPE": float(np.mean(2 * np.abs(y - mean) / (np.abs(y) + np.abs(mean)))),

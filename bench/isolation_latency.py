@@ -46,7 +46,9 @@ def embed_p50(client: httpx.Client, url: str, count: int) -> float:
     seconds = []
     for i in range(count):
         started = time.perf_counter()
-        client.post(url + "/v1/embeddings", json={"input": [f"a short text {i}"]}).raise_for_status()
+        client.post(
+            url + "/v1/embeddings", json={"input": [f"a short text {i}"]}
+        ).raise_for_status()
         seconds.append(time.perf_counter() - started)
     return statistics.median(seconds)
 
@@ -101,7 +103,9 @@ observe: {usage: false}
                     p50, status = loaded_p50(client, url, args.requests, args.timeout_s)
                     loaded.append(p50)
                     statuses.add(status)
-                    print(f"round {round_}: idle {idle[-1] * 1000:.1f} ms, loaded {p50 * 1000:.1f} ms")
+                    print(
+                        f"round {round_}: idle {idle[-1] * 1000:.1f} ms, loaded {p50 * 1000:.1f} ms"
+                    )
         finally:
             stop(proc)
     idle_ms, loaded_ms = statistics.median(idle) * 1000, statistics.median(loaded) * 1000

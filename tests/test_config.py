@@ -68,6 +68,35 @@ def test_unknown_keys_name_line_and_suggest_nearest() -> None:
     assert "line 7: runtime.devise: unknown key 'devise' (did you mean 'device'?)" in problems
 
 
+def test_an_option_the_backend_does_not_take_is_a_config_error_naming_its_line() -> None:
+    problems = _problems(
+        "models:\n"
+        "  - name: chat\n"
+        "    model: HuggingFaceTB/SmolLM2-135M-Instruct\n"
+        "    options: {n_ctxx: 2048}\n"
+        "  - name: embedder\n"
+        "    model: sentence-transformers/all-MiniLM-L6-v2\n"
+        "    options:\n"
+        "      runtime: onxx\n"
+        "  - {name: graph, model: pyg/sage, task: graph, backend: torch-geometric, options: {epochs: 0}}\n"
+    )
+    assert problems[0].startswith(
+        "line 4: models[0].options.n_ctxx: unknown option for backend llama-cpp; "
+        "did you mean 'n_ctx'? it takes: chat_format, chat_template, file,"
+    )
+    assert problems[1].startswith("line 8: models[1].options.runtime: Input should be 'auto'")
+    assert problems[2] == (
+        "line 9: models[2].options.epochs: Input should be greater than or equal to 1"
+    )
+
+
+def test_every_backend_says_which_options_it_takes() -> None:
+    from corral.experts.registry import REGISTRY, expert_class
+
+    for task, backend in REGISTRY:
+        assert expert_class(task, backend).options_model is not None, (task, backend)
+
+
 def test_one_line_per_problem_with_line_numbers() -> None:
     problems = _problems(
         "models:\n  - name: a\n    model: x\n  - name: b\n    task: juggling\nserver:\n  port: ${NOPE}\n"

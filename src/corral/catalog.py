@@ -369,6 +369,18 @@ def resolve(
     return result
 
 
+def declared_backend(spec: ModelConfig) -> tuple[Task | None, str | None]:
+    """The task and backend the config and the catalog name, before any weights are read
+    (a bare local folder's backend is only known once its files are sniffed: None)."""
+    entry = CATALOG.get(spec.model)
+    if entry is None and _OLLAMA_ID.match(spec.model):
+        entry = CatalogEntry(Task.CHAT, "ollama")
+    task = spec.task or (entry.task if entry else None)
+    if spec.backend is not None or entry is None:
+        return task, spec.backend
+    return task, _backend_for(entry.backend, entry.task, task)
+
+
 def _backend_for(backend: str, native: Task, wanted: Task | None) -> str | None:
     if wanted is None or wanted == native:
         return backend

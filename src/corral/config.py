@@ -539,6 +539,10 @@ def parse_config(
         config = Config.model_validate(data)
     except ValidationError as exc:
         problems += [_describe(error, located) for error in exc.errors()]
+    else:
+        from corral.experts.options import option_problems  # the backends' option models
+
+        problems += [(located.line_of(loc), text) for loc, text in option_problems(config)]
     if problems:
         problems.sort(key=lambda problem: problem[0] or 0)
         lines = [f"line {line}: {text}" if line else text for line, text in problems]

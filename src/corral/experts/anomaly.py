@@ -42,6 +42,7 @@ from corral.config import Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, InvalidRequest
 from corral.experts._numeric import finite, float_rows
 from corral.experts.base import Expert
+from corral.experts.options import AnomalyOptions
 from corral.ownership import OwnedName
 
 __all__ = [
@@ -230,6 +231,7 @@ def _standardise(rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.nd
 class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
     """Shared fit / score / persistence logic; a backend supplies the model itself."""
 
+    options_model = AnomalyOptions
     task = Task.ANOMALY
     input_model = AnomalyScoreInput
     accepted: frozenset[str] = frozenset({"seed"})  # FitOptions this backend takes

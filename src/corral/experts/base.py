@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from corral.artifacts import ArtifactStore
 from corral.config import LimitsConfig, ModelConfig, Task
 from corral.errors import ExpertUnavailable
+from corral.experts.options import Options
 from corral.files import FileStore
 
 __all__ = ["BaseExpert", "Expert", "LoadContext", "SharedModels", "require", "tool_schema_of"]
@@ -89,6 +90,8 @@ class BaseExpert(ABC):
     task: ClassVar[Task]
     backend: ClassVar[str]
     input_model: ClassVar[type[BaseModel]]
+    # what ``options:`` this backend takes (corral.experts.options), checked at config load
+    options_model: ClassVar[type[Options] | None] = None
     # every expert has a worker thread of its own (see Runtime._executor_for); on torch
     # experts ``threads:`` sets torch's intra-op threads there. Engines with their own
     # pools (llama.cpp, spaCy, ONNX Runtime) or none (HTTP upstreams) say False.

@@ -22,6 +22,7 @@ from corral.experts._memory import torch_bytes
 from corral.experts._sentence import Embedding, SentenceEncoderExpert
 from corral.experts.base import Expert, require
 from corral.experts.hypothesis import check_template, distinct_labels, fill_template
+from corral.experts.options import ClassifierOptions, Options
 
 __all__ = [
     "Classification",
@@ -88,6 +89,7 @@ def _template(request: ClassifyInput, default: str) -> str:
 class _TransformersClassifier(Expert[ClassifyInput, Any, tuple[np.ndarray, int], Any]):
     """Shared loading and batched forward of a transformers sequence-classification model."""
 
+    options_model = Options
     task = Task.CLASSIFY
     input_model = ClassifyInput
 
@@ -202,6 +204,7 @@ class SequenceClassifier(_TransformersClassifier):
 class SimilarityClassifier(SentenceEncoderExpert[ClassifyInput, list[Classification]]):
     """Classify text into caller-chosen labels (embedding similarity to label descriptions)."""
 
+    options_model = ClassifierOptions
     task = Task.CLASSIFY
     backend = "similarity"
     input_model = ClassifyInput

@@ -61,6 +61,7 @@ from corral.experts.detect import (
     ranked,
 )
 from corral.experts.detect_onnx import input_size, names_from_metadata, onnx_session, pad_batch
+from corral.experts.options import DetrOptions
 
 __all__ = ["OnnxDetrDetector", "aspect_size"]
 
@@ -195,6 +196,7 @@ def _class_scores(logits: np.ndarray, how: str) -> np.ndarray:
 class OnnxDetrDetector(DetectExpert):
     """Detect objects in images with a DETR-family model exported to ONNX."""
 
+    options_model = DetrOptions
     backend = "onnx-detr"
 
     def load(self) -> None:

@@ -32,6 +32,7 @@ from corral.errors import ExpertUnavailable
 from corral.experts._onnx import onnx_providers, session_options
 from corral.experts.base import LoadContext, require
 from corral.experts.detect import COCO_NAMES, DetectExpert, DetectItem, ImageDetections, nms
+from corral.experts.options import OnnxDetectorOptions
 
 __all__ = [
     "OnnxYoloDetector",
@@ -128,6 +129,7 @@ def input_size(shape: list[Any], metadata: dict[str, str], option: Any) -> tuple
 class OnnxYoloDetector(DetectExpert):
     """Detect objects in images with a YOLO model exported to ONNX."""
 
+    options_model = OnnxDetectorOptions
     backend = "onnx-yolo"
 
     def load(self) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from corral.errors import ExpertUnavailable
 from corral.experts.base import require
 from corral.experts.detect import DetectExpert, DetectItem, ImageDetections, nms
+from corral.experts.options import OpenCvDetectorOptions
 
 __all__ = ["DETECTORS", "OpenCvDetector"]
 
@@ -35,6 +36,7 @@ _IMPLIED: dict[str, list[str]] = {"opencv/hog-person": ["person"], "opencv/haar-
 class OpenCvDetector(DetectExpert):
     """Detect people (HOG) and faces (Haar cascade) in images with OpenCV."""
 
+    options_model = OpenCvDetectorOptions
     backend = "opencv"
 
     def load(self) -> None:

@@ -41,6 +41,7 @@ from corral.experts.layout import (
     normalise_label,
 )
 from corral.experts.ocr import OcrEngine, OnnxOcr, TesseractOcr
+from corral.experts.options import DocumentOptions
 from corral.experts.rules import boxes_from_mask, erase, image_rules, path_rules
 from corral.runtime.cancel import checkpoint
 
@@ -310,6 +311,7 @@ def _best(pages: list[PageResult]) -> list[FieldOut]:
 class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
     """Extract words, key/value pairs and tables from a PDF or image (by file id)."""
 
+    options_model = DocumentOptions
     task = Task.DOCUMENT
     backend = "onnxocr"
     input_model = DocumentInput

@@ -6,6 +6,7 @@ from pydantic import BaseModel, Field
 
 from corral.config import Task
 from corral.experts._sentence import Embedding, SentenceEncoderExpert, Truncate, cuts_text
+from corral.experts.options import EncoderOptions
 
 __all__ = ["EmbedInput", "Embedding", "SentenceTransformerEmbedder"]
 
@@ -23,6 +24,7 @@ class EmbedInput(BaseModel):
 class SentenceTransformerEmbedder(SentenceEncoderExpert[EmbedInput, list[Embedding]]):
     """Embed texts into vectors for search, clustering and similarity."""
 
+    options_model = EncoderOptions
     task = Task.EMBED
     backend = "sentence-transformers"
     input_model = EmbedInput

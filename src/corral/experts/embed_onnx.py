@@ -37,6 +37,7 @@ from corral.experts.base import LoadContext, require
 from corral.experts.detect_onnx import onnx_file
 from corral.experts.embed import SentenceTransformerEmbedder
 from corral.experts.encoder_guard import compare
+from corral.experts.options import OnnxEncoderOptions
 
 __all__ = ["OnnxEmbedder", "OnnxSentenceEncoder", "original_dir"]
 
@@ -108,6 +109,7 @@ class OnnxSentenceEncoder:
 class OnnxEmbedder(SentenceTransformerEmbedder):
     """Embed texts with an ONNX (e.g. int8) encoder, guarded against its torch original."""
 
+    options_model = OnnxEncoderOptions
     backend = "onnxruntime"
     uses_torch = False  # ONNX Runtime has its own thread pool (options.threads)
 

@@ -37,6 +37,7 @@ from corral.experts._memory import torch_bytes
 from corral.experts._numeric import finite
 from corral.experts._torch import torch_threads
 from corral.experts.base import Expert, require
+from corral.experts.options import ChronosOptions, FracastOptions, StatsForecastOptions
 from corral.runtime.cancel import checkpoint
 
 __all__ = [
@@ -151,6 +152,7 @@ def _interpolate(paths: np.ndarray, levels: np.ndarray, q: float) -> np.ndarray:
 class FracastForecaster(_ForecastExpert):
     """Forecast time series (mean and quantiles) with the Fracast-0 zero-shot model."""
 
+    options_model = FracastOptions
     backend = "fracast"
 
     def load(self) -> None:
@@ -224,6 +226,7 @@ class FracastForecaster(_ForecastExpert):
 class ChronosForecaster(_ForecastExpert):
     """Forecast time series (mean and quantiles) with a Chronos model (T5, Bolt or Chronos-2)."""
 
+    options_model = ChronosOptions
     backend = "chronos"
 
     def load(self) -> None:
@@ -281,6 +284,7 @@ class StatsForecaster(_ForecastExpert):
     """Forecast time series (mean and quantiles) with statistical models (AutoETS, AutoTheta,
     AutoARIMA)."""
 
+    options_model = StatsForecastOptions
     backend = "statsforecast"
     uses_torch = False
     MODELS = ("AutoETS", "AutoTheta", "AutoARIMA")

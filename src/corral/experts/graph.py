@@ -51,6 +51,7 @@ from corral.experts.graph_inputs import (
     GraphTask,
     Prediction,
 )
+from corral.experts.options import GraphOptions
 from corral.runtime.cancel import checkpoint
 
 __all__ = ["KIND", "GraphExpert"]
@@ -83,6 +84,7 @@ _OPTIONS = {
 class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | Prediction]):
     """Predict with a fitted graph model: node labels, link scores or top-k new links."""
 
+    options_model = GraphOptions
     task = Task.GRAPH
     backend = "torch-geometric"
     input_model = GraphPredictInput

@@ -42,6 +42,7 @@ from corral.experts.layoutlmv3_fit import (
     tag_words,
 )
 from corral.experts.ocr import OcrEngine, TesseractOcr
+from corral.experts.options import LayoutLMv3Options
 
 __all__ = ["LayoutLMv3DocumentExpert", "roles"]
 
@@ -80,6 +81,7 @@ class _Span:
 class LayoutLMv3DocumentExpert(OcrDocumentExpert):
     """Extract key/value pairs and tables from a PDF or image with LayoutLMv3 (by file id)."""
 
+    options_model = LayoutLMv3Options
     backend = "layoutlmv3"
     uses_torch = True
     needs_image = True

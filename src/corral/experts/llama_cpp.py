@@ -36,6 +36,7 @@ from corral.experts.chat import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.experts.chat_reply import chat_chunk, chat_logprobs, chat_reply, usage
 from corral.experts.chat_template import CHATML, ChatTemplate
 from corral.experts.grammar_safety import UnsafeSchema, schema_grammar
+from corral.experts.options import LlamaCppOptions
 from corral.experts.tool_calls import forced_call, forced_call_schema, openai_calls
 
 __all__ = ["LlamaCppChat"]
@@ -67,6 +68,7 @@ class _Plan:
 class LlamaCppChat(ChatExpert):
     """Chat with a local GGUF model (llama.cpp)."""
 
+    options_model = LlamaCppOptions
     backend: ClassVar[str] = "llama-cpp"
     uses_torch: ClassVar[bool] = False
     isolate_by_default: ClassVar[bool] = True  # a signal in libllama must not end the server

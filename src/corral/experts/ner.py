@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from corral.config import Task
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
+from corral.experts.options import Options, TokenClassifierOptions
 
 __all__ = ["Entity", "NerInput", "SpacyNer", "TokenClassificationNer"]
 
@@ -53,6 +54,7 @@ class _NerExpert(Expert[NerInput, str, Entities, list[Entities]]):
 class SpacyNer(_NerExpert):
     """Find named entities (people, organisations, places, dates) in text."""
 
+    options_model = Options
     backend = "spacy"
     uses_torch = False  # spaCy's CNN pipelines run on numpy (thinc), not torch
 
@@ -79,6 +81,7 @@ class SpacyNer(_NerExpert):
 class TokenClassificationNer(_NerExpert):
     """Find named entities in text (transformers token classification)."""
 
+    options_model = TokenClassifierOptions
     backend = "token-classification"
 
     def load(self) -> None:

@@ -26,6 +26,7 @@ from corral.experts._sentence import (
     cuts_text,
 )
 from corral.experts.base import Expert, require
+from corral.experts.options import EncoderOptions
 from corral.experts.rerank_onnx import OnnxCrossEncoder, cross_encoder_runtime
 
 __all__ = ["BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankScores"]
@@ -54,6 +55,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int], RerankScores]):
     """Rank documents by relevance to a query (cross-encoder)."""
 
+    options_model = EncoderOptions
     task = Task.RERANK
     backend = "cross-encoder"
     input_model = RerankInput
@@ -140,6 +142,7 @@ class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int
 class BiEncoderReranker(SentenceEncoderExpert[RerankInput, RerankScores]):
     """Rank documents by relevance to a query (embedding similarity)."""
 
+    options_model = EncoderOptions
     task = Task.RERANK
     backend = "bi-encoder"
     input_model = RerankInput

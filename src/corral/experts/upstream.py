@@ -14,6 +14,7 @@ from typing import Any, ClassVar, NoReturn
 from corral.errors import CorralError, ExpertUnavailable, RequestError
 from corral.experts.base import require
 from corral.experts.chat import ChatExpert
+from corral.experts.options import UpstreamOptions
 
 __all__ = ["OllamaChat", "OpenAIUpstreamChat"]
 
@@ -21,6 +22,7 @@ __all__ = ["OllamaChat", "OpenAIUpstreamChat"]
 class OpenAIUpstreamChat(ChatExpert):
     """Chat with a model behind an OpenAI-compatible API."""
 
+    options_model = UpstreamOptions
     backend: ClassVar[str] = "openai"
     uses_torch: ClassVar[bool] = False
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import re
 
-from corral.experts.field_schemas import BUILTIN_FIELDS, SCHEMAS, SUMMARY_LABELS, TITLES
-from corral.experts.values import day_first_hint, parse_value
+from corral.tasks.documents.field_schemas import BUILTIN_FIELDS, SCHEMAS, SUMMARY_LABELS, TITLES
+from corral.tasks.documents.values import day_first_hint, parse_value
 
 __all__ = ["regex_fields", "regex_items"]
 

@@ -23,7 +23,7 @@ import httpx
 from _harness import corral_command, free_port, machine, start, stop, write_section
 
 from corral.catalog import CATALOG
-from corral.experts.llama_cpp import find_gguf
+from corral.tasks.chat.llama_cpp import find_gguf
 
 PROMPT = [{"role": "user", "content": "Write a short story about a robot learning to paint."}]
 SETTINGS = {"temperature": 0.0, "seed": 11, "max_tokens": 128}

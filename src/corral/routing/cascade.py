@@ -20,10 +20,10 @@ import numpy as np
 
 from corral.config import CascadeConfig, Task
 from corral.errors import InvalidRequest
-from corral.experts.classify import Classification, ClassifyInput
 from corral.observe.trace import current_trace
 from corral.routing.calibration import CascadeFit
 from corral.runtime import ExpertHandle
+from corral.tasks.text.classify import Classification, ClassifyInput
 
 if TYPE_CHECKING:
     from corral.routing.router import Router

@@ -26,24 +26,23 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from corral.config import Task
 from corral.errors import CorralError, ExpertError, ExpertUnavailable, InvalidRequest
 from corral.experts.base import BaseExpert, tool_schema_of
-from corral.experts.chat import ChatInput, chat_completion
-from corral.experts.classify import Classification
-from corral.experts.ner import Entities
 from corral.experts.registry import expert_class
 from corral.input_limits import check_input
 from corral.json_values import first_bad_value
 from corral.observe.trace import Step, current_trace
 from corral.runtime import ExpertHandle, ExpertState
+from corral.tasks import TOOL_TASKS
+from corral.tasks.chat.expert import ChatInput, chat_completion
+from corral.tasks.text.classify import Classification
+from corral.tasks.text.ner import Entities
 
 if TYPE_CHECKING:
     from corral.routing.router import Router
 
 __all__ = ["Coordinator", "CoordinatorTimeout"]
 
-_NOT_TOOLS = frozenset({Task.CHAT, Task.EMBED})  # vectors mean nothing to an LLM
 _ESCALATE = "escalate"
 
 
@@ -76,7 +75,7 @@ class Coordinator:
     def _tools(self) -> dict[str, tuple[ExpertHandle, type[BaseModel], dict[str, Any]]]:
         tools = {}
         for handle in self.runtime.handles.values():
-            if handle.task in _NOT_TOOLS or handle.state == ExpertState.UNAVAILABLE:
+            if handle.task not in TOOL_TASKS or handle.state == ExpertState.UNAVAILABLE:
                 continue
             cls = _expert_class(handle)  # from the config: loaded or not (a call loads it)
             if cls is None:

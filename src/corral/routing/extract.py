@@ -28,8 +28,8 @@ from pydantic import BaseModel, ValidationError
 
 from corral.config import Task
 from corral.errors import CorralError
-from corral.files import FileStore
-from corral.images import decode_base64
+from corral.uploads.files import FileStore
+from corral.uploads.images import decode_base64
 
 __all__ = ["Extracted", "extract", "routing_text"]
 

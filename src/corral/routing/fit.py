@@ -14,7 +14,6 @@ from corral._vectors import unit_rows
 from corral.config import Config
 from corral.errors import ConfigError, InvalidRequest
 from corral.eval.datasets import LabelledText
-from corral.experts.classify import ClassifyInput
 from corral.routing.calibration import (
     CascadeFit,
     best_f1_threshold,
@@ -27,6 +26,7 @@ from corral.routing.calibration import (
 from corral.routing.difficulty import DifficultyModel, fit_ladder
 from corral.routing.router import Router
 from corral.runtime import Runtime
+from corral.tasks.text.classify import ClassifyInput
 
 __all__ = ["first_stage_scores", "fit_cascade", "fit_difficulty_router", "fit_route_thresholds"]
 

@@ -20,8 +20,8 @@ import numpy as np
 
 from corral.config_auto import ForecastAuto
 from corral.errors import CorralError
-from corral.experts.forecast import ForecastInput
 from corral.runtime import ExpertHandle
+from corral.tasks.forecast.expert import ForecastInput
 
 if TYPE_CHECKING:
     from corral.routing.router import Router

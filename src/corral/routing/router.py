@@ -30,9 +30,6 @@ from corral.errors import (
     InvalidRequest,
     NoCapacity,
 )
-from corral.experts.chat import chat_completion
-from corral.experts.classify import ClassifyInput
-from corral.experts.embed import EmbedInput
 from corral.experts.registry import expert_class
 from corral.observe.trace import current_trace
 from corral.routing.auto import AUTO, AutoRules
@@ -46,6 +43,9 @@ from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
 from corral.runtime import ExpertHandle, ExpertState, Runtime
 from corral.runtime.cancel import seconds_left, tracking_progress
+from corral.tasks.chat.expert import chat_completion
+from corral.tasks.text.classify import ClassifyInput
+from corral.tasks.text.embed import EmbedInput
 
 __all__ = ["ExpertTimeout", "Router"]
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from corral.config import ShadowConfig
 from corral.errors import CorralError
-from corral.experts.classify import ClassifyInput
 from corral.observe.trace import Trace, activate, new_trace_id
+from corral.tasks.text.classify import ClassifyInput
 
 if TYPE_CHECKING:
     from corral.routing.cascade import CascadeAnswer

@@ -32,9 +32,9 @@ from typing import IO, Any, ClassVar
 import corral
 from corral.errors import ExpertUnavailable, WorkerCrashed
 from corral.experts.base import BaseExpert, LoadContext, tool_schema_of
-from corral.experts.chat import ChatExpert
 from corral.observe.trace import active_trace
 from corral.runtime.worker_protocol import raise_error, read_frame, write_frame
+from corral.tasks.chat.expert import ChatExpert
 
 __all__ = ["IsolatedChat", "isolated"]
 

@@ -24,9 +24,7 @@ from corral.config import Config, Task
 from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
 from corral.experts._torch import torch_threads
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
-from corral.experts.chat import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.experts.registry import expert_class
-from corral.files import FileStore
 from corral.observe.cost import CostMeter
 from corral.observe.metrics import Metrics
 from corral.observe.trace import active_trace
@@ -35,6 +33,8 @@ from corral.runtime.budget import device_used_bytes
 from corral.runtime.handle import ExpertHandle, ExpertState, LoadListener
 from corral.runtime.isolated import IsolatedChat, isolated
 from corral.runtime.placement import Placement
+from corral.tasks.chat.expert import COMPUTE_SECONDS, PROMPT, ChatExpert
+from corral.uploads.files import FileStore
 
 __all__ = ["ExpertHandle", "ExpertState", "LoadListener", "Runtime"]
 

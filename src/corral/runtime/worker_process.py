@@ -23,9 +23,9 @@ import psutil
 from corral.config import LimitsConfig, ModelConfig, Task
 from corral.errors import CorralError
 from corral.experts.base import LoadContext
-from corral.experts.chat import ChatExpert
 from corral.experts.registry import expert_class
 from corral.runtime.worker_protocol import error_frame, read_frame, write_frame
+from corral.tasks.chat.expert import ChatExpert
 
 log = logging.getLogger("corral.worker")
 

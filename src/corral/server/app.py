@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -27,31 +28,18 @@ from corral.observe.otel import build_tracer_provider, tracer_from
 from corral.observe.usage import UsageStore, default_usage_path
 from corral.routing import FittedRouting, Router
 from corral.runtime import ExpertState, LoadListener, Runtime
-from corral.server import (
-    routes_anomaly,
-    routes_chat,
-    routes_cohere,
-    routes_compat,
-    routes_completions,
-    routes_documents,
-    routes_graph,
-    routes_observe,
-    routes_openai,
-    routes_responses,
-    routes_tasks,
-    routes_vision,
-    tracing,
-)
-from corral.server.anomaly_streams import StreamWindows
+from corral.server import routes_models, routes_observe, tracing
 from corral.server.auth import ApiKeys
 from corral.server.body_check import JsonBodyCheck
 from corral.server.disconnect import CancelOnDisconnect
 from corral.server.errors import install_error_handlers
 from corral.server.hosts import HostGuard
 from corral.server.limits import BodySizeLimit
-from corral.server.responses import ResponseStore
 from corral.server.schemas import ERROR_RESPONSES
-from corral.server.upstream_health import probe_upstreams, watch_upstreams
+from corral.tasks import FAMILIES
+from corral.tasks.anomaly.streams import StreamWindows
+from corral.tasks.chat.responses import ResponseStore
+from corral.tasks.chat.upstream_health import probe_upstreams, watch_upstreams
 
 __all__ = ["create_app"]
 
@@ -158,22 +146,11 @@ def create_app(
             expose_headers=["x-corral-trace-id", "x-corral-expert", "x-corral-ignored"],
         )
     app.add_middleware(HostGuard, server=config.server)  # outermost: before any work
-    routes = (
-        routes_openai,
-        routes_completions,
-        routes_responses,
-        routes_cohere,
-        routes_compat,
-        routes_chat,
-        routes_tasks,
-        routes_anomaly,
-        routes_graph,
-        routes_documents,
-        routes_vision,
-        routes_observe,
-    )
-    for module in routes:
-        app.include_router(module.api)
+    app.include_router(routes_models.api)
+    for family in FAMILIES:  # each family's routes, imported here (not at corral's import)
+        for module in family.routes:
+            app.include_router(importlib.import_module(module).api)
+    app.include_router(routes_observe.api)
 
     @app.get(
         "/metrics",

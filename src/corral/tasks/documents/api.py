@@ -1,0 +1,179 @@
+"""``POST /v1/documents/extract``: words, lines, key/value pairs and tables of a PDF or
+image, sent as base64 JSON, by file id, or as a multipart upload (``.../upload``);
+``POST /v1/documents/{name}/fit``: a tagging head fitted on labelled pages, listed and
+deleted under ``/v1/documents/fitted`` (read from the artifact store, no model involved)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from corral.config import LimitsConfig, Task
+from corral.errors import InvalidRequest
+from corral.input_limits import check_labels, check_pages, check_texts
+from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.schemas import ERROR_RESPONSES
+from corral.tasks.documents.expert import DocumentInput, DocumentResult
+from corral.tasks.documents.layoutlmv3_fit import KIND, DocumentFitInput, DocumentFitResult
+from corral.tasks.documents.schemas import (
+    DocumentFitRequest,
+    DocumentRequest,
+    DocumentResponse,
+    FittedDeleteResponse,
+    FittedHead,
+    FittedList,
+)
+from corral.uploads.images import decode_base64
+
+__all__ = ["api"]
+
+api = APIRouter(prefix="/v1", tags=["documents"], responses=ERROR_RESPONSES)
+
+
+def _check(labels: list[str] | None, pages: list[int] | None, limits: LimitsConfig) -> None:
+    check_labels(labels, limits)
+    check_pages(pages, limits)
+
+
+async def _answer(router: RouterDep, model: str | None, request: DocumentInput) -> DocumentResponse:
+    handle, result = await router.serve(Task.DOCUMENT, model, request)
+    assert isinstance(result, DocumentResult)
+    return DocumentResponse(
+        model=handle.name, pages=result.pages, text=result.text, fields=result.fields
+    )
+
+
+@api.post("/documents/extract", response_model=DocumentResponse)
+async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
+    """Read a document given as base64 (``document``) or by ``file_id``."""
+    _check(body.labels, body.pages, router.runtime.config.server.limits)
+    fields = {
+        "pages": body.pages,
+        "labels": body.labels,
+        "dpi": body.dpi,
+        "fields": body.fields,
+        "fitted": body.fitted,
+        "fitted_version": body.fitted_version,
+    }
+    if body.document is not None:
+        data = decode_base64(body.document, param="document")
+        request = DocumentInput.inline(data, param="document", **fields)
+    else:
+        assert body.file_id is not None
+        request = DocumentInput(file_id=body.file_id, **fields)
+    return await _answer(router, body.model, request)
+
+
+@api.post("/documents/{name}/fit", response_model=DocumentFitResult)
+async def fit(name: str, body: DocumentFitRequest, router: RouterDep) -> DocumentFitResult:
+    """Fit a key/value tagging head on labelled pages; stored as a new version of ``name``
+    (use it with ``fitted: name`` on /v1/documents/extract)."""
+    limits = router.runtime.config.server.limits
+    for n, page in enumerate(body.pages):
+        if page.document is not None:
+            page._data = decode_base64(page.document, param=f"pages[{n}].document")
+        texts = [p.key for p in page.pairs] + [p.value for p in page.pairs]
+        check_texts(texts, limits, param=f"pages[{n}].pairs")
+    request = DocumentFitInput(
+        name=name, pages=body.pages, epochs=body.epochs, lr=body.lr, seed=body.seed
+    )
+    model = body.model or _fitting_expert(router)
+    _, result = await router.serve(Task.DOCUMENT, model, request)
+    assert isinstance(result, DocumentFitResult)
+    return result
+
+
+@api.get("/documents/fitted", response_model=FittedList)
+async def list_fitted(runtime: RuntimeDep) -> FittedList:
+    """Every fitted head: its versions and the newest one's details."""
+    infos = await asyncio.to_thread(runtime.artifacts.list, KIND)
+    newest = {info.name: info for info in infos}  # listed by name, then version
+    return FittedList(
+        data=[
+            FittedHead(
+                name=name,
+                versions=[i.version for i in infos if i.name == name],
+                created=info.created,
+                expert=info.meta.get("expert"),
+                pages=info.meta.get("pages"),
+                words=info.meta.get("words"),
+                metrics=info.meta.get("metrics", {}),
+            )
+            for name, info in newest.items()
+        ]
+    )
+
+
+@api.delete("/documents/fitted/{name}", response_model=FittedDeleteResponse)
+async def delete_fitted(
+    name: str, runtime: RuntimeDep, version: int | None = None
+) -> FittedDeleteResponse:
+    """Delete one version (``?version=``) or every version of a fitted head."""
+    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, name, version)
+    return FittedDeleteResponse(name=name, deleted=deleted)
+
+
+def _fitting_expert(router: RouterDep) -> str:
+    """The first configured document expert that can fit a head."""
+    for spec in router.runtime.config.models:
+        handle = router.runtime.handles.get(spec.name)
+        if handle is not None and handle.task == Task.DOCUMENT and "layoutlmv3" in spec.model:
+            return spec.name
+    raise InvalidRequest(
+        "no layoutlmv3 document expert is configured to fit; add one or name it in `model`",
+        param="model",
+    )
+
+
+def _fields(text: str | None) -> Any:
+    """Form field ``fields``: a schema name, or a JSON list of {name, type, labels}."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    if not text.startswith("["):
+        return text
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(f"fields is not valid JSON ({exc.msg})", param="fields") from None
+
+
+def _pages(text: str | None) -> list[int] | None:
+    """Form field ``pages``: "0,2,3"."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(p) for p in text.split(",")]
+    except ValueError:
+        raise InvalidRequest(
+            f"pages must be comma-separated page numbers such as 0,2; got {text[:40]!r}",
+            param="pages",
+        ) from None
+
+
+@api.post("/documents/extract/upload", response_model=DocumentResponse)
+async def extract_upload(
+    router: RouterDep,
+    file: Annotated[UploadFile, File(description="The PDF or image.")],
+    model: Annotated[str | None, Form()] = None,
+    pages: Annotated[str | None, Form(description="Comma-separated 0-based pages.")] = None,
+    labels: Annotated[list[str] | None, Form(description="Extra key names; repeat.")] = None,
+    dpi: Annotated[int | None, Form(ge=36)] = None,
+    fields: Annotated[
+        str | None,
+        Form(description="A schema name (invoice, receipt) or a JSON list of {name, type}."),
+    ] = None,
+) -> DocumentResponse:
+    """Read a document sent as a multipart/form-data upload (field ``file``)."""
+    selected = _pages(pages)
+    _check(labels, selected, router.runtime.config.server.limits)
+    data = await file.read()
+    if not data:
+        raise InvalidRequest("file is empty", param="file")
+    request = DocumentInput.inline(
+        data, param="file", pages=selected, labels=labels, dpi=dpi, fields=_fields(fields)
+    )
+    return await _answer(router, model, request)

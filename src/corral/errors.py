@@ -16,16 +16,20 @@ status codes in one place (``server/errors.py``) using ``status_code``::
         ├── ExpertUnavailable    503  weights missing, backend not installed, load failed
         │   ├── NoCapacity       503  no room in the memory budget now (not a failure)
         │   └── WorkerCrashed    503  an isolated expert's process died; it is restarting
-        └── ExpertFailed         500  the expert raised while serving; message is generic
+        ├── ExpertFailed         500  the expert raised while serving; message is generic
+        ├── ExpertTimeout        504  past the expert's timeout_s or the request's deadline
+        └── CoordinatorTimeout   504  the coordinator's tool loop ran past its deadline_s
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "CoordinatorTimeout",
     "CorralError",
     "ExpertError",
     "ExpertFailed",
+    "ExpertTimeout",
     "ExpertUnavailable",
     "Forbidden",
     "InvalidRequest",
@@ -129,3 +133,18 @@ class WorkerCrashed(ExpertUnavailable):
 class ExpertFailed(ExpertError):
     status_code = 500
     code = "expert_failed"
+
+
+class ExpertTimeout(ExpertError):
+    """An expert took longer than its ``timeout_s`` (or the request's own deadline)."""
+
+    status_code = 504
+    code = "expert_timeout"
+    queued = False  # the time ran out before the work started: others' work, not this expert's
+
+
+class CoordinatorTimeout(ExpertError):
+    """The coordinator's tool-calling loop ran past ``routing.deadline_s``."""
+
+    status_code = 504
+    code = "coordinator_timeout"

@@ -5,7 +5,8 @@ from corral.routing.calibration import CascadeFit, FittedRouting
 from corral.routing.cascade import CascadeAnswer, ClassifyCascade
 from corral.routing.circuit import CircuitBreaker, CircuitState
 from corral.routing.coordinator import Coordinator
-from corral.routing.router import ExpertTimeout, Router
+from corral.routing.dispatch import Dispatcher
+from corral.routing.router import Router
 from corral.routing.semantic import RouteMatch, SemanticRouter
 
 __all__ = [
@@ -15,7 +16,7 @@ __all__ = [
     "CircuitState",
     "ClassifyCascade",
     "Coordinator",
-    "ExpertTimeout",
+    "Dispatcher",
     "FittedRouting",
     "RouteMatch",
     "Router",

@@ -85,7 +85,7 @@ class AutoRules:
 
     async def default(self, task: Task, request: Any) -> tuple[ExpertHandle, Any]:
         handle = self.pick_default(task)
-        answered, result = await self.router.submit(handle, request)
+        answered, result = await self.router.dispatch.submit(handle, request)
         self.router.answered(handle, answered, "auto")
         return answered, result
 
@@ -98,7 +98,7 @@ class AutoRules:
         if not candidates:
             candidates = [self.router.runtime.find(Task.FORECAST, None)]
         started = time.perf_counter()
-        choice = await backtest_choice(self.router, candidates, request, rule)
+        choice = await backtest_choice(self.router.dispatch, candidates, request, rule)
         current_trace().decide(
             "auto",
             ",".join(sorted({c.name for c in choice.experts})),
@@ -112,7 +112,7 @@ class AutoRules:
         for handle in dict.fromkeys(choice.experts):
             indices = [i for i, h in enumerate(choice.experts) if h is handle]
             part = request.model_copy(update={"series": [request.series[i] for i in indices]})
-            answered, forecasts = await self.router.submit(handle, part)
+            answered, forecasts = await self.router.dispatch.submit(handle, part)
             for i, forecast in zip(indices, forecasts, strict=True):
                 results[i], answered_by[i] = forecast, answered.name
         current_trace().answered_by(",".join(dict.fromkeys(answered_by)), "auto")
@@ -140,17 +140,17 @@ class AutoRules:
                 else f"only a {only.resolved.backend} reranker is configured"
             )
             trace.decide("auto", only.name, why)
-            answered, scored = await self.router.submit(only, request)
+            answered, scored = await self.router.dispatch.submit(only, request)
             self.router.answered(only, answered, "auto")
             return answered, scored
         started = time.perf_counter()
-        _, first = await self.router.submit(retriever, request)
+        _, first = await self.router.dispatch.submit(retriever, request)
         ranked = sorted(range(len(request.documents)), key=lambda i: -first.scores[i])
         top = ranked[: rule.top_k]
         second_request = RerankInput(
             query=request.query, documents=[request.documents[i] for i in top]
         )
-        answered, second = await self.router.submit(reranker, second_request)
+        answered, second = await self.router.dispatch.submit(reranker, second_request)
         trace.decide(
             "auto",
             f"{retriever.name},{answered.name}",
@@ -183,7 +183,8 @@ class AutoRules:
         used: list[str] = []
         last: ExpertHandle = stages[0]
         for depth, stage in enumerate(stages):
-            answered, found = await self.router.submit(stage, _frames_subset(request, pending))
+            subset = _frames_subset(request, pending)
+            answered, found = await self.router.dispatch.submit(stage, subset)
             used.append(answered.name)
             last = answered
             still = []
@@ -217,7 +218,7 @@ class AutoRules:
         started = time.perf_counter()
         trail: list[dict[str, Any]] = []
         for stage in experts:
-            answered, result = await self.router.submit(stage, request)
+            answered, result = await self.router.dispatch.submit(stage, request)
             missing = [page.index for page in result.pages if not page.key_values]
             sources = sorted({page.source for page in result.pages})
             trail.append(

@@ -26,7 +26,7 @@ from corral.runtime import ExpertHandle
 from corral.tasks.text.classify import Classification, ClassifyInput
 
 if TYPE_CHECKING:
-    from corral.routing.router import Router
+    from corral.routing.dispatch import Dispatcher
 
 __all__ = ["CascadeAnswer", "ClassifyCascade", "classify_with_llm"]
 
@@ -39,10 +39,10 @@ class CascadeAnswer:
 
 
 class ClassifyCascade:
-    def __init__(self, router: Router, config: CascadeConfig, fit: CascadeFit | None) -> None:
-        self.router = router
+    def __init__(self, dispatch: Dispatcher, config: CascadeConfig, fit: CascadeFit | None) -> None:
+        self.dispatch = dispatch
         self.config = config
-        self.stages = [router.handle(stage.expert) for stage in config.stages]
+        self.stages = [dispatch.handle(stage.expert) for stage in config.stages]
         self.thresholds = [stage.threshold for stage in config.stages]
         self.calibration = fit  # `corral route fit` calibrated the first stage
         if fit is not None:
@@ -94,9 +94,9 @@ class ClassifyCascade:
     ) -> list[tuple[Classification, float | None]]:
         labels = request.labels or []
         if handle.task == Task.CHAT:
-            return await classify_with_llm(self.router, handle, texts, labels, want_confidence)
+            return await classify_with_llm(self.dispatch, handle, texts, labels, want_confidence)
         stage_request = request.model_copy(update={"texts": texts})
-        _, results = await self.router.submit(handle, stage_request)
+        _, results = await self.dispatch.submit(handle, stage_request)
         return [(r, self._confidence(r, labels)) for r in results]
 
     def _confidence(self, result: Classification, labels: list[str]) -> float:
@@ -106,13 +106,13 @@ class ClassifyCascade:
         return float(self.calibration.confidence(scores[None, :])[0])
 
     def _count_escalations(self, source: str, target: str, count: int) -> None:
-        metrics = self.router.runtime.metrics
+        metrics = self.dispatch.runtime.metrics
         if metrics is not None:
             metrics.escalations.labels(self.config.name, source, target).inc(count)
 
 
 async def classify_with_llm(
-    router: Router,
+    dispatch: Dispatcher,
     handle: ExpertHandle,
     texts: list[str],
     labels: list[str],
@@ -123,13 +123,13 @@ async def classify_with_llm(
     the backend (expert option ``logprobs: true``); otherwise it is None."""
     return list(
         await asyncio.gather(
-            *(_ask_llm(router, handle, text, labels, want_confidence) for text in texts)
+            *(_ask_llm(dispatch, handle, text, labels, want_confidence) for text in texts)
         )
     )
 
 
 async def _ask_llm(
-    router: Router, handle: ExpertHandle, text: str, labels: list[str], want_confidence: bool
+    dispatch: Dispatcher, handle: ExpertHandle, text: str, labels: list[str], want_confidence: bool
 ) -> tuple[Classification, float | None]:
     schema = {
         "type": "object",
@@ -155,7 +155,7 @@ async def _ask_llm(
     }
     if want_confidence and handle.spec.options.get("logprobs", False):
         params |= {"logprobs": True, "top_logprobs": 1}
-    _, reply = await router.chat(handle, params)
+    _, reply = await dispatch.chat(handle, params)
     choice = reply["choices"][0]
     content = choice["message"].get("content") or ""
     try:

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_jsonable_python
 
-from corral.errors import CorralError, ExpertError, ExpertUnavailable, InvalidRequest
+from corral.errors import (
+    CoordinatorTimeout,
+    CorralError,
+    ExpertUnavailable,
+    InvalidRequest,
+)
 from corral.experts.base import BaseExpert, tool_schema_of
 from corral.experts.registry import expert_class
 from corral.input_limits import check_input
@@ -39,16 +44,11 @@ from corral.tasks.text.classify import Classification
 from corral.tasks.text.ner import Entities
 
 if TYPE_CHECKING:
-    from corral.routing.router import Router
+    from corral.routing.dispatch import Dispatcher
 
-__all__ = ["Coordinator", "CoordinatorTimeout"]
+__all__ = ["Coordinator"]
 
 _ESCALATE = "escalate"
-
-
-class CoordinatorTimeout(ExpertError):
-    status_code = 504
-    code = "coordinator_timeout"
 
 
 class Coordinator:
@@ -56,15 +56,15 @@ class Coordinator:
 
     def __init__(
         self,
-        router: Router,
+        dispatch: Dispatcher,
         llm: ExpertHandle,
         *,
         escalate_to: ExpertHandle | None = None,
         max_steps: int = 2,
         deadline_s: float = 120.0,
     ) -> None:
-        self.router = router
-        self.runtime = router.runtime
+        self.dispatch = dispatch
+        self.runtime = dispatch.runtime
         self.llm = llm
         self.escalate_to = escalate_to
         self.max_steps = max_steps
@@ -96,7 +96,7 @@ class Coordinator:
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
         """The final chat completion; the steps taken go into the request's trace."""
         steps_before = len(self.trace.steps)
-        span = self.router.tracer.start_as_current_span(
+        span = self.dispatch.tracer.start_as_current_span(
             "coordinator", attributes={"corral.llm": self.llm.name}
         )
         try:
@@ -171,7 +171,7 @@ class Coordinator:
 
     async def _timed_llm(self, request: dict[str, Any], steps: list[Step]) -> dict[str, Any]:
         started_at, started = self.trace.elapsed(), time.perf_counter()
-        answered, reply = await self.router.chat(self.llm, request)
+        answered, reply = await self.dispatch.chat(self.llm, request)
         content = reply["choices"][0]["message"].get("content") or ""
         seconds = time.perf_counter() - started
         steps.append(Step("llm", answered.name, seconds, started_at, result_chars=len(content)))
@@ -210,11 +210,11 @@ class Coordinator:
         request = input_model.model_validate(arguments)
         check_input(request, self.runtime.config.server.limits)  # as the task's endpoint does
         if isinstance(request, ChatInput):  # another LLM: escalate, or a code model
-            _, reply = await self.router.chat(
+            _, reply = await self.dispatch.chat(
                 handle, {"messages": [{"role": "user", "content": request.prompt}]}
             )
             return str(reply["choices"][0]["message"].get("content") or "")
-        _, result = await self.router.submit(handle, request)
+        _, result = await self.dispatch.submit(handle, request)
         return result
 
 

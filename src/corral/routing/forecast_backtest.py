@@ -24,7 +24,7 @@ from corral.runtime import ExpertHandle
 from corral.tasks.forecast.expert import ForecastInput
 
 if TYPE_CHECKING:
-    from corral.routing.router import Router
+    from corral.routing.dispatch import Dispatcher
 
 __all__ = ["BacktestChoice", "backtest_choice", "mase"]
 
@@ -59,7 +59,7 @@ def _cuts(series: list[float], horizon: int, rule: ForecastAuto) -> tuple[int, l
 
 
 async def _measure(
-    router: Router,
+    dispatch: Dispatcher,
     handle: ExpertHandle,
     series: list[float],
     request: ForecastInput,
@@ -74,7 +74,7 @@ async def _measure(
         series=cuts, horizon=step, quantiles=[0.5], season_length=request.season_length
     )
     try:
-        _, forecasts = await router.submit(handle, backtest)
+        _, forecasts = await dispatch.submit(handle, backtest)
     except CorralError:  # this candidate cannot forecast these cuts: not measured
         return None
     values = np.asarray(series, dtype=np.float64)
@@ -86,7 +86,7 @@ async def _measure(
 
 
 async def backtest_choice(
-    router: Router, candidates: list[ExpertHandle], request: ForecastInput, rule: ForecastAuto
+    dispatch: Dispatcher, candidates: list[ExpertHandle], request: ForecastInput, rule: ForecastAuto
 ) -> BacktestChoice:
     """Measure every candidate on every series (concurrently: the batchers merge them)."""
     first = candidates[0]
@@ -94,7 +94,7 @@ async def backtest_choice(
         only = f"the only forecast expert is {first.name!r}"
         return BacktestChoice([first] * len(request.series), [None] * len(request.series), [], only)
     jobs = [
-        _measure(router, handle, series, request, rule)
+        _measure(dispatch, handle, series, request, rule)
         for series in request.series
         for handle in candidates
     ]

@@ -3,18 +3,17 @@
 In order: an explicit model name or alias -> the task's default expert (fixed by the
 endpoint) -> for ``model: "auto"`` chat, semantic routes -> the coordinator LLM; on the
 other endpoints ``auto`` follows the task's measured rule (``routing/auto.py``).
-Cascades (``routing.cascades``) are named like models. Every expert call goes through
-``call``, which applies the expert's timeout, its circuit breaker and its fallbacks.
+Cascades (``routing.cascades``) are named like models. The router plans; every expert
+call then goes through its ``Dispatcher`` (``dispatch.py``): timeout, circuit breaker,
+fallbacks.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import numpy as np
@@ -26,40 +25,31 @@ from corral.config import Task
 from corral.errors import (
     ConfigError,
     ExpertError,
-    ExpertUnavailable,
     InvalidRequest,
-    NoCapacity,
 )
 from corral.experts.registry import expert_class
 from corral.observe.trace import current_trace
 from corral.routing.auto import AUTO, AutoRules
 from corral.routing.calibration import FittedRouting
 from corral.routing.cascade import CascadeAnswer, ClassifyCascade, classify_with_llm
-from corral.routing.circuit import CircuitBreaker
 from corral.routing.coordinator import Coordinator
 from corral.routing.difficulty import DifficultyLadder
+from corral.routing.dispatch import Dispatcher
 from corral.routing.extract import extract, routing_text
 from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
 from corral.runtime import ExpertHandle, ExpertState, Runtime
-from corral.runtime.cancel import seconds_left, tracking_progress
 from corral.tasks.chat.expert import chat_completion
 from corral.tasks.text.classify import ClassifyInput
 from corral.tasks.text.embed import EmbedInput
 
-__all__ = ["ExpertTimeout", "Router"]
+__all__ = ["Router"]
 
 T = TypeVar("T")
 log = logging.getLogger("corral.routing")
 # what a chat message can be routed to: every task whose result means something to a
 # reader (an embedding does not)
 _ROUTE_TASKS = tuple(t for t in Task if t != Task.EMBED)
-
-
-class ExpertTimeout(ExpertError):
-    status_code = 504
-    code = "expert_timeout"
-    queued = False  # the time ran out before the work started: others' work, not this expert's
 
 
 class Router:
@@ -73,16 +63,8 @@ class Router:
         tracer: otel.Tracer | None = None,
     ) -> None:
         self.runtime = runtime
-        self.tracer = tracer or otel.NoOpTracer()
+        self.dispatch = Dispatcher(runtime, tracer=tracer)
         self.config = runtime.config.routing
-        circuit = self.config.circuit
-        self.breakers = {
-            name: CircuitBreaker(circuit.failures, circuit.cooldown_s) for name in runtime.handles
-        }
-        self.fallbacks = {
-            source: [self.handle(name) for name in targets]
-            for source, targets in self.config.fallbacks.items()
-        }
         self._check_tasks()
         fits = fitted.cascades if fitted else {}
         spec = self.config.difficulty
@@ -92,9 +74,10 @@ class Router:
             else None
         )
         self.cascades = {
-            c.name: ClassifyCascade(self, c, fits.get(c.name)) for c in self.config.cascades
+            c.name: ClassifyCascade(self.dispatch, c, fits.get(c.name))
+            for c in self.config.cascades
         }
-        self.shadow = Shadow(self, self.config.shadow) if self.config.shadow else None
+        self.shadow = Shadow(self.classify, self.config.shadow) if self.config.shadow else None
         self.auto_rules = AutoRules(self)
         fitted_thresholds = fitted.route_thresholds if fitted else {}
         routes = [
@@ -116,15 +99,12 @@ class Router:
                 log.warning("semantic routes not ready: %s", exc.message)
 
     def handle(self, name: str) -> ExpertHandle:
-        """The handle of a model named in the config (names were checked when it loaded)."""
-        spec = self.runtime.config.model_named(name)
-        assert spec is not None, name
-        return self.runtime.handles[spec.name]
+        return self.dispatch.handle(name)
 
     def _check_tasks(self) -> None:
         """Fallbacks must do the same task; route targets must take a chat message."""
         problems = []
-        for source, targets in self.fallbacks.items():
+        for source, targets in self.dispatch.fallbacks.items():
             task = self.handle(source).task
             problems += [
                 f"fallback {t.name!r} of {source!r} does a different task ({t.task} vs {task})"
@@ -174,7 +154,7 @@ class Router:
         if model == AUTO and self.runtime.config.model_named(AUTO) is None:
             return await self.auto_rules.serve(task, request)
         handle = self.pick(task, model)
-        answered, result = await self.submit(handle, request)
+        answered, result = await self.dispatch.submit(handle, request)
         self.answered(handle, answered, "explicit" if model else "default")
         return answered, result
 
@@ -192,7 +172,7 @@ class Router:
                 )
             handle = self.pick(Task.CHAT, model)
             picked = await classify_with_llm(
-                self, handle, request.texts, request.labels, want_confidence=True
+                self.dispatch, handle, request.texts, request.labels, want_confidence=True
             )
             current_trace().answered_by(handle.name, "explicit")
             return [CascadeAnswer(result, handle.name, confidence) for result, confidence in picked]
@@ -216,97 +196,6 @@ class Router:
     def answered(self, chosen: ExpertHandle, answered: ExpertHandle, route: str) -> None:
         """Record who answered: the chosen expert, or one of its fallbacks."""
         current_trace().answered_by(answered.name, route if answered is chosen else "fallback")
-
-    # --- running, with timeouts, circuit breakers and fallbacks ------------------------
-    async def call(
-        self, handle: ExpertHandle, run: Callable[[ExpertHandle], Awaitable[T]]
-    ) -> tuple[ExpertHandle, T]:
-        """``run(expert)`` on ``handle``, then on each fallback while server-side errors
-        last. Request errors (4xx) are the caller's and return at once."""
-        trace = current_trace()
-        error: ExpertError | None = None
-        for candidate in [handle, *self.fallbacks.get(handle.name, [])]:
-            breaker = self.breakers[candidate.name]
-            if not breaker.allow():
-                wait = breaker.retry_after()
-                trace.decide(
-                    "circuit", "", f"circuit of {candidate.name!r} open ({wait:.0f}s left)"
-                )
-                error = error or ExpertUnavailable(
-                    f"expert {candidate.name!r} failed {breaker.threshold} times in a row; "
-                    f"its circuit is open for {wait:.0f}s more",
-                    retry_after=wait,
-                )
-                continue
-            if error is not None:
-                trace.decide("fallback", candidate.name, f"after: {error.message}")
-                self._count_fallback(handle.name, candidate.name)
-            try:
-                result = await self._within_timeout(candidate, run)
-            except ExpertError as exc:
-                if isinstance(exc, NoCapacity) or (isinstance(exc, ExpertTimeout) and exc.queued):
-                    breaker.record_cancelled()  # a full budget or a queue: not the expert's
-                else:
-                    breaker.record_failure()
-                error = exc
-                continue
-            except BaseException:  # the caller went away or the request was invalid
-                breaker.record_cancelled()
-                raise
-            breaker.record_success()
-            return candidate, result
-        assert error is not None
-        raise error
-
-    async def _within_timeout(
-        self, handle: ExpertHandle, run: Callable[[ExpertHandle], Awaitable[T]]
-    ) -> T:
-        """``run`` within the expert's ``timeout_s`` and the request's own deadline; on
-        either the work is cancelled (it stops at its next safe point, see ``cancel``)."""
-        limit, message = handle.spec.timeout_s, f"expert {handle.name!r} took longer than "
-        requested = seconds_left()
-        if requested is not None and (limit is None or requested[0] < limit):
-            limit, message = requested[0], f"the request's timeout_s ({requested[1]:g}s) passed; "
-            message += f"expert {handle.name!r} took longer than "
-        attributes = {"corral.expert": handle.name, "corral.task": str(handle.task)}
-        with (
-            self.tracer.start_as_current_span(f"expert {handle.name}", attributes=attributes),
-            tracking_progress() as progress,
-        ):
-            try:
-                async with asyncio.timeout(limit):
-                    return await run(handle)
-            except TimeoutError:
-                timeout = ExpertTimeout(message + f"{limit:g}s")
-                timeout.queued = progress.started is False  # queued in the batcher all along
-                if timeout.queued:
-                    timeout.message += " (still queued behind other requests)"
-                    current_trace().decide("timeout", "", timeout.message)
-                raise timeout from None
-
-    def _count_fallback(self, source: str, target: str) -> None:
-        if self.runtime.metrics is not None:
-            self.runtime.metrics.fallbacks.labels(source, target).inc()
-
-    async def submit(self, handle: ExpertHandle, request: Any) -> tuple[ExpertHandle, Any]:
-        return await self.call(handle, lambda h: self.runtime.submit(h, request))
-
-    async def chat(
-        self, handle: ExpertHandle, params: dict[str, Any]
-    ) -> tuple[ExpertHandle, dict[str, Any]]:
-        return await self.call(handle, lambda h: self.runtime.chat(h, params))
-
-    async def chat_stream(
-        self, handle: ExpertHandle, params: dict[str, Any]
-    ) -> tuple[ExpertHandle, AsyncIterator[dict[str, Any]]]:
-        """Fallbacks apply until the first chunk; after that the stream is committed."""
-
-        async def start(h: ExpertHandle) -> AsyncIterator[dict[str, Any]]:
-            chunks = self.runtime.chat_stream(h, params).__aiter__()
-            first = await anext(chunks)
-            return _prepend(first, chunks)
-
-        return await self.call(handle, start)
 
     # --- model "auto" -------------------------------------------------------------------
     async def auto(self, params: dict[str, Any]) -> tuple[ExpertHandle, dict[str, Any]]:
@@ -361,7 +250,7 @@ class Router:
 
     def coordinator(self, llm: ExpertHandle) -> Coordinator:
         return Coordinator(
-            self,
+            self.dispatch,
             llm,
             escalate_to=self._escalation_target(llm),
             max_steps=self.config.max_steps,
@@ -397,7 +286,7 @@ class Router:
         target = self.handle(route.target)
         label = f"semantic:{route.name}"
         if target.task == Task.CHAT:
-            answered, reply = await self.chat(target, params)
+            answered, reply = await self.dispatch.chat(target, params)
             current_trace().answered_by(answered.name, label)
             return answered, reply
         task, backend = target.task, target.resolved.backend
@@ -436,7 +325,8 @@ class Router:
         handle = self.runtime.find(Task.EMBED, self.config.embedder)
         vectors = []
         for start in range(0, len(texts), 256):  # route examples may be many: stay in limits
-            _, embeddings = await self.submit(handle, EmbedInput(texts=texts[start : start + 256]))
+            chunk = EmbedInput(texts=texts[start : start + 256])
+            _, embeddings = await self.dispatch.submit(handle, chunk)
             vectors += [e.vector for e in embeddings]
         return np.stack(vectors)
 
@@ -480,11 +370,3 @@ def _conversation_text(messages: list[dict[str, Any]], turns: int = 4) -> str:
     said = [_last_user_text([m]) for m in messages if m.get("role") == "user"]
     return "\n".join(t for t in said[-turns:] if t)
 
-
-async def _prepend(
-    first: dict[str, Any], rest: AsyncIterator[dict[str, Any]]
-) -> AsyncIterator[dict[str, Any]]:
-    yield first
-    with contextlib.suppress(StopAsyncIteration):
-        async for chunk in rest:
-            yield chunk

@@ -13,6 +13,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from corral.config import ShadowConfig
@@ -22,16 +23,20 @@ from corral.tasks.text.classify import ClassifyInput
 
 if TYPE_CHECKING:
     from corral.routing.cascade import CascadeAnswer
-    from corral.routing.router import Router
 
 __all__ = ["Shadow"]
+
+# the planner's classify (a cascade, an LLM or a classifier, by name): what the shadow runs
+Classify = Callable[[str | None, ClassifyInput], Awaitable[list["CascadeAnswer"]]]
 
 log = logging.getLogger("corral.shadow")
 
 
 class Shadow:
-    def __init__(self, router: Router, config: ShadowConfig, *, seed: int | None = None) -> None:
-        self.router = router
+    def __init__(
+        self, classify: Classify, config: ShadowConfig, *, seed: int | None = None
+    ) -> None:
+        self.classify = classify
         self.config = config
         self._random = random.Random(seed)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -62,7 +67,7 @@ class Shadow:
         started = time.perf_counter()
         try:  # under a trace of its own: the caller's was finished and sent
             with activate(Trace(id=new_trace_id(), method="SHADOW", path="/v1/classify")):
-                shadow = await self.router.classify(self.config.route, request)
+                shadow = await self.classify(self.config.route, request)
         except CorralError as exc:
             log.warning("shadow route %r failed: %s", self.config.route, exc.message)
             return

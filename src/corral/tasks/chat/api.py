@@ -43,12 +43,12 @@ async def chat_completions(body: ChatCompletionRequest, router: RouterDep) -> Re
         return await _auto(router, params, body.stream, include_usage, body, ignored)
     handle = router.pick(Task.CHAT, body.model)
     if not body.stream:
-        answered, result = await router.chat(handle, params)
+        answered, result = await router.dispatch.chat(handle, params)
         router.answered(handle, answered, "explicit")
         reply = shape_reply(body, {**result, "model": answered.name})
         return JSONResponse(reply, headers=ignored)
     # fallbacks apply until the first chunk, so errors before it still get a status code
-    answered, chunks = await router.chat_stream(handle, params)
+    answered, chunks = await router.dispatch.chat_stream(handle, params)
     router.answered(handle, answered, "explicit")
     shaped = (shape_chunk(body, chunk) async for chunk in chunks)
     return StreamingResponse(
@@ -100,7 +100,7 @@ async def chat_once(
     if model == AUTO:
         return await auto_chat(router, params)
     handle = router.pick(Task.CHAT, model)
-    answered, result = await router.chat(handle, params)
+    answered, result = await router.dispatch.chat(handle, params)
     router.answered(handle, answered, "explicit" if model else "default")
     return answered, result
 
@@ -113,7 +113,7 @@ async def chat_chunks(
         answered, result = await auto_chat(router, params)
         return answered, _replay(result)
     handle = router.pick(Task.CHAT, model)
-    answered, chunks = await router.chat_stream(handle, params)
+    answered, chunks = await router.dispatch.chat_stream(handle, params)
     router.answered(handle, answered, "explicit" if model else "default")
     return answered, chunks
 

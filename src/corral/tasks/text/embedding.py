@@ -56,7 +56,7 @@ async def embed_texts(
             truncate=truncate,
             max_tokens=max_tokens,
         )
-        answered, embeddings = await router.submit(handle, request)
+        answered, embeddings = await router.dispatch.submit(handle, request)
         results += embeddings
     router.answered(handle, answered, "explicit" if model else "default")
     vectors = np.stack([r.vector for r in results]).astype(np.float32, copy=False)

@@ -13,12 +13,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 
-from corral.access import current_grant, require_expert
+from corral.access import require_expert
 from corral.artifacts import NAME_PATTERN, ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
+from corral.fitted import Owner, delete_versions, visible_versions
 from corral.input_limits import check_fit_work
-from corral.ownership import OWNER_PATTERN, canonical, qualify
+from corral.ownership import canonical, qualify
 from corral.runtime import Runtime
 from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep, RuntimeDep
@@ -48,14 +49,6 @@ api = APIRouter(prefix="/v1/anomaly", tags=["anomaly"], responses=ERROR_RESPONSE
 
 Detector = Annotated[
     str, Path(pattern=NAME_PATTERN, description="Detector name: letters, digits, '.', '_', '-'.")
-]
-Owner = Annotated[
-    str | None,
-    Query(
-        pattern=OWNER_PATTERN,
-        description="Another key's detector (shared or admin keys only); '_': one fitted "
-        "before keys were configured. Omitted: the key's own.",
-    ),
 ]
 
 
@@ -277,14 +270,8 @@ async def stream(
 async def list_detectors(runtime: RuntimeDep) -> AnomalyListResponse:
     """Every stored detector with its versions; the fields are the latest version's. With
     keys: the key's own (every key's for shared and admin keys, each with its owner)."""
-    stored = await asyncio.to_thread(runtime.artifacts.list, KIND)
-    grant = current_grant()
-    versions: dict[str, list[ArtifactInfo]] = {}
-    for info in stored:
-        if grant is None or grant.may_see(info.owner):
-            versions.setdefault(info.ref, []).append(info)
     data = []
-    for infos in versions.values():
+    for infos in await visible_versions(runtime.artifacts, KIND):
         latest = infos[-1]
         meta = latest.meta
         data.append(
@@ -315,7 +302,7 @@ async def delete_detector(
 ) -> AnomalyDeleteResponse:
     """Delete one version of a detector, or all of them (its streams go too)."""
     ref = _ref(detector, owner)
-    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, ref, version)
+    deleted = await delete_versions(runtime.artifacts, KIND, ref, version)
     streams: StreamWindows = http.app.state.anomaly_streams
     streams.forget(canonical(ref))
     return AnomalyDeleteResponse(name=detector, deleted=deleted)

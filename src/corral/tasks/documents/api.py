@@ -5,15 +5,16 @@ deleted under ``/v1/documents/fitted`` (read from the artifact store, no model i
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Query, UploadFile
 
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest
+from corral.fitted import Owner, delete_versions, visible_versions
 from corral.input_limits import check_labels, check_pages, check_texts
+from corral.ownership import qualify
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.schemas import ERROR_RESPONSES
 from corral.tasks.documents.expert import DocumentInput, DocumentResult
@@ -68,9 +69,11 @@ async def extract(body: DocumentRequest, router: RouterDep) -> DocumentResponse:
 
 
 @api.post("/documents/{name}/fit", response_model=DocumentFitResult)
-async def fit(name: str, body: DocumentFitRequest, router: RouterDep) -> DocumentFitResult:
+async def fit(
+    name: str, body: DocumentFitRequest, router: RouterDep, owner: Owner = None
+) -> DocumentFitResult:
     """Fit a key/value tagging head on labelled pages; stored as a new version of ``name``
-    (use it with ``fitted: name`` on /v1/documents/extract)."""
+    (use it with ``fitted: name`` on /v1/documents/extract). With keys: the key's own."""
     limits = router.runtime.config.server.limits
     for n, page in enumerate(body.pages):
         if page.document is not None:
@@ -78,42 +81,49 @@ async def fit(name: str, body: DocumentFitRequest, router: RouterDep) -> Documen
         texts = [p.key for p in page.pairs] + [p.value for p in page.pairs]
         check_texts(texts, limits, param=f"pages[{n}].pairs")
     request = DocumentFitInput(
-        name=name, pages=body.pages, epochs=body.epochs, lr=body.lr, seed=body.seed
+        name=_ref(name, owner), pages=body.pages, epochs=body.epochs, lr=body.lr, seed=body.seed
     )
     model = body.model or _fitting_expert(router)
     _, result = await router.serve(Task.DOCUMENT, model, request)
     assert isinstance(result, DocumentFitResult)
-    return result
+    return result.model_copy(update={"name": name})  # as the caller named it
 
 
 @api.get("/documents/fitted", response_model=FittedList)
 async def list_fitted(runtime: RuntimeDep) -> FittedList:
-    """Every fitted head: its versions and the newest one's details."""
-    infos = await asyncio.to_thread(runtime.artifacts.list, KIND)
-    newest = {info.name: info for info in infos}  # listed by name, then version
-    return FittedList(
-        data=[
+    """Every fitted head the key may see: its versions and the newest one's details."""
+    data = []
+    for infos in await visible_versions(runtime.artifacts, KIND):
+        newest = infos[-1]
+        data.append(
             FittedHead(
-                name=name,
-                versions=[i.version for i in infos if i.name == name],
-                created=info.created,
-                expert=info.meta.get("expert"),
-                pages=info.meta.get("pages"),
-                words=info.meta.get("words"),
-                metrics=info.meta.get("metrics", {}),
+                name=newest.name,
+                owner=newest.owner,
+                versions=[i.version for i in infos],
+                created=newest.created,
+                expert=newest.meta.get("expert"),
+                pages=newest.meta.get("pages"),
+                words=newest.meta.get("words"),
+                metrics=newest.meta.get("metrics", {}),
             )
-            for name, info in newest.items()
-        ]
-    )
+        )
+    return FittedList(data=data)
 
 
 @api.delete("/documents/fitted/{name}", response_model=FittedDeleteResponse)
 async def delete_fitted(
-    name: str, runtime: RuntimeDep, version: int | None = None
+    name: str,
+    runtime: RuntimeDep,
+    version: Annotated[int | None, Query(ge=1, description="Only this version.")] = None,
+    owner: Owner = None,
 ) -> FittedDeleteResponse:
     """Delete one version (``?version=``) or every version of a fitted head."""
-    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, name, version)
+    deleted = await delete_versions(runtime.artifacts, KIND, _ref(name, owner), version)
     return FittedDeleteResponse(name=name, deleted=deleted)
+
+
+def _ref(name: str, owner: str | None) -> str:
+    return qualify(name, owner, what="fitted heads")
 
 
 def _fitting_expert(router: RouterDep) -> str:

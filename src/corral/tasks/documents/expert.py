@@ -23,11 +23,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from corral.artifacts import NAME_PATTERN
 from corral.config import Task
 from corral.errors import ExpertUnavailable, InvalidRequest, RequestError
 from corral.experts.base import Expert
 from corral.experts.options import DocumentOptions
+from corral.ownership import OwnedName
 from corral.runtime.cancel import checkpoint
 from corral.tasks.documents.field_schemas import SCHEMAS, SUMMARY_LABELS, FieldSpec
 from corral.tasks.documents.fields import FieldResult, find_fields, resolve_fields
@@ -111,11 +111,10 @@ class DocumentInput(BaseModel):
     fields: (
         SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None
     ) = Field(None, description=FIELDS_DESCRIPTION)
-    fitted: str | None = Field(
+    fitted: OwnedName | None = Field(
         None,
-        pattern=NAME_PATTERN,
         description="A head fitted with POST /v1/documents/{name}/fit tags the words "
-        "(layoutlmv3 experts).",
+        "(layoutlmv3 experts); the asking key's own, or 'owner/name' for shared keys.",
     )
     fitted_version: int | None = Field(None, ge=1, description="Its version (newest).")
     _data: bytes | None = PrivateAttr(None)

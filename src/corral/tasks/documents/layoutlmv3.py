@@ -214,7 +214,7 @@ class LayoutLMv3DocumentExpert(OcrDocumentExpert):
     def fitted_head(self, name: str, version: int | None) -> Any:
         """The stored head as a ``torch.nn.Linear`` and its tags (cached by version)."""
         info = self.store.info(KIND, name, version)
-        key = (info.name, info.version, info.created)
+        key = (info.ref, info.version, info.created)
         if key not in self._heads:
             arrays = self.store.load(KIND, name, info.version).arrays
             weight, bias = arrays["weight"], arrays["bias"]

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
-from corral.artifacts import NAME_PATTERN
+from corral.ownership import OwnedName
 from corral.tasks.documents.layout import Word, normalise_label
 
 __all__ = [
@@ -67,7 +67,7 @@ class DocumentFitInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(pattern=NAME_PATTERN)
+    name: OwnedName  # the asking key's own (``owner/name`` is qualified where it is built)
     pages: list[LabelledPage] = Field(min_length=1, max_length=64)
     epochs: int = Field(300, ge=1, le=5000)
     lr: float = Field(0.01, gt=0, le=1)

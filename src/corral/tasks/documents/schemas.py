@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
+from corral.ownership import QUALIFIED_PATTERN
 from corral.server.schemas import _Request
 from corral.tasks.documents.expert import (
     FIELDS_DESCRIPTION,
@@ -55,7 +56,10 @@ class DocumentRequest(_Request):
         SchemaName | Annotated[list[FieldRequest], Field(min_length=1, max_length=64)] | None
     ) = Field(None, description=FIELDS_DESCRIPTION)
     fitted: str | None = Field(
-        None, max_length=64, description="A head from POST /v1/documents/{name}/fit."
+        None,
+        pattern=QUALIFIED_PATTERN,
+        description="A head from POST /v1/documents/{name}/fit: the key's own, or "
+        "'owner/name' for shared and admin keys.",
     )
     fitted_version: int | None = Field(None, ge=1)
 
@@ -77,6 +81,7 @@ class DocumentFitRequest(_Request):
 
 class FittedHead(BaseModel):
     name: str
+    owner: str | None = Field(None, description="The API key that fitted it (with keys).")
     versions: list[int]
     created: float = Field(description="The newest version's time (Unix seconds).")
     expert: str | None

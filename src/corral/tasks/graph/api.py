@@ -14,11 +14,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from corral.access import current_grant
 from corral.artifacts import NAME_PATTERN, ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, PayloadTooLarge
-from corral.ownership import OWNER_PATTERN, canonical, qualify
+from corral.fitted import Owner, delete_versions, visible_versions
+from corral.ownership import canonical, qualify
 from corral.routing import Router
 from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep, RuntimeDep
@@ -45,14 +45,6 @@ from corral.tasks.graph.schemas import (
 
 api = APIRouter(prefix="/v1/graph", tags=["graph"], responses=ERROR_RESPONSES)
 _NAME = re.compile(NAME_PATTERN)
-Owner = Annotated[
-    str | None,
-    Query(
-        pattern=OWNER_PATTERN,
-        description="Another key's model (shared or admin keys only); '_': one fitted "
-        "before keys were configured. Omitted: the key's own.",
-    ),
-]
 
 
 def _ref(name: str, owner: str | None) -> str:
@@ -119,16 +111,8 @@ async def predict(
 async def list_models(runtime: RuntimeDep) -> GraphListResponse:
     """Every stored graph model: its newest version's details and all its versions. With
     keys: the key's own (every key's for shared and admin keys, each with its owner)."""
-    grant = current_grant()
-    infos = [
-        i
-        for i in await asyncio.to_thread(runtime.artifacts.list, KIND)
-        if grant is None or grant.may_see(i.owner)
-    ]
-    by_ref: dict[str, list[ArtifactInfo]] = {}
-    for info in infos:  # listed by owner, name, then version
-        by_ref.setdefault(info.ref, []).append(info)
-    return GraphListResponse(data=[_described(versions) for versions in by_ref.values()])
+    stored = await visible_versions(runtime.artifacts, KIND)
+    return GraphListResponse(data=[_described(versions) for versions in stored])
 
 
 @api.get("/{name}", response_model=GraphModelInfo)
@@ -155,7 +139,7 @@ async def delete(
     owner: Owner = None,
 ) -> GraphDeleteResponse:
     """Delete one version (``?version=``) or all versions of ``name``."""
-    deleted = await asyncio.to_thread(runtime.artifacts.delete, KIND, _ref(name, owner), version)
+    deleted = await delete_versions(runtime.artifacts, KIND, _ref(name, owner), version)
     return GraphDeleteResponse(name=name, deleted=deleted)
 
 

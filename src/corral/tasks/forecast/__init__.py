@@ -11,14 +11,14 @@ FAMILY = TaskFamily(
         Backend(
             Task.FORECAST,
             "fracast",
-            "corral.tasks.forecast.expert:FracastForecaster",
+            "corral.tasks.forecast.fracast:FracastForecaster",
             ("fracast",),
             "forecast",
         ),
         Backend(
             Task.FORECAST,
             "statsforecast",
-            "corral.tasks.forecast.expert:StatsForecaster",
+            "corral.tasks.forecast.stats:StatsForecaster",
             ("statsforecast",),
             "forecast",
             weightless=True,
@@ -26,7 +26,7 @@ FAMILY = TaskFamily(
         Backend(
             Task.FORECAST,
             "chronos",
-            "corral.tasks.forecast.expert:ChronosForecaster",
+            "corral.tasks.forecast.chronos:ChronosForecaster",
             ("torch", "chronos"),
             "chronos",
         ),

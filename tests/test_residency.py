@@ -92,6 +92,34 @@ def test_a_count_cap_counts_shared_weights_once() -> None:
     assert policy.victims(minilm, [minilm], need=0, budget=None) == []
 
 
+_ONE_MODEL = "models:\n  - {name: e, model: sentence-transformers/all-MiniLM-L6-v2}\n"
+
+
+def test_loads_on_different_devices_do_not_wait_for_each_other() -> None:
+    """One placement lock per device; one for all when max_loaded counts across devices."""
+    from corral.config import parse_config
+    from corral.runtime.placement import Placement
+
+    async def unload(_: object) -> None:
+        return None
+
+    async def run(max_loaded: str) -> tuple[bool, bool]:
+        config = parse_config(f"{_ONE_MODEL}runtime: {{{max_loaded}}}\n")
+        placement = Placement(config, {}, unload, lambda: None)
+        async with placement.lock_for("cpu"):
+            gpu = placement.lock_for("cuda:0")
+            gpu_waits = gpu.locked()
+            async with asyncio.timeout(1):
+                await gpu.acquire()  # does not wait for the CPU load
+            gpu.release()
+        return gpu_waits, placement.lock_for("cpu") is placement.lock_for("cpu")
+
+    assert asyncio.run(run("")) == (False, True)
+    config = parse_config(_ONE_MODEL + "runtime: {max_loaded: 2}\n")
+    capped = Placement(config, {}, unload, lambda: None)
+    assert capped.lock_for("cpu") is capped.lock_for("cuda:0")
+
+
 # --- real experts over HTTP ---------------------------------------------------------------
 
 EXPERTS = """

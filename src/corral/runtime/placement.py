@@ -5,8 +5,10 @@ frees enough of the device's budget (and of ``runtime.max_loaded``), and evicts 
 the budget is held by experts that are serving or pinned, the load waits (the request
 with it) until one goes idle or ``runtime.admission_timeout_s`` runs out, then the
 request gets a 503 with Retry-After: a full machine answers "later", never runs out of
-memory. Loads and evictions are serialised by one lock, so memory measured around a load
-belongs to that load, and two loads never count the same free bytes.
+memory. Loads and evictions are serialised per device (``lock_for``), so memory measured
+around a load belongs to that load and two loads never count the same free bytes, while a
+GPU load does not wait behind a CPU one. With ``runtime.max_loaded`` (a count across
+devices) one lock serialises them all, so two devices cannot both take the last place.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ class Placement:
         runtime = config.runtime
         self.residency = Residency(runtime.eviction, max_loaded=runtime.max_loaded)
         self.units = _units(handles)
-        self.lock = asyncio.Lock()  # held for every placement decision and load
+        self._locks: dict[str, asyncio.Lock] = {}  # per device: placement decisions and loads
         self._handles = handles
         self._unload = unload
         self._metrics = metrics
@@ -52,6 +54,12 @@ class Placement:
         self._budgets: dict[str, int | None] = {}
         self._admission_s = runtime.admission_timeout_s
         self._idle = asyncio.Event()
+
+    def lock_for(self, device: str) -> asyncio.Lock:
+        """The lock held while placing and loading on ``device``: one per device, or one
+        for all when ``max_loaded`` counts models across devices."""
+        key = "*" if self.residency.max_loaded is not None else device
+        return self._locks.setdefault(key, asyncio.Lock())
 
     @property
     def limited(self) -> bool:
@@ -98,7 +106,7 @@ class Placement:
 
     async def make_room(self, handle: ExpertHandle, device: str) -> None:
         """Evict what must go for ``handle`` to load on ``device``; wait while the budget
-        is held by busy experts. Call with ``lock`` held."""
+        is held by busy experts. Call with ``lock_for(device)`` held."""
         unit, budget, need = self._request(handle, device)
         if budget is not None and need > budget:
             raise NoCapacity(

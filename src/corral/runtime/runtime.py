@@ -144,7 +144,7 @@ class Runtime:
             if handle.state == ExpertState.UNAVAILABLE:
                 raise ExpertUnavailable(handle.reason)
             device = _resolve_device(handle.spec.device, self.config.runtime.device)
-            async with self.placement.lock:
+            async with self.placement.lock_for(device):
                 handle.state = ExpertState.LOADING
                 try:
                     await self.placement.make_room(handle, device)

@@ -21,7 +21,7 @@ FAMILY = TaskFamily(
             "tesseract",
             "corral.tasks.documents.expert:TesseractDocumentExpert",
             ("pytesseract", "pypdfium2"),
-            "documents",
+            "tesseract",
         ),
         Backend(
             Task.DOCUMENT,

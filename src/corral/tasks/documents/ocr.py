@@ -111,7 +111,7 @@ class TesseractOcr:
     name = "tesseract"
 
     def __init__(self, lang: str = "eng", *, min_confidence: float = 0.0) -> None:
-        self.pytesseract: Any = require("pytesseract", "documents")
+        self.pytesseract: Any = require("pytesseract", "tesseract")
         if shutil.which("tesseract") is None:
             raise ExpertUnavailable(
                 "the tesseract binary is not installed (apt-get install tesseract-ocr)"

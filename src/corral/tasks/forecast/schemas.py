@@ -1,26 +1,18 @@
-"""Bodies of POST /v1/forecast."""
+"""Bodies of ``POST /v1/forecast``."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from corral.server.schemas import _Request
+from corral.tasks.forecast.expert import ForecastInput
 
 
-# --- forecast -------------------------------------------------------------------------
-class ForecastRequest(_Request):
-    series: list[list[float]] = Field(
-        min_length=1, description="One or more series, oldest value first, evenly spaced."
-    )
-    horizon: int = Field(ge=1, description="Steps to forecast past the end of each series.")
-    quantiles: list[Annotated[float, Field(gt=0, lt=1)]] = Field(
-        default_factory=lambda: [0.1, 0.5, 0.9], max_length=99, description="Levels in (0, 1)."
-    )
-    season_length: int | None = Field(
-        None, ge=1, description="Steps per season (12 for monthly data); omitted: the expert's."
-    )
+class ForecastRequest(_Request, ForecastInput):
+    """The expert's input (``ForecastInput``) plus ``model`` and a deadline."""
+
     timeout_s: float | None = Field(
         None,
         gt=0,

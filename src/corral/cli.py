@@ -21,12 +21,13 @@ from rich.table import Table
 
 from corral import __version__
 from corral.catalog import CATALOG, ResolvedModel, resolve
-from corral.config import Config, default_config, load_config
-from corral.errors import ConfigError, CorralError
+from corral.cli_common import failed, load_or_report
+from corral.cli_eval import eval_command, route_fit_command
+from corral.config import Config, default_config
+from corral.errors import CorralError
 
 if TYPE_CHECKING:
     from corral.routing.calibration import FittedRouting
-    from corral.routing.difficulty import DifficultyModel
 
 __all__ = ["main"]
 
@@ -128,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", type=Path, default=Path("corral-eval"), help="output folder")
     evaluate.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     evaluate.add_argument("--api-key", default=None, help="API key, if the server requires one")
-    evaluate.set_defaults(handler=_eval)
+    evaluate.set_defaults(handler=eval_command)
 
     route = sub.add_parser("route", help="fit routing state (cascade thresholds) on labelled data")
     route_sub = route.add_subparsers(metavar="ACTION")
@@ -159,7 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         default="temperature",
         help="cascade: temperature scaling, or temperature then isotonic regression",
     )
-    fit.set_defaults(handler=_route_fit)
+    fit.set_defaults(handler=route_fit_command)
 
     usage = sub.add_parser("usage", help="cost per day, key, expert or route, vs the LLM alone")
     usage.add_argument("config", nargs="?", type=Path, help="config whose usage store to read")
@@ -176,23 +177,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: Path | None) -> Config | None:
-    try:
-        return load_config(path) if path else default_config()
-    except ConfigError as exc:
-        err = Console(stderr=True)
-        err.print(f"[bold red]invalid config[/] {exc.source}:", highlight=False)
-        for problem in exc.problems:
-            err.print(f"  {problem}", highlight=False, markup=False)
-        return None
-
-
 def _resolved(config: Config) -> list[ResolvedModel]:
     return [resolve(spec, config.runtime) for spec in config.models]
 
 
 def _check(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     from corral.check import check_command
@@ -211,7 +201,7 @@ def _pull(args: argparse.Namespace) -> int:
         and not config_arg.endswith((".yaml", ".yml"))
     ):
         config_arg, names = None, [config_arg, *names]  # `corral pull NAME`: the default config
-    config = _load(Path(config_arg) if config_arg else None)
+    config = load_or_report(Path(config_arg) if config_arg else None)
     if config is None:
         return 1
     return pull_command(config, names, Console())
@@ -226,7 +216,7 @@ def _models(args: argparse.Namespace) -> int:
         table.caption = "Ollama-style ids (name:tag) are chat models served by Ollama."
         console.print(table)
         return 0
-    config = _load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     table = Table("name", "model", "task", "backend", "default", "weights")
@@ -265,7 +255,7 @@ class _LogFile(io.StringIO):
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = _load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     from corral.observe.logs import configure_logging, log_settings
@@ -317,115 +307,8 @@ def _serve_ray(config: Config, host: str, port: int, fitted: FittedRouting | Non
     try:
         run(config, host=host, port=port, fitted=fitted)
     except CorralError as exc:
-        return _failed("serve --engine ray", exc)
+        return failed("serve --engine ray", exc)
     return 0
-
-
-def _failed(command: str, exc: Exception) -> int:
-    """Say why a command failed, in one line (a CorralError's message, not its repr)."""
-    message = exc.message if isinstance(exc, CorralError) else str(exc)
-    Console(stderr=True).print(f"[red]{command} failed:[/] {message}", highlight=False)
-    return 1
-
-
-def _eval(args: argparse.Namespace) -> int:
-    import asyncio
-
-    import httpx
-
-    from corral.eval.datasets import read_labelled
-    from corral.eval.replay import replay
-    from corral.eval.report import print_table, write_files
-
-    if args.from_shadow:
-        return _eval_shadow(args.from_shadow)
-    if args.routing:
-        from corral.eval.routing_report import run_routing_eval
-
-        return run_routing_eval(args.data, args.config, args.out)
-    if args.data is None or not args.routes:
-        Console(stderr=True).print("give a labelled JSONL and --routes, or --from-shadow LOG")
-        return 2
-    routes = [r.strip() for r in args.routes.split(",") if r.strip()]
-    try:
-        items = read_labelled(args.data)
-        reports = asyncio.run(replay(args.url, routes, items, api_key=args.api_key))
-    except (CorralError, OSError, RuntimeError, httpx.HTTPError) as exc:
-        return _failed("eval", exc)
-    title = f"{args.data.name}: {len(items)} items"
-    print_table(reports, Console(), title)
-    for path in write_files(reports, args.out, title):
-        print(f"wrote {path}")
-    return 0
-
-
-def _eval_shadow(path: Path) -> int:
-    from corral.eval.shadow import print_shadow_table, summarize_shadow
-
-    try:
-        summaries = summarize_shadow(path)
-    except (CorralError, OSError) as exc:
-        return _failed("eval", exc)
-    title = f"shadow log {path.name}: answering route vs shadow (p50/p95: answering / shadow)"
-    print_shadow_table(summaries, Console(width=120), title)
-    return 0
-
-
-def _route_fit(args: argparse.Namespace) -> int:
-    import asyncio
-
-    from corral.eval.datasets import read_labelled
-    from corral.routing.calibration import FittedRouting, fitted_path
-    from corral.routing.fit import fit_cascade, fit_difficulty_router, fit_route_thresholds
-
-    config = _load(args.config)
-    if config is None:
-        return 1
-    path = fitted_path(args.config)
-    fitted = FittedRouting.load(path) if path.exists() else FittedRouting()
-    try:
-        examples = read_labelled(args.data)
-        if args.routes:
-            fitted.route_thresholds = asyncio.run(fit_route_thresholds(config, examples))
-            summary = "route thresholds: " + ", ".join(
-                f"{name} {value:.3f}" for name, value in fitted.route_thresholds.items()
-            )
-        elif args.difficulty:
-            rungs = asyncio.run(fit_difficulty_router(config, examples))
-            fitted.difficulty, *fitted.difficulty_rungs = rungs
-            assert config.routing.difficulty is not None  # else the fit raised
-            ladder = config.routing.difficulty.ladder
-            summary = "\n".join(map(_rung_summary, ladder, rungs))
-        else:
-            fit = asyncio.run(
-                fit_cascade(
-                    config,
-                    args.cascade,
-                    examples,
-                    escalation=args.escalation,
-                    accuracy=args.accuracy,
-                    method=args.calibration,
-                )
-            )
-            fitted.cascades[args.cascade] = fit
-            summary = (
-                f"{args.cascade}: {fit.method}, temperature {fit.temperature:.3f}, threshold "
-                f"{fit.threshold:.3f} ({fit.target}) on {fit.examples} examples: escalates "
-                f"{fit.escalation:.1%}, kept accuracy {fit.kept_accuracy:.1%}"
-            )
-    except (CorralError, OSError) as exc:
-        return _failed("route fit", exc)
-    fitted.save(path)
-    print(f"{summary}\nsaved {path}")
-    return 0
-
-
-def _rung_summary(expert: str, rung: DifficultyModel) -> str:
-    auc = ", ".join(f"{kind} {value:.3f}" for kind, value in rung.auc.items())
-    return (
-        f"difficulty past {expert}: kept {rung.kind} (cross-validated AUC: {auc}); "
-        f"threshold {rung.threshold:.3f} for {rung.large_share:.0%} past it"
-    )
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -486,7 +369,7 @@ def _usage(args: argparse.Namespace) -> int:
     from corral.observe.usage import default_usage_path, parse_since
     from corral.observe.usage_report import print_usage
 
-    config = _load(args.config) if args.config else default_config()
+    config = load_or_report(args.config) if args.config else default_config()
     if config is None:
         return 1
     path = (args.db or config.observe.usage_db or default_usage_path()).expanduser()
@@ -494,7 +377,7 @@ def _usage(args: argparse.Namespace) -> int:
         since = parse_since(args.since) if args.since else None
         print_usage(path, args.by, since=since, as_json=args.json)
     except (CorralError, FileNotFoundError) as exc:
-        return _failed("usage", exc)
+        return failed("usage", exc)
     return 0
 
 

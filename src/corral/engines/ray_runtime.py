@@ -2,8 +2,9 @@
 seam, forwarded to each expert's deployment.
 
 Routing, traces, metrics and cost accounting run in the ingress exactly as on the
-embedded engine (this is a ``Runtime``: handles, lookup, accounting are its own); only
-where an expert runs changes. A replica measures each call and returns its charges; the
+embedded engine (a ``Roster``, as the embedded ``Runtime`` is: handles, lookup and
+accounting, without the embedded loader, batchers and memory budget); only where an expert
+runs changes. A replica measures each call and returns its charges; the
 ingress prices them. Uploads named by id are read here (``ray_uploads``), since
 ``/v1/files`` keeps them in the ingress. Each reply also brings what the replica
 observed since its last one (its load, its forward passes' sizes and queue waits),
@@ -34,7 +35,9 @@ from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, NoCapaci
 from corral.experts.base import BaseExpert, LoadContext
 from corral.experts.registry import expert_class
 from corral.observe.trace import Charge
-from corral.runtime import ExpertHandle, ExpertState, LoadListener, Runtime
+from corral.runtime import ExpertHandle, ExpertState, LoadListener
+from corral.runtime.roster import Roster
+from corral.uploads.files import FileStore
 
 __all__ = ["RemoteExpert", "RemoteRuntime"]
 
@@ -60,8 +63,8 @@ class RemoteExpert(BaseExpert):
         return self.schema if self.schema is not None else super().tool_schema()
 
 
-class RemoteRuntime(Runtime):
-    """A Runtime whose experts run in Ray Serve deployments (one per expert)."""
+class RemoteRuntime(Roster):
+    """The experts of a config, run in Ray Serve deployments (one per expert)."""
 
     def __init__(
         self,
@@ -71,8 +74,9 @@ class RemoteRuntime(Runtime):
         retries: int = 5,
         retry_wait_s: float = 1.0,
         environ: Mapping[str, str] | None = None,
+        files: FileStore | None = None,
     ) -> None:
-        super().__init__(config, environ=environ)
+        super().__init__(config, environ=environ, files=files)
         self._deployments = dict(deployments)
         self._retries = retries
         self._retry_wait_s = retry_wait_s
@@ -188,7 +192,7 @@ class RemoteRuntime(Runtime):
     def _charge(self, handle: ExpertHandle, charges: list[Charge]) -> None:
         """The replica measured; the ingress prices (the same meter as embedded)."""
         for charge in charges:
-            self._account(handle, charge.seconds, charge.tokens_in, charge.tokens_out)
+            self.account(handle, charge.seconds, charge.tokens_in, charge.tokens_out)
 
     def _record(self, handle: ExpertHandle, report: ReplicaReport) -> None:
         """A replica's observations into this app's metrics, as embedded records them.

@@ -18,7 +18,7 @@ from opentelemetry import trace as otel
 from corral.errors import ExpertError, ExpertTimeout, ExpertUnavailable, NoCapacity
 from corral.observe.trace import current_trace
 from corral.routing.circuit import CircuitBreaker
-from corral.runtime import ExpertHandle, Runtime
+from corral.runtime import ExpertHandle, ExpertHost
 from corral.runtime.cancel import seconds_left, tracking_progress
 
 __all__ = ["Dispatcher"]
@@ -29,7 +29,7 @@ T = TypeVar("T")
 class Dispatcher:
     """One per server: the breakers, the fallback chains and the expert spans."""
 
-    def __init__(self, runtime: Runtime, *, tracer: otel.Tracer | None = None) -> None:
+    def __init__(self, runtime: ExpertHost, *, tracer: otel.Tracer | None = None) -> None:
         self.runtime = runtime
         self.tracer = tracer or otel.NoOpTracer()
         routing = runtime.config.routing

@@ -38,7 +38,7 @@ from corral.routing.dispatch import Dispatcher
 from corral.routing.extract import extract, routing_text
 from corral.routing.semantic import RouteMatch, SemanticRouter
 from corral.routing.shadow import Shadow
-from corral.runtime import ExpertHandle, ExpertState, Runtime
+from corral.runtime import ExpertHandle, ExpertHost, ExpertState
 from corral.tasks.chat.expert import chat_completion
 from corral.tasks.text.classify import ClassifyInput
 from corral.tasks.text.embed import EmbedInput
@@ -57,7 +57,7 @@ class Router:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ExpertHost,
         fitted: FittedRouting | None = None,
         *,
         tracer: otel.Tracer | None = None,

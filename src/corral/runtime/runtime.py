@@ -17,22 +17,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from corral.access import current_grant, require_expert
-from corral.artifacts import ArtifactStore, default_state_dir
-from corral.catalog import missing_task_hint, resolve
-from corral.config import Config, Task
-from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, ModelNotFound
+from corral.access import require_expert
+from corral.artifacts import ArtifactStore
+from corral.config import Config
+from corral.errors import CorralError, ExpertFailed, ExpertUnavailable
 from corral.experts._torch import torch_threads
 from corral.experts.base import BaseExpert, Expert, LoadContext, SharedModels
 from corral.experts.registry import expert_class
-from corral.observe.cost import CostMeter
 from corral.observe.metrics import Metrics
-from corral.observe.trace import active_trace
 from corral.runtime.batcher import MicroBatcher
 from corral.runtime.budget import device_used_bytes
 from corral.runtime.handle import ExpertHandle, ExpertState, LoadListener
 from corral.runtime.isolated import IsolatedChat, isolated
 from corral.runtime.placement import Placement
+from corral.runtime.roster import Roster
 from corral.tasks.chat.expert import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.uploads.files import FileStore
 
@@ -41,8 +39,9 @@ __all__ = ["ExpertHandle", "ExpertState", "LoadListener", "Runtime"]
 log = logging.getLogger("corral.runtime")
 
 
-class Runtime:
-    """Holds the experts of one config; create one per server (no globals)."""
+class Runtime(Roster):
+    """Runs the experts of one config in this process: loads them within the memory
+    budget, batches their calls, and answers every request."""
 
     def __init__(
         self,
@@ -50,54 +49,13 @@ class Runtime:
         *,
         environ: Mapping[str, str] | None = None,
         metrics: Metrics | None = None,
+        files: FileStore | None = None,
+        artifacts: ArtifactStore | None = None,
     ) -> None:
-        self.config = config
-        self.metrics = metrics
-        self.costs: CostMeter | None = None  # told every call's compute seconds and tokens
+        super().__init__(config, environ=environ, metrics=metrics, files=files, artifacts=artifacts)
         self._shared = SharedModels()
-        state_dir = config.runtime.state_dir or default_state_dir(environ)
-        self.artifacts = ArtifactStore(state_dir.expanduser() / "artifacts")
-        self.files = FileStore.from_limits(config.server.limits)  # uploads, by id (/v1/files)
         self._executors: dict[str, ThreadPoolExecutor] = {}
-        self.handles: dict[str, ExpertHandle] = {}
-        for spec in config.models:
-            handle = ExpertHandle(spec, resolve(spec, config.runtime, environ))
-            self._mark_unavailable_early(handle)
-            self.handles[spec.name] = handle
         self.placement = Placement(config, self.handles, self._unload, lambda: self.metrics)
-        self.warmed = False  # load_all has run: experts left unloaded stay so by the budget
-
-    # --- looking experts up ------------------------------------------------------------
-    def find(self, task: Task, name: str | None) -> ExpertHandle:
-        """The expert called ``name`` (or alias) for ``task``; the task's default if None."""
-        candidates = [h for h in self.handles.values() if h.task == task]
-        if name == "auto" and self.config.model_named(name) is None:
-            name = None  # the router's choice; where it has none, the default
-        if name is None:
-            if not candidates:
-                raise ModelNotFound(
-                    f"no {task.value} expert is configured{missing_task_hint(task)}",
-                    param="model",
-                )
-            return next((h for h in candidates if h.spec.default), candidates[0])
-        spec = self.config.model_named(name)
-        if spec is not None:
-            require_expert(spec.name)  # a forbidden expert is a 403, whatever its task
-        if spec is None or self.handles[spec.name].task != task:
-            grant = current_grant()  # the list shows only what the key may use
-            usable = [h for h in candidates if grant is None or grant.allows(h.name)]
-            names = ", ".join(h.name for h in usable) or "none configured"
-            raise ModelNotFound(
-                f"no {task.value} expert named {name!r}; available: {names}", param="model"
-            )
-        return self.handles[spec.name]
-
-    @property
-    def ready(self) -> bool:
-        """Pre-warm is done (or every expert that can load has loaded)."""
-        return self.warmed or all(
-            h.state in (ExpertState.READY, ExpertState.UNAVAILABLE) for h in self.handles.values()
-        )
 
     # --- loading ---------------------------------------------------------------------
     async def load_all(
@@ -270,26 +228,6 @@ class Runtime:
             return None
         return lambda: metrics.worker_crashes.labels(name).inc()
 
-    def _mark_unavailable_early(self, handle: ExpertHandle) -> None:
-        """Experts that cannot load are known before any request: say why, once."""
-        r = handle.resolved
-        if r.task is None:
-            handle.reason = f"expert {r.name!r}: cannot tell the task of {r.model!r}; set `task:`"
-        elif r.backend is None:
-            handle.reason = f"expert {r.name!r}: no {r.task.value} backend known; set `backend:`"
-        elif not r.found:
-            handle.reason = (
-                f"expert {r.name!r}: weights for {r.model!r} not found (looked in: "
-                f"{'; '.join(r.looked)}); supply them: {r.hint}"
-            )
-        else:
-            try:
-                expert_class(r.task, r.backend)
-                return
-            except ExpertUnavailable as exc:
-                handle.reason = f"expert {r.name!r}: {exc.message}"
-        handle.state = ExpertState.UNAVAILABLE
-
     # --- serving ---------------------------------------------------------------------
     async def submit(self, handle: ExpertHandle, request: Any) -> Any:
         """The one path every batched request takes: load, prepare, batch, forward, finish."""
@@ -303,7 +241,7 @@ class Runtime:
             with self._failures_of(handle):
                 outputs, seconds = await handle.batcher.submit_measured(items)
                 result = expert.finish(request, outputs)
-        self._account(handle, seconds, _input_tokens(result), 0)
+        self.account(handle, seconds, _input_tokens(result), 0)
         return result
 
     async def chat(self, handle: ExpertHandle, params: dict[str, Any]) -> dict[str, Any]:
@@ -314,8 +252,8 @@ class Runtime:
             with self._failures_of(handle):
                 reply = await expert.complete(params)
         seconds = reply.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
-        self._keep_prompt(reply.pop(PROMPT, None))
-        self._account_usage(handle, seconds, reply.get("usage"))
+        self.keep_prompt(reply.pop(PROMPT, None))
+        self.account_usage(handle, seconds, reply.get("usage"))
         return reply
 
     async def chat_stream(
@@ -329,32 +267,9 @@ class Runtime:
                 async for chunk in expert.stream(params):
                     if chunk.get("usage"):  # only the last chunk has it
                         seconds = chunk.pop(COMPUTE_SECONDS, None) or time.perf_counter() - started
-                        self._keep_prompt(chunk.pop(PROMPT, None))
-                        self._account_usage(handle, seconds, chunk["usage"])
+                        self.keep_prompt(chunk.pop(PROMPT, None))
+                        self.account_usage(handle, seconds, chunk["usage"])
                     yield chunk
-
-    def _keep_prompt(self, prompt: str | None) -> None:
-        """The prompt a backend rendered, into the request's trace when logging at debug."""
-        trace = active_trace()
-        if prompt is not None and trace is not None and self.config.observe.log_level == "debug":
-            trace.prompts.append(prompt)
-
-    def _account_usage(
-        self, handle: ExpertHandle, seconds: float, usage: dict[str, Any] | None
-    ) -> None:
-        usage = usage or {}
-        read, written = (
-            int(usage.get("prompt_tokens") or 0),
-            int(usage.get("completion_tokens") or 0),
-        )
-        self._account(handle, seconds, read, written)
-
-    def _account(self, handle: ExpertHandle, seconds: float, read: int, written: int) -> None:
-        """Tokens into the metrics, compute seconds and tokens to the cost meter."""
-        if self.metrics is not None:
-            self.metrics.count_tokens(handle.name, read, written)
-        if self.costs is not None:
-            self.costs.charge(handle.name, handle.device or "cpu", seconds, read, written)
 
     async def _chat_expert(self, handle: ExpertHandle) -> ChatExpert:
         expert = await self.ensure_loaded(handle)

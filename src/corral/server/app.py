@@ -27,7 +27,7 @@ from corral.observe.cost import CostMeter, time_llm
 from corral.observe.otel import build_tracer_provider, tracer_from
 from corral.observe.usage import UsageStore, default_usage_path
 from corral.routing import FittedRouting, Router
-from corral.runtime import ExpertState, LoadListener, Runtime
+from corral.runtime import ExpertHost, ExpertState, LoadListener, Runtime
 from corral.server import routes_models, routes_observe, tracing
 from corral.server.auth import ApiKeys
 from corral.server.body_check import JsonBodyCheck
@@ -51,7 +51,7 @@ _DASHBOARD_HEADERS = {"content-security-policy": "default-src 'self'; object-src
 
 def create_app(
     config: Config,
-    runtime: Runtime | None = None,
+    runtime: ExpertHost | None = None,
     *,
     listener: LoadListener | None = None,
     prewarm: bool = True,
@@ -182,7 +182,7 @@ def create_app(
     async def readyz(request: Request) -> JSONResponse:
         """Readiness: 200 once pre-warm is done and no configured expert is unavailable
         (``server.readiness: any``: once one expert is ready); lists which are not, and why."""
-        rt: Runtime = request.app.state.runtime
+        rt: ExpertHost = request.app.state.runtime
         status = {h.name: h.status() for h in rt.handles.values()}
         unavailable = {name: why for name, (state, why) in status.items() if state == "unavailable"}
         warming = request.app.state.loading is not None and not request.app.state.loading.done()
@@ -202,7 +202,7 @@ def create_app(
     return app
 
 
-def _cost_meter(config: Config, runtime: Runtime) -> CostMeter:
+def _cost_meter(config: Config, runtime: ExpertHost) -> CostMeter:
     """Prices from the config; the counterfactual is priced on the default chat expert."""
     try:
         default_llm: str | None = runtime.find(Task.CHAT, None).name
@@ -219,7 +219,7 @@ def _usage_store(config: Config) -> UsageStore | None:
     return UsageStore((config.observe.usage_db or default_usage_path()).expanduser())
 
 
-async def _time_default_llm(runtime: Runtime, costs: CostMeter) -> None:
+async def _time_default_llm(runtime: ExpertHost, costs: CostMeter) -> None:
     """Measure the local default LLM's speed once it is loaded (see ``time_llm``)."""
     if costs.default_llm is None:
         return

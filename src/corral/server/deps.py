@@ -10,12 +10,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from corral.routing import Router
-from corral.runtime import Runtime
+from corral.runtime import ExpertHost
 
 
-async def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> ExpertHost:
     request.app.state.api_keys.check(request)
-    runtime: Runtime = request.app.state.runtime
+    runtime: ExpertHost = request.app.state.runtime
     return runtime
 
 
@@ -25,5 +25,5 @@ async def get_router(request: Request) -> Router:
     return router
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RuntimeDep = Annotated[ExpertHost, Depends(get_runtime)]
 RouterDep = Annotated[Router, Depends(get_router)]

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from corral.access import Grant
 from corral.observe.trace import Trace, TraceStore
 from corral.observe.usage import GROUPS, Group, UsageStore, parse_since
-from corral.runtime import Runtime
+from corral.runtime import ExpertHost
 from corral.server.schemas import ERROR_RESPONSES
 
 __all__ = ["api"]
@@ -75,7 +75,7 @@ async def list_experts(request: Request) -> dict[str, object]:
     (with keys: the experts the key may use, measured on its own requests)."""
     grant = _grant(request)
     traces = _traces(request, grant, request.app.state.traces.capacity)
-    runtime: Runtime = request.app.state.runtime
+    runtime: ExpertHost = request.app.state.runtime
     now = time.time()
     data = []
     for handle in runtime.handles.values():

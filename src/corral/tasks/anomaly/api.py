@@ -20,7 +20,7 @@ from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
 from corral.fitted import Owner, delete_versions, visible_versions
 from corral.input_limits import check_fit_work
 from corral.ownership import canonical, qualify
-from corral.runtime import Runtime
+from corral.runtime import ExpertHost
 from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.fit_memory import anomaly_fit_bytes, check_fit_memory
@@ -124,7 +124,7 @@ def _fit_shape(
     return 0, 0
 
 
-def _fitting_expert(runtime: Runtime, info: ArtifactInfo) -> str:
+def _fitting_expert(runtime: ExpertHost, info: ArtifactInfo) -> str:
     """The expert that fitted the detector, else another of its backend (config changed)."""
     backend, name = info.meta.get("backend"), str(info.meta.get("expert"))
     spec = runtime.config.model_named(name)
@@ -141,7 +141,7 @@ def _fitting_expert(runtime: Runtime, info: ArtifactInfo) -> str:
 
 
 async def _info(
-    runtime: Runtime, detector: str, version: int | None, model: str | None
+    runtime: ExpertHost, detector: str, version: int | None, model: str | None
 ) -> ArtifactInfo:
     """The stored detector; a ``model`` the key may not use is a 403 before anything is read."""
     spec = runtime.config.model_named(model) if model else None

@@ -10,14 +10,14 @@ import logging
 
 import httpx
 
-from corral.runtime import ExpertHandle, Runtime
+from corral.runtime import ExpertHandle, ExpertHost
 
 __all__ = ["probe_upstreams", "watch_upstreams"]
 
 log = logging.getLogger("corral.server")
 
 
-async def probe_upstreams(runtime: Runtime, timeout: float = 2.0) -> None:
+async def probe_upstreams(runtime: ExpertHost, timeout: float = 2.0) -> None:
     handles = [h for h in runtime.handles.values() if h.resolved.base_url is not None]
     if not handles:
         return
@@ -25,7 +25,7 @@ async def probe_upstreams(runtime: Runtime, timeout: float = 2.0) -> None:
         await asyncio.gather(*(_probe(client, h) for h in handles))
 
 
-async def watch_upstreams(runtime: Runtime, interval: float = 10.0) -> None:
+async def watch_upstreams(runtime: ExpertHost, interval: float = 10.0) -> None:
     while True:
         await asyncio.sleep(interval)
         await probe_upstreams(runtime)

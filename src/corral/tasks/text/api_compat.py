@@ -19,7 +19,7 @@ from corral import __version__
 from corral._vectors import unit_rows
 from corral.config import Task
 from corral.errors import ModelNotFound, NotFound
-from corral.runtime import ExpertHandle, Runtime
+from corral.runtime import ExpertHandle, ExpertHost
 from corral.server.deps import RouterDep, RuntimeDep
 from corral.server.schemas import ERROR_RESPONSES
 from corral.tasks.text.api import rerank_response
@@ -130,7 +130,7 @@ async def info(runtime: RuntimeDep) -> dict[str, Any]:
     }
 
 
-def _tei_expert(runtime: Runtime) -> ExpertHandle | None:
+def _tei_expert(runtime: ExpertHost) -> ExpertHandle | None:
     for task in (Task.EMBED, Task.RERANK):
         with contextlib.suppress(ModelNotFound):
             return runtime.find(task, None)
@@ -140,7 +140,7 @@ def _tei_expert(runtime: Runtime) -> ExpertHandle | None:
 @api.get("/health")
 async def health(request: Request) -> JSONResponse:
     """TEI's health: 200 once the experts have loaded (as /readyz), else 503."""
-    runtime: Runtime = request.app.state.runtime
+    runtime: ExpertHost = request.app.state.runtime
     loading = request.app.state.loading
     ready = runtime.ready and (loading is None or loading.done())
     return JSONResponse({} if ready else {"status": "loading"}, status_code=200 if ready else 503)

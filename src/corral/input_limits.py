@@ -10,12 +10,6 @@ from pydantic import BaseModel
 
 from corral.config import LimitsConfig
 from corral.errors import PayloadTooLarge
-from corral.tasks.chat.expert import ChatInput
-from corral.tasks.documents.expert import DocumentInput
-from corral.tasks.forecast.expert import ForecastInput
-from corral.tasks.text.classify import ClassifyInput
-from corral.tasks.text.ner import NerInput
-from corral.tasks.text.rerank import RerankInput
 
 __all__ = [
     "check_fit_work",
@@ -28,23 +22,12 @@ __all__ = [
 
 
 def check_input(request: BaseModel, limits: LimitsConfig) -> None:
-    """The limits the endpoint for ``request``'s task enforces (inputs whose expert checks
-    its own, as images, rows and graphs do when decoded, pass through)."""
-    if isinstance(request, ClassifyInput):
-        check_texts(request.texts, limits)
-        check_labels(request.labels, limits)
-    elif isinstance(request, NerInput):
-        check_texts(request.texts, limits)
-    elif isinstance(request, RerankInput):
-        check_texts([request.query], limits, param="query")
-        check_texts(request.documents, limits, param="documents")
-    elif isinstance(request, ForecastInput):
-        check_series(request.series, request.horizon, limits)
-    elif isinstance(request, DocumentInput):
-        check_labels(request.labels, limits)
-        check_pages(request.pages, limits)
-    elif isinstance(request, ChatInput):
-        check_texts([request.prompt], limits, param="prompt")
+    """The limits the endpoint for ``request``'s task enforces: the input model's own
+    ``check_limits`` (inputs whose expert checks its own, as images, rows and graphs do
+    when decoded, have none and pass through)."""
+    check = getattr(request, "check_limits", None)
+    if callable(check):
+        check(limits)
 
 
 def check_pages(pages: list[int] | None, limits: LimitsConfig) -> None:

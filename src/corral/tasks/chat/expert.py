@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
-from corral.config import Task
+from corral.config import LimitsConfig, Task
 from corral.experts.base import BaseExpert
+from corral.input_limits import check_texts
 from corral.tasks.chat.reply import chat_reply, usage
 
 __all__ = ["COMPUTE_SECONDS", "PROMPT", "ChatExpert", "ChatInput", "chat_completion"]
@@ -32,6 +33,11 @@ class ChatInput(BaseModel):
     """What a coordinator passes when it escalates to another LLM."""
 
     prompt: str = Field(min_length=1, description="The task or question for the larger model.")
+
+    def check_limits(self, limits: LimitsConfig) -> None:
+        """``server.limits`` on this input (413 naming the limit), as built over HTTP
+        or by a tool call."""
+        check_texts([self.prompt], limits, param="prompt")
 
 
 class ChatExpert(BaseExpert):

@@ -23,10 +23,11 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from corral.config import Task
+from corral.config import LimitsConfig, Task
 from corral.errors import ExpertUnavailable, InvalidRequest, RequestError
 from corral.experts.base import Expert
 from corral.experts.options import DocumentOptions
+from corral.input_limits import check_labels, check_pages
 from corral.ownership import OwnedName
 from corral.runtime.cancel import checkpoint
 from corral.tasks.documents.field_schemas import SCHEMAS, SUMMARY_LABELS, FieldSpec
@@ -43,6 +44,18 @@ from corral.tasks.documents.layout import (
 )
 from corral.tasks.documents.ocr import OcrEngine, OnnxOcr, TesseractOcr
 from corral.tasks.documents.pages import Page, PageLimits, load_pages
+from corral.tasks.documents.results import (
+    BlockOut,
+    BoxOut,
+    DocumentResult,
+    FieldOut,
+    ItemOut,
+    KeyValueOut,
+    LineOut,
+    PageResult,
+    TableOut,
+    WordOut,
+)
 from corral.tasks.documents.rules import boxes_from_mask, erase, image_rules, path_rules
 
 __all__ = [
@@ -61,7 +74,6 @@ __all__ = [
     "WordOut",
 ]
 
-BoxOut = list[float]
 ValueType = Literal["date", "amount", "id", "text"]
 SchemaName = Literal["invoice", "receipt"]  # field_schemas.SCHEMAS
 
@@ -128,121 +140,11 @@ class DocumentInput(BaseModel):
         request._param = param
         return request
 
-
-class WordOut(BaseModel):
-    text: str
-    box: BoxOut = Field(description="[x0, y0, x1, y1] in page pixels, origin top-left.")
-    score: float = Field(description="Recognition confidence (1.0 from a PDF text layer).")
-    label: str | None = Field(
-        None, description="The layout model's tag for the word (layoutlmv3 backend only)."
-    )
-
-
-class LineOut(BaseModel):
-    text: str
-    box: BoxOut
-
-
-class KeyValueOut(BaseModel):
-    key: str
-    value: str
-    key_box: BoxOut
-    value_box: BoxOut
-    confidence: float
-
-
-class TableOut(BaseModel):
-    rows: list[list[str]] = Field(description="Cell texts, row by row; the header row first.")
-    box: BoxOut
-
-
-class FieldOut(BaseModel):
-    name: str
-    type: str
-    value: str | None = Field(description="As printed; null: not found.")
-    normalized: str | None = Field(
-        description="ISO 8601 date, plain decimal amount (1234.50), identifier, or text."
-    )
-    currency: str | None = Field(None, description="ISO 4217 code when the amount shows one.")
-    confidence: float
-    key: str | None = Field(None, description="The label it was found by (null: no label).")
-    key_box: BoxOut | None = None
-    boxes: list[BoxOut] = Field(description="Where the value is on the page.")
-    page: int | None = Field(None, description="The page it was found on (document level).")
-
-
-class BlockOut(BaseModel):
-    label: str | None = Field(description='The block\'s heading label ("Bill To"), if any.')
-    lines: list[str]
-    text: str
-    box: BoxOut
-
-
-class ItemOut(BaseModel):
-    description: str
-    quantity: float | None
-    unit_price: str | None
-    amount: str | None
-    currency: str | None
-    box: BoxOut
-
-
-class PageResult(BaseModel):
-    index: int
-    width: int
-    height: int
-    source: str = Field(
-        description='"text": the PDF text layer; "ocr": read from pixels; "none": no text '
-        "layer, and this expert reads text layers only (options.read: text)."
-    )
-    seconds: float
-    words: list[WordOut] = Field(description="In reading order.")
-    lines: list[LineOut] = Field(description="In reading order.")
-    key_values: list[KeyValueOut]
-    tables: list[TableOut]
-    blocks: list[BlockOut] = Field(
-        description="Stacked lines that belong together (a seller's name and address, a "
-        "Bill To block), top to bottom."
-    )
-    items: list[ItemOut] = Field(description="Line items from tables and receipt lines.")
-    summary: list[KeyValueOut] = Field(
-        description="The summary block's pairs (subtotal, tax, total, cash, change)."
-    )
-    fields: list[FieldOut] | None = Field(None, description="The requested fields, if any.")
-    text: str
-
-
-_READABLE_TEXT_CHARS = 2000  # the text a tool result carries; the pairs and tables go first
-
-
-class DocumentResult(BaseModel):
-    pages: list[PageResult]
-    text: str = Field(
-        description="Every page's text in reading order; pages apart by a blank line."
-    )
-    fields: list[FieldOut] | None = Field(
-        None, description="Each requested field from the page where it was found most surely."
-    )
-
-    def readable(self) -> dict[str, Any]:
-        """What an LLM calling this expert as a tool reads: the text, pairs, tables and
-        fields, without the word boxes (those alone outgrow a small model's context)."""
-        return {
-            "pages": [
-                {
-                    "index": page.index,
-                    "key_values": [{"key": kv.key, "value": kv.value} for kv in page.key_values],
-                    "tables": [table.rows for table in page.tables],
-                }
-                for page in self.pages
-            ],
-            "fields": None
-            if self.fields is None
-            else [
-                {"name": f.name, "value": f.value, "normalized": f.normalized} for f in self.fields
-            ],
-            "text": self.text[:_READABLE_TEXT_CHARS],
-        }
+    def check_limits(self, limits: LimitsConfig) -> None:
+        """``server.limits`` on this input (413 naming the limit), as built over HTTP
+        or by a tool call."""
+        check_labels(self.labels, limits)
+        check_pages(self.pages, limits)
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from corral.config import Task
+from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest
 from corral.experts._numeric import finite
 from corral.experts.base import Expert
+from corral.input_limits import check_series
 
 __all__ = ["ForecastExpert", "ForecastInput", "SeriesForecast"]
 
@@ -39,6 +40,11 @@ class ForecastInput(BaseModel):
     season_length: int | None = Field(
         None, ge=1, description="Steps per season (12 for monthly data); omitted: the expert's."
     )
+
+    def check_limits(self, limits: LimitsConfig) -> None:
+        """``server.limits`` on this input (413 naming the limit), as built over HTTP
+        or by a tool call."""
+        check_series(self.series, self.horizon, limits)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field, StrictBool, field_validator
 
-from corral.config import Task
+from corral.config import LimitsConfig, Task
 from corral.errors import ExpertUnavailable, InvalidRequest
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
 from corral.experts.options import ClassifierOptions, Options
+from corral.input_limits import check_labels, check_texts
 from corral.tasks.text._sentence import Embedding, SentenceEncoderExpert
 from corral.tasks.text.hypothesis import check_template, distinct_labels, fill_template
 
@@ -47,6 +48,12 @@ class ClassifyInput(BaseModel):
         lambda value: None if value is None else check_template(value)
     )
     _labels_distinct = field_validator("labels")(lambda value: distinct_labels(value))
+
+    def check_limits(self, limits: LimitsConfig) -> None:
+        """``server.limits`` on this input (413 naming the limit), as built over HTTP
+        or by a tool call."""
+        check_texts(self.texts, limits)
+        check_labels(self.labels, limits)
 
 
 @dataclass(frozen=True)

@@ -13,16 +13,22 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from corral.config import Task
+from corral.config import LimitsConfig, Task
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
 from corral.experts.options import Options, TokenClassifierOptions
+from corral.input_limits import check_texts
 
 __all__ = ["Entity", "NerInput", "SpacyNer", "TokenClassificationNer"]
 
 
 class NerInput(BaseModel):
     texts: list[str] = Field(min_length=1, description="Texts to find named entities in.")
+
+    def check_limits(self, limits: LimitsConfig) -> None:
+        """``server.limits`` on this input (413 naming the limit), as built over HTTP
+        or by a tool call."""
+        check_texts(self.texts, limits)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from corral.config import Task
+from corral.config import LimitsConfig, Task
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
 from corral.experts.options import EncoderOptions
+from corral.input_limits import check_texts
 from corral.tasks.text._sentence import (
     Embedding,
     SentenceEncoderExpert,
@@ -37,6 +38,12 @@ class RerankInput(BaseModel):
     documents: list[str] = Field(min_length=1, description="Candidate passages to score.")
     max_tokens_per_doc: int | None = Field(None, ge=1, description="Cut each document to this.")
     truncate: Truncate = Field("end", description="Which side of a too-long document is cut.")
+
+    def check_limits(self, limits: LimitsConfig) -> None:
+        """``server.limits`` on this input (413 naming the limit), as built over HTTP
+        or by a tool call."""
+        check_texts([self.query], limits, param="query")
+        check_texts(self.documents, limits, param="documents")
 
 
 @dataclass(frozen=True)

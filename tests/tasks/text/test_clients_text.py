@@ -5,6 +5,7 @@ checks the answer itself: the relevant passage first, vectors equal to a direct 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import shutil
@@ -187,6 +188,20 @@ def test_llama_index_openai_like_embedding(
     np.testing.assert_allclose(vectors, _direct(sentence_model, DOCUMENTS), atol=1e-5)
 
 
+@pytest.fixture
+def closes_litellms_loop() -> Iterator[None]:
+    """litellm's sync service logging calls ``asyncio.get_event_loop()``, which in the main
+    thread makes a loop and keeps it as the thread's current one, never closed: the next
+    ``asyncio.run`` drops it and its self-pipe socket is collected unclosed (a
+    ResourceWarning, an error under -W error, in whichever test the collector ran)."""
+    yield
+    loop = asyncio.get_event_loop_policy().get_event_loop()
+    if not loop.is_running():
+        loop.close()
+    asyncio.set_event_loop(None)
+
+
+@pytest.mark.usefixtures("closes_litellms_loop")
 def test_litellm_rerank_providers_and_embedding(server: RunningServer, sentence_model) -> None:  # type: ignore[no-untyped-def]
     import litellm
 

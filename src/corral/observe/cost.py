@@ -21,15 +21,16 @@ import numpy as np
 
 from corral.config import Config, CostConfig, ModelConfig, PriceConfig, Task
 from corral.observe.trace import Charge, Trace, active_trace
+from corral.tasks import FAMILIES
 
 __all__ = ["CostMeter", "LlmRate", "llm_equivalent", "llm_tokens", "time_llm"]
 
 CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English text under BPE vocabularies
 PROMPT_OVERHEAD = 40  # the instruction that tells an LLM what to do with each item
-# Tokens an LLM writes per item to do an encoder's job: a label, a relevance score, or for
-# NER the entities echoed back as JSON (about half of the text); embeddings write nothing.
-_ANSWER_TOKENS: dict[Task, float] = {Task.CLASSIFY: 4, Task.RERANK: 4, Task.EMBED: 0}
-_NER_ANSWER_SHARE = 0.5
+# Tokens an LLM writes per item to do an expert's job, as each task family declares: a
+# label, a relevance score, or a share of the item (NER's entities echoed back as JSON).
+_ANSWER_TOKENS: dict[Task, float] = {t: n for f in FAMILIES for t, n in f.answer_tokens.items()}
+_ANSWER_SHARE: dict[Task, float] = {t: s for f in FAMILIES for t, s in f.answer_share.items()}
 
 
 def llm_tokens(text: str) -> int:
@@ -45,8 +46,8 @@ def llm_equivalent(
     shared = sum(llm_tokens(c) for c in context) + PROMPT_OVERHEAD
     item_tokens = [llm_tokens(text) for text in items]
     read = sum(item_tokens) + shared * len(items)
-    if task == Task.NER:
-        written = sum(math.ceil(n * _NER_ANSWER_SHARE) for n in item_tokens)
+    if task in _ANSWER_SHARE:
+        written = sum(math.ceil(n * _ANSWER_SHARE[task]) for n in item_tokens)
     else:
         written = int(_ANSWER_TOKENS.get(task, 0) * len(items))
     return read, written

@@ -2,9 +2,10 @@
 
 Everything that used to be a table per concern (the registry, the catalog's default
 backends, the libraries ``corral check`` looks for, the app's routes, the coordinator's
-tools) is read from these descriptors, so adding a family is a folder and one line in
-``corral.tasks.FAMILIES``. Nothing here imports a backend: ``expert`` and ``routes`` are
-import paths, resolved when an expert of that kind loads or the app is built.
+tools, what an LLM would write in their place) is read from these descriptors, so adding
+a family is a folder and one line in ``corral.tasks.FAMILIES``. Nothing here imports a
+backend: ``expert`` and ``routes`` are import paths, resolved when an expert of that kind
+loads or the app is built.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class TaskFamily:
     defaults: Mapping[Task, str] = field(default_factory=dict)
     routes: tuple[str, ...] = ()  # modules whose ``api`` (an APIRouter) the app mounts
     tools: frozenset[Task] = frozenset()  # tasks the coordinator offers an LLM as tools
+    # what an LLM would write doing the task, per item, for the cost comparison: tokens (a
+    # label, a score), or a share of the item's own tokens (entities echoed back)
+    answer_tokens: Mapping[Task, float] = field(default_factory=dict)
+    answer_share: Mapping[Task, float] = field(default_factory=dict)
 
     @property
     def tasks(self) -> frozenset[Task]:

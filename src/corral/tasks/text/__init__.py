@@ -73,4 +73,8 @@ FAMILY = TaskFamily(
         "corral.tasks.text.api",
     ),
     tools=frozenset({Task.RERANK, Task.CLASSIFY, Task.NER}),  # vectors mean nothing to an LLM
+    # an LLM writes a label or a relevance score per item, NER's entities as JSON (about half
+    # the text); embeddings have no LLM answer
+    answer_tokens={Task.CLASSIFY: 4, Task.RERANK: 4, Task.EMBED: 0},
+    answer_share={Task.NER: 0.5},
 )

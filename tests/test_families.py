@@ -42,7 +42,7 @@ def test_each_backend_is_an_expert_of_its_task_with_typed_options(backend) -> No
 
 def test_the_tables_are_read_from_the_families() -> None:
     assert dict(REGISTRY) == {key: b.expert for key, b in BACKENDS.items()}
-    assert {b: libs for b, libs in BACKEND_LIBRARIES.items()} == {
+    assert dict(BACKEND_LIBRARIES) == {
         b.name: (b.libraries, b.extra) for b in _ALL
     }
     for family in FAMILIES:

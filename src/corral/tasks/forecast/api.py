@@ -15,12 +15,12 @@ from corral.tasks.forecast.expert import ForecastInput
 from corral.tasks.forecast.schemas import ForecastData, ForecastRequest, ForecastResponse
 
 api = APIRouter(prefix="/v1", tags=["forecast"], responses=ERROR_RESPONSES)
-_INPUT_FIELDS = set(ForecastInput.model_fields)
 
 
 @api.post("/forecast", response_model=ForecastResponse, response_model_exclude_none=True)
 async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse:
-    request = ForecastInput.model_validate(body.model_dump(include=_INPUT_FIELDS))
+    fields = {k: getattr(body, k) for k in ForecastInput.model_fields}
+    request = ForecastInput.model_construct(**fields)  # validated as the body, its subclass
     check_input(request, router.runtime.config.server.limits)
     if body.model == AUTO and router.runtime.config.model_named(AUTO) is None:
         with deadline(body.timeout_s):

@@ -141,6 +141,24 @@ def _check_held(
     again.close()
 
 
+def test_a_head_over_max_header_bytes_is_431_and_the_next_request_is_served(
+    served: Served,
+) -> None:
+    sock = _connect(served.port, "127.0.0.3")
+    # 65 KiB of a head, over the default 64 KiB and never ended, sent at once: the server
+    # reads all of it before it answers, so its close is a clean one (no reset)
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"x-filler: " + b"a" * 65 * 1024
+    try:
+        sock.sendall(head)
+        sock.settimeout(5)
+        reply = sock.recv(4096)
+    finally:
+        sock.close()
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
+    ok = httpx.get(served.url + "/healthz", headers={"x-filler": "a" * 8000}, timeout=10)
+    assert ok.status_code == 200
+
+
 def _chat(
     url: str, stream: bool, answers: list[tuple[int, str]], sent: threading.Semaphore
 ) -> None:

@@ -139,7 +139,7 @@ class ConnectionsConfig(_Strict):
         1000, ge=1, description="Connections plus requests at once, all clients (uvicorn); 503."
     )
     max_header_bytes: int = Field(
-        64 * 1024, ge=1024, description="Bytes of one request's head (h11's limit)."
+        64 * 1024, ge=1024, description="Bytes of one request's head; more: 431."
     )
 
 

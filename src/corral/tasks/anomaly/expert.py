@@ -30,18 +30,17 @@ from __future__ import annotations
 import logging
 import time
 from abc import abstractmethod
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from corral.artifacts import ArtifactInfo, ArtifactStore
+from corral.artifacts import ArtifactInfo
 from corral.config import Task
-from corral.errors import CorralError, ExpertFailed, ExpertUnavailable, InvalidRequest
+from corral.errors import CorralError, ExpertFailed, InvalidRequest
 from corral.experts._numeric import finite, float_rows
-from corral.experts.base import Expert
+from corral.experts.fitted import FittedExpert, FittedModels
 from corral.experts.options import AnomalyOptions
 from corral.ownership import OwnedName
 
@@ -228,7 +227,7 @@ def _standardise(rows: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.nd
     return np.clip(np.nan_to_num(z, nan=0.0, posinf=_CLIP, neginf=-_CLIP), -_CLIP, _CLIP)
 
 
-class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
+class AnomalyExpert(FittedExpert[_Rows, _Job, _Output, Any]):
     """Shared fit / score / persistence logic; a backend supplies the model itself."""
 
     options_model = AnomalyOptions
@@ -272,22 +271,12 @@ class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
         self.contamination = float(options.get("contamination", 0.1))
         if not 0 < self.contamination < 0.5:
             raise ValueError(f"options.contamination must be in (0, 0.5): {self.contamination}")
-        self.cache_size = int(options.get("cache_size", 8))
-        self._cache: OrderedDict[tuple[str, int, float], _Loaded] = OrderedDict()
+        self.models: FittedModels[_Loaded] = FittedModels(int(options.get("cache_size", 8)))
         self.load_backend()
         self._check_options(self.defaults, "options")
 
     def load_backend(self) -> None:
         """Import the backend library (fail early with the install hint)."""
-
-    def unload(self) -> None:
-        self._cache.clear()
-
-    @property
-    def store(self) -> ArtifactStore:
-        if self.context.artifacts is None:
-            raise ExpertUnavailable(f"expert {self.context.spec.name!r} has no artifact store")
-        return self.context.artifacts
 
     def _check_options(self, options: dict[str, Any], where: str) -> None:
         extra = sorted(set(options) - self.accepted)
@@ -370,7 +359,7 @@ class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
         }
         arrays = {"mean": mean, "scale": scale, **self.model_arrays(model, z)}
         info = self.store.save(KIND, request.detector, arrays, meta)
-        self._remember(info, _Loaded(model, mean, scale, info))
+        self.models.put(info, _Loaded(model, mean, scale, info))
         return FitResult(
             detector=info.name,
             version=info.version,
@@ -424,11 +413,9 @@ class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
     def _detector(self, name: str, version: int | None) -> _Loaded:
         """From the cache, else from the store (refitted or rebuilt by the backend)."""
         info = self.store.info(KIND, name, version)
-        key = (info.ref, info.version, info.created)  # a refit after delete is a new key
-        cached = self._cache.get(key)
-        if cached is not None:
-            self._cache.move_to_end(key)
-            return cached
+        return self.models.get(info, lambda: self._restore(name, info))
+
+    def _restore(self, name: str, info: ArtifactInfo) -> _Loaded:
         backend = info.meta.get("backend")
         if backend != self.backend:
             raise InvalidRequest(
@@ -439,14 +426,7 @@ class AnomalyExpert(Expert[_Rows, _Job, _Output, Any]):
         artifact = self.store.load(KIND, name, info.version)
         arrays = dict(artifact.arrays)
         mean, scale = arrays.pop("mean"), arrays.pop("scale")
-        loaded = _Loaded(self.restore_model(arrays, info.meta), mean, scale, info)
-        self._remember(info, loaded)
-        return loaded
-
-    def _remember(self, info: ArtifactInfo, loaded: _Loaded) -> None:
-        self._cache[(info.ref, info.version, info.created)] = loaded
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        return _Loaded(self.restore_model(arrays, info.meta), mean, scale, info)
 
     @staticmethod
     def _finite(scores: np.ndarray, where: str) -> np.ndarray:

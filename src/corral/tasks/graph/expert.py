@@ -22,17 +22,17 @@ and training are both too slow for the event loop. A bad request becomes its own
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from dataclasses import asdict
 from typing import Any
 
 import numpy as np
 
-from corral.artifacts import ArtifactInfo, ArtifactStore
+from corral.artifacts import ArtifactInfo
 from corral.config import Task
-from corral.errors import ExpertUnavailable, InvalidRequest, RequestError
+from corral.errors import InvalidRequest, RequestError
 from corral.experts._torch import torch_threads
-from corral.experts.base import Expert, require
+from corral.experts.base import require
+from corral.experts.fitted import FittedExpert, FittedModels
 from corral.experts.options import GraphOptions
 from corral.runtime.cancel import checkpoint
 from corral.tasks.graph._data import (
@@ -81,7 +81,9 @@ _OPTIONS = {
 }
 
 
-class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | Prediction]):
+class GraphExpert(
+    FittedExpert[GraphRequest, GraphRequest, _Output, GraphFitResult | Prediction]
+):
     """Predict with a fitted graph model: node labels, link scores or top-k new links."""
 
     options_model = GraphOptions
@@ -110,7 +112,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         self.hidden = _bounded(options, "hidden", 64, 2, 1024)
         self.layers = _bounded(options, "layers", 2, 1, 4)
         self.epochs = _bounded(options, "epochs", 200, 1, 5000)
-        self.cache_size = _bounded(options, "cache", 8, 1, 256)
+        self.models: FittedModels[Loaded] = FittedModels(_bounded(options, "cache", 8, 1, 256))
         self.threads = _bounded(options, "threads", 1, 1, 256)  # see _torch.torch_threads
         self.dropout = float(options.get("dropout", 0.5))
         self.lr = float(options.get("lr", 0.01))
@@ -119,16 +121,6 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
             raise ValueError("options: dropout must be in [0, 1), lr > 0, weight_decay >= 0")
         self.degree = bool(options.get("degree_features", True))
         self.device = self.context.device
-        self._cache: OrderedDict[tuple[str, int, float], Loaded] = OrderedDict()
-
-    def unload(self) -> None:
-        self._cache.clear()
-
-    @property
-    def store(self) -> ArtifactStore:
-        if self.context.artifacts is None:
-            raise ExpertUnavailable("graph experts need an artifact store (runtime.state_dir)")
-        return self.context.artifacts
 
     # --- the batched interface ----------------------------------------------------------
     def prepare(self, request: GraphRequest) -> list[GraphRequest]:
@@ -215,7 +207,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
             "seed": request.seed,
         }
         info = self.store.save(KIND, request.graph, arrays, meta)
-        self._remember(Loaded(info, net, ids, features, edges, edge_features, mean, std))
+        self.models.put(info, Loaded(info, net, ids, features, edges, edge_features, mean, std))
         return GraphFitResult(
             graph=request.graph,
             version=info.version,
@@ -305,14 +297,11 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
 
     # --- predicting ---------------------------------------------------------------------
     def _predict(self, request: GraphPredictInput) -> Prediction:
-        loaded = self._load(self.store.info(KIND, request.graph, request.version))
+        info = self.store.info(KIND, request.graph, request.version)
+        loaded = self.models.get(info, lambda: self._restore(info))
         return self.predictor.predict(loaded, request)
 
-    def _load(self, info: ArtifactInfo) -> Loaded:
-        key = (info.ref, info.version, info.created)
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
+    def _restore(self, info: ArtifactInfo) -> Loaded:
         import torch
 
         arrays = self.store.load(KIND, info.ref, info.version).arrays
@@ -325,7 +314,7 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
         net.to(self.device).eval()
         n = int(meta["nodes"])
         ids = id_map(arrays["ids"].tolist(), n) if "ids" in arrays else id_map(None, n)
-        loaded = Loaded(
+        return Loaded(
             info,
             net,
             ids,
@@ -335,13 +324,6 @@ class GraphExpert(Expert[GraphRequest, GraphRequest, _Output, GraphFitResult | P
             arrays["x_mean"],
             arrays["x_std"],
         )
-        return self._remember(loaded)
-
-    def _remember(self, loaded: Loaded) -> Loaded:
-        self._cache[(loaded.info.ref, loaded.info.version, loaded.info.created)] = loaded
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
-        return loaded
 
 
 def _bounded(options: dict[str, Any], key: str, default: int, low: int, high: int) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 from corral.catalog_entries import CATALOG, CatalogEntry, missing_task_hint
 from corral.config import ModelConfig, RuntimeConfig, Task
 from corral.errors import CorralError
+from corral.experts._onnx import fastest_export
 from corral.tasks import FAMILIES
 
 __all__ = [
@@ -128,12 +129,15 @@ def resolve(
         result.hint = _how_to_supply(spec, entry)
     elif result.task is None:
         result.hint = "cannot tell what this model does: set `task:` (and `backend:`)"
-    asked = spec.options.get("runtime")
+    asked = spec.options.get("runtime", "auto")
+    quantize = spec.options.get("quantize")
+    if result.backend == "sentence-transformers" and result.task == Task.EMBED and asked == "auto":
+        asked, fastest = fastest_export(spec.device)  # embed_export.py's choice on a CPU
+        quantize = fastest if quantize is None or asked == "torch" else quantize
     if result.backend in _EXPORTABLE and asked in ("onnx", "openvino"):
-        # experts/onnx_export.py: served if the export passes the accuracy guard
-        int8 = spec.options.get("quantize") == "int8"
+        # tasks/text/onnx_export.py: served if the export passes the accuracy guard
         engine = "openvino" if asked == "openvino" else "onnxruntime"
-        result.runtime = engine + ("-int8" if int8 else "")
+        result.runtime = engine + ("-int8" if quantize == "int8" else "")
     return result
 
 

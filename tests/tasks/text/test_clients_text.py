@@ -84,8 +84,8 @@ def http() -> Iterator[httpx.Client]:
         yield client
 
 
-def _direct(sentence_model, texts: list[str]) -> np.ndarray:  # type: ignore[no-untyped-def]
-    return np.asarray(sentence_model.encode(texts, convert_to_numpy=True))
+def _direct(server: RunningServer, texts: list[str], expert: str = "embedder") -> np.ndarray:
+    return np.asarray(server.encode(expert, texts))
 
 
 # --- Cohere ---------------------------------------------------------------------------
@@ -118,8 +118,8 @@ def test_cohere_v1_rerank_returns_documents(server: RunningServer, http: httpx.C
 
 
 def test_cohere_v2_embed_input_type_selects_the_prompt(
-    server: RunningServer, http: httpx.Client, sentence_model
-) -> None:  # type: ignore[no-untyped-def]
+    server: RunningServer, http: httpx.Client
+) -> None:
     import cohere
 
     client = cohere.ClientV2(api_key="unused", base_url=server.url, httpx_client=http)
@@ -130,28 +130,28 @@ def test_cohere_v2_embed_input_type_selects_the_prompt(
         input_type="search_query",
         embedding_types=["float", "int8", "base64"],
     )
-    expected = _direct(sentence_model, [f"search_query: {t}" for t in texts])
+    expected = _direct(server, [f"search_query: {t}" for t in texts], "prompted")
     np.testing.assert_allclose(np.array(query.embeddings.float_), expected, atol=1e-5)
     assert query.embeddings.int8 is not None and len(query.embeddings.int8[0]) == 384
     assert query.embeddings.base64 is not None and len(query.embeddings.base64) == 2
     document = client.embed(
         model="prompted", texts=texts, input_type="search_document", embedding_types=["float"]
     )
-    expected = _direct(sentence_model, [f"search_document: {t}" for t in texts])
+    expected = _direct(server, [f"search_document: {t}" for t in texts], "prompted")
     np.testing.assert_allclose(np.array(document.embeddings.float_), expected, atol=1e-5)
     # a model without prompts embeds the text as it is, whatever the input_type
     plain = client.embed(
         model="embedder", texts=texts, input_type="search_query", embedding_types=["float"]
     )
     np.testing.assert_allclose(
-        np.array(plain.embeddings.float_), _direct(sentence_model, texts), atol=1e-5
+        np.array(plain.embeddings.float_), _direct(server, texts), atol=1e-5
     )
 
 
 # --- OpenAI-shaped embedding clients -------------------------------------------------
 def test_langchain_embeddings_with_defaults_on_300_documents(
-    server: RunningServer, http: httpx.Client, sentence_model
-) -> None:  # type: ignore[no-untyped-def]
+    server: RunningServer, http: httpx.Client
+) -> None:
     """Its defaults send tiktoken token ids, 1000 inputs a request: decoded, all served."""
     from langchain_openai import OpenAIEmbeddings
 
@@ -161,9 +161,9 @@ def test_langchain_embeddings_with_defaults_on_300_documents(
     )
     vectors = np.array(embeddings.embed_documents(texts))
     assert vectors.shape == (300, 384)
-    np.testing.assert_allclose(vectors, _direct(sentence_model, texts), atol=1e-5)
+    np.testing.assert_allclose(vectors, _direct(server, texts), atol=1e-5)
     query = np.array(embeddings.embed_query(QUERY))
-    np.testing.assert_allclose(query, _direct(sentence_model, [QUERY])[0], atol=1e-5)
+    np.testing.assert_allclose(query, _direct(server, [QUERY])[0], atol=1e-5)
 
 
 def test_token_ids_without_a_local_encoding_say_which_flag_to_set(server: RunningServer) -> None:
@@ -177,15 +177,15 @@ def test_token_ids_without_a_local_encoding_say_which_flag_to_set(server: Runnin
 
 
 def test_llama_index_openai_like_embedding(
-    server: RunningServer, http: httpx.Client, sentence_model
-) -> None:  # type: ignore[no-untyped-def]
+    server: RunningServer, http: httpx.Client
+) -> None:
     from llama_index.embeddings.openai_like import OpenAILikeEmbedding
 
     embedder = OpenAILikeEmbedding(
         model_name="embedder", api_base=server.v1, api_key="unused", http_client=http
     )
     vectors = np.array(embedder.get_text_embedding_batch(DOCUMENTS))
-    np.testing.assert_allclose(vectors, _direct(sentence_model, DOCUMENTS), atol=1e-5)
+    np.testing.assert_allclose(vectors, _direct(server, DOCUMENTS), atol=1e-5)
 
 
 @pytest.fixture
@@ -202,7 +202,7 @@ def closes_litellms_loop() -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("closes_litellms_loop")
-def test_litellm_rerank_providers_and_embedding(server: RunningServer, sentence_model) -> None:  # type: ignore[no-untyped-def]
+def test_litellm_rerank_providers_and_embedding(server: RunningServer) -> None:
     import litellm
 
     # vLLM's base URL ends in /v1 (as for its OpenAI API): Infinity's /rerank differs
@@ -223,13 +223,13 @@ def test_litellm_rerank_providers_and_embedding(server: RunningServer, sentence_
         api_key="unused",
     )
     vectors = np.array([d["embedding"] for d in embedded.data])
-    np.testing.assert_allclose(vectors, _direct(sentence_model, DOCUMENTS), atol=1e-5)
+    np.testing.assert_allclose(vectors, _direct(server, DOCUMENTS), atol=1e-5)
 
 
 # --- TEI and Infinity -----------------------------------------------------------------
-def test_tei_embed_rerank_info_health(server: RunningServer, sentence_model) -> None:  # type: ignore[no-untyped-def]
+def test_tei_embed_rerank_info_health(server: RunningServer) -> None:
     vectors = np.array(httpx.post(server.url + "/embed", json={"inputs": DOCUMENTS}).json())
-    expected = _direct(sentence_model, DOCUMENTS)
+    expected = _direct(server, DOCUMENTS)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(vectors, expected, atol=1e-5)
     ranked = httpx.post(
@@ -254,10 +254,10 @@ def test_tei_embed_rerank_info_health(server: RunningServer, sentence_model) -> 
     assert "tokens" in long["error"]["message"]
 
 
-def test_infinity_embeddings_alias(server: RunningServer, sentence_model) -> None:  # type: ignore[no-untyped-def]
+def test_infinity_embeddings_alias(server: RunningServer) -> None:
     reply = httpx.post(server.url + "/embeddings", json={"model": "embedder", "input": DOCUMENTS})
     vectors = np.array([d["embedding"] for d in reply.json()["data"]])
-    np.testing.assert_allclose(vectors, _direct(sentence_model, DOCUMENTS), atol=1e-5)
+    np.testing.assert_allclose(vectors, _direct(server, DOCUMENTS), atol=1e-5)
 
 
 # --- HTTP hygiene ---------------------------------------------------------------------

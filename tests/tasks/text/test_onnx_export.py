@@ -2,7 +2,8 @@
 fp32 equal to a direct SentenceTransformer encode, int8 within the guard, the export cached
 in the state dir and reused on the next start, a damaged cache re-exported, a CrossEncoder's
 export ranking as torch does, and an export that fails leaving torch serving; the same
-exports on OpenVINO (options.runtime: openvino)."""
+exports on OpenVINO (options.runtime: openvino), and NNCF's static int8 there (quantize:
+int8), cached as model.xml + model.bin."""
 
 from __future__ import annotations
 
@@ -88,6 +89,7 @@ def _embedders() -> list[dict[str, Any]]:
         {"name": "int8", "model": MINILM, "options": {"runtime": "onnx", "quantize": "int8"}},
         # the fp32 export (one cached file with "fp32") compiled by OpenVINO
         {"name": "ov", "model": MINILM, "options": {"runtime": "openvino"}},
+        {"name": "ov8", "model": MINILM, "options": {"runtime": "openvino", "quantize": "int8"}},
     ]
 
 
@@ -137,6 +139,21 @@ def test_fp32_export_equals_a_direct_sentence_transformer_encode(
     assert _cards(server)["fp32"]["runtime"] == "onnxruntime"
 
 
+def test_mixed_lengths_run_in_length_groups_with_each_vector_as_if_alone(
+    server: RunningServer,
+) -> None:
+    """A request of short and long texts runs in groups of similar length (a long one
+    does not pad the short ones to its length); each vector equals the text's alone."""
+    from corral.tasks.text.embed_onnx import length_groups
+
+    texts = [f"query {i} about parcels" for i in range(9)] + [SENTENCES[3], SENTENCES[1]]
+    lengths = [len(t.split()) for t in texts]
+    assert len(length_groups(lengths)) == 2  # the nine queries, then the two long ones
+    together = _vectors(server, "fp32", texts)
+    alone = np.concatenate([_vectors(server, "fp32", [t]) for t in texts])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
 def test_int8_export_is_within_the_guard(server: RunningServer, sentence_model: Any) -> None:
     want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
     got = _vectors(server, "int8", SENTENCES)
@@ -182,25 +199,43 @@ def test_openvino_cross_encoder_ranks_as_torch(server: RunningServer, records: _
         assert any("refused by the accuracy guard" in m for m in records.lines("ce-ov"))
 
 
-def test_openvino_int8_is_refused_with_the_runtime_that_runs_it(state_dir: Path) -> None:
-    spec = {"name": "bad", "model": MINILM, "options": {"runtime": "openvino", "quantize": "int8"}}
+def test_openvino_int8_is_nncfs_static_int8_within_the_guard(
+    server: RunningServer, state_dir: Path, sentence_model: Any
+) -> None:
+    pytest.importorskip("nncf")
+    want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
+    got = _vectors(server, "ov8", SENTENCES)
+    cosines = (
+        np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    )
+    assert cosines.min() >= MIN_COSINE, cosines
+    assert _cards(server)["ov8"]["runtime"] == "openvino-int8"
+    (xml,) = (state_dir / "onnx").glob("*/model.xml")
+    assert xml.with_suffix(".bin").stat().st_size > 1_000_000
+    assert '"engine": "openvino"' in (xml.parent / "manifest.json").read_text()
+
+
+def test_int8_on_torch_is_a_503_naming_the_runtimes_that_run_it(state_dir: Path) -> None:
+    spec = {"name": "bad", "model": MINILM, "options": {"runtime": "torch", "quantize": "int8"}}
     with serve(_config(state_dir, [spec])) as running:
         body = {"model": "bad", "input": "hi"}
         reply = httpx.post(f"{running.v1}/embeddings", json=body, timeout=30)
     assert reply.status_code == 503
-    assert "set options.runtime: onnx, or quantize: none" in reply.json()["error"]["message"]
+    assert "options.runtime: onnx for ONNX Runtime" in reply.json()["error"]["message"]
 
 
 def test_export_time_is_logged_and_the_file_cached(
     server: RunningServer, state_dir: Path, records: _Records
 ) -> None:
-    for name in ("fp32", "int8", "ce-onnx"):
+    for name in ("fp32", "int8", "ov8", "ce-onnx"):
         lines = records.lines(name)
         assert any("exporting" in line for line in lines), lines
         assert any("exported" in line and " s " in line for line in lines), lines
-    # fp32 MiniLM, int8 MiniLM and the cross-encoder: three entries, each with a manifest
+    # fp32 MiniLM, int8 MiniLM and the cross-encoder: three ONNX entries, and OpenVINO's
+    # int8 MiniLM (model.xml), each with a manifest
     files = _cached_files(state_dir)
     assert len(files) == 3
+    assert len(list((state_dir / "onnx").glob("*/model.xml"))) == 1
     assert all((f.parent / "manifest.json").is_file() for f in files)
 
 
@@ -247,6 +282,9 @@ def test_second_start_uses_the_cache_and_a_damaged_file_is_exported_again(
     int8_mtime = int8.stat().st_mtime_ns
     damaged = by_key[fp32_key]
     damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])  # truncated
+    (ov8,) = (state_dir / "onnx").glob("*/model.xml")
+    weights = ov8.with_suffix(".bin")
+    weights.write_bytes(b"\0" * 64 + weights.read_bytes()[64:])  # same size, other bytes
     records.records.clear()
     with serve(_config(state_dir, _embedders())) as again:
         want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
@@ -259,6 +297,9 @@ def test_second_start_uses_the_cache_and_a_damaged_file_is_exported_again(
     assert warned and "exporting it again" in warned[0], warned
     assert any("exported" in line for line in records.lines("fp32"))
     assert damaged.stat().st_size > 1_000_000  # whole again
+    # OpenVINO's int8: its .bin is part of the manifest's hash, so it is made again
+    assert any("does not match its manifest" in m for m in records.lines("ov8", logging.WARNING))
+    assert any("exported" in line for line in records.lines("ov8"))
 
 
 def test_check_shows_the_runtime_asked_for(
@@ -277,4 +318,5 @@ def test_check_shows_the_runtime_asked_for(
     rows = {line.split("│")[1].strip(): line for line in capsys.readouterr().out.splitlines()
             if line.count("│") > 4}  # fmt: skip
     assert "onnxruntime-int8" in rows["int8"] and "usable" in rows["int8"]
-    assert "sentence-transformers" in rows["plain"] and "onnx" not in rows["plain"]
+    # runtime: auto (the default) on this CPU: OpenVINO int8, corral[openvino] is installed
+    assert "openvino-int8" in rows["plain"] and "usable" in rows["plain"]

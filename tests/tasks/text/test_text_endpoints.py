@@ -13,6 +13,7 @@ import openai
 import pytest
 
 from corral.config import default_config
+from corral.tasks.text.encoder_guard import MIN_COSINE
 from tests._server import RunningServer
 
 SENTENCES = [
@@ -28,12 +29,21 @@ def client(default_server: RunningServer) -> Iterator[openai.OpenAI]:
         yield client
 
 
-def test_openai_embeddings_match_sentence_transformers(client, sentence_model) -> None:
+def test_openai_embeddings_equal_the_served_model_and_stay_near_torch(
+    client, default_server: RunningServer, sentence_model
+) -> None:
+    """The default embedder runs on the fastest CPU path that passed the accuracy guard
+    (runtime: auto): its vectors equal that model's own encode, and are within the
+    guard's cosine of sentence-transformers' torch vectors."""
     response = client.embeddings.create(model="embedder", input=SENTENCES, encoding_format="float")
     got = np.array([d.embedding for d in response.data], dtype=np.float32)
-    want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
     assert got.shape == (3, 384)
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got, default_server.encode("embedder", SENTENCES), atol=1e-5)
+    want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
+    cosines = np.sum(got * want, axis=1) / np.linalg.norm(want, axis=1)
+    assert cosines.min() >= MIN_COSINE, cosines
+    runtime = default_server.runtime.handles["embedder"].expert.runtime_in_use  # type: ignore[union-attr]
+    assert runtime == "openvino-int8", runtime  # corral[default] installs OpenVINO and NNCF
     assert [d.index for d in response.data] == [0, 1, 2]
     expected_tokens = sum(len(ids) for ids in sentence_model.tokenizer(SENTENCES)["input_ids"])
     assert response.usage.prompt_tokens == expected_tokens == response.usage.total_tokens
@@ -177,9 +187,7 @@ def test_ner_finds_person_org_place_with_offsets(default_server: RunningServer) 
         assert text[e["start"] : e["end"]] == e["text"]
 
 
-def test_concurrent_requests_share_forward_passes(
-    default_server: RunningServer, sentence_model
-) -> None:
+def test_concurrent_requests_share_forward_passes(default_server: RunningServer) -> None:
     handle = default_server.runtime.handles["embedder"]
     assert handle.batcher is not None
     before = (handle.batcher.stats.batches, handle.batcher.stats.requests)
@@ -200,7 +208,7 @@ def test_concurrent_requests_share_forward_passes(
     requests = handle.batcher.stats.requests - before[1]
     assert requests == 32
     assert batches < 32, f"{batches} forward passes for 32 requests"
-    np.testing.assert_allclose(vectors, sentence_model.encode(sentences), atol=1e-5)
+    np.testing.assert_allclose(vectors, default_server.encode("embedder", sentences), atol=1e-5)
 
 
 def test_tokenizing_a_request_never_stalls_the_event_loop(default_server: RunningServer) -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,28 @@ from corral.tasks.text._sentence import Embedding, model_lock, shared_sentence_t
 from corral.tasks.text.embed import SentenceTransformerEmbedder
 from corral.tasks.text.encoder_guard import compare
 
-__all__ = ["OnnxEmbedder", "OnnxSentenceEncoder", "original_dir"]
+__all__ = ["OnnxEmbedder", "OnnxSentenceEncoder", "length_groups", "original_dir"]
 
 log = logging.getLogger("corral.experts")
+
+
+def length_groups(lengths: list[int], slack: float = 1.25, least: int = 4) -> list[list[int]]:
+    """Indices of texts grouped by length, shortest first. Each group is padded to its
+    longest; the next text starts a new group once taking it would make the group's padded
+    tokens more than ``slack`` times its real ones, and the group has ``least`` texts (so
+    the per-call overhead of many tiny groups does not eat what padding saves)."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    groups: list[list[int]] = []
+    current: list[int] = []
+    real = 0
+    for i in order:
+        width = lengths[i]  # the longest so far: the order is ascending
+        if len(current) >= least and (len(current) + 1) * width > slack * (real + width):
+            groups.append(current)
+            current, real = [], 0
+        current.append(i)
+        real += width
+    return [*groups, current] if current else groups
 
 
 class OnnxSentenceEncoder:
@@ -50,6 +70,9 @@ class OnnxSentenceEncoder:
     ``tokenizer`` (a ``transformers`` fast tokenizer over the same ``tokenizers`` object),
     ``max_seq_length`` and ``prompts`` are what corral's prompt and truncation code reads.
     """
+
+    # how texts are split into forward passes (bench/embed_lengths.py swaps in one group)
+    grouping: Callable[[list[int]], list[list[int]]] = staticmethod(length_groups)
 
     def __init__(
         self,
@@ -72,8 +95,10 @@ class OnnxSentenceEncoder:
         self.fast = tokenizers.Tokenizer.from_file(str(_need(tokenizer_dir / "tokenizer.json")))
         self.fast.enable_truncation(self.max_seq_length)
         self.fast.enable_padding()
+        self.pad_id = int(self.fast.padding["pad_id"]) if self.fast.padding else 0
         transformers = require("transformers", "text")
         self.tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=self.fast)
+        self.fast.no_padding()  # encode pads each length group itself (length_groups)
         self.pooling = _pooling(tokenizer_dir)
         self.normalize = any(
             m.get("type", "").endswith("Normalize")
@@ -84,19 +109,37 @@ class OnnxSentenceEncoder:
         self.default_prompt_name: str | None = config.get("default_prompt_name")
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, list[int]]:
-        """Vectors (float32, one row per text) and the tokens each text took."""
+        """Vectors (float32, one row per text) and the tokens each text took. Texts of
+        similar length run together (``length_groups``), so a long one does not pad every
+        short one in the batch to its length."""
         encoded = self.fast.encode_batch(texts)
-        ids = np.array([e.ids for e in encoded], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encoded], dtype=np.int64)
+        lengths = [len(e.ids) for e in encoded]
+        rows: list[np.ndarray] = [np.empty(0, np.float32)] * len(texts)
+        for group in self.grouping(lengths):
+            vectors = self._run([encoded[i] for i in group])
+            for i, vector in zip(group, vectors, strict=True):
+                rows[i] = vector
+        return np.stack(rows), lengths
+
+    def _run(self, encoded: list[Any]) -> np.ndarray:
+        """One forward pass over texts padded to the longest of them."""
+        width = max(len(e.ids) for e in encoded)
+        ids = np.full((len(encoded), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encoded), width), dtype=np.int64)
+        types = np.zeros((len(encoded), width), dtype=np.int64)
+        for row, e in enumerate(encoded):
+            ids[row, : len(e.ids)] = e.ids
+            mask[row, : len(e.ids)] = 1
+            types[row, : len(e.ids)] = e.type_ids
         feed = {"input_ids": ids, "attention_mask": mask}
         if "token_type_ids" in self.inputs:
-            feed["token_type_ids"] = np.array([e.type_ids for e in encoded], dtype=np.int64)
+            feed["token_type_ids"] = types
         hidden = self.runner.run(feed)
         vectors = self._pool(hidden, mask) if hidden.ndim == 3 else hidden
         vectors = np.asarray(vectors, dtype=np.float32)
         if self.normalize:
             vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
-        return vectors, mask.sum(axis=1).tolist()
+        return vectors
 
     def _pool(self, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
         if self.pooling == "cls":

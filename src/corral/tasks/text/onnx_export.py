@@ -9,13 +9,16 @@ int8 leaves the down-projections (MatMuls whose weight narrows, ``K > N``: the F
 after the activation, a classifier head) in fp32: their inputs carry outliers that
 per-tensor dynamic activation quantisation clips. On all-MiniLM-L6-v2 that is worst cosine
 0.9928 to torch on the guard's sample, against 0.988 with every MatMul quantised (below
-the guard's 0.99).
+the guard's 0.99). On OpenVINO (``engine="openvino"``), int8 is NNCF's static
+quantisation of the fp32 export instead (``corral.tasks.text.openvino_int8``), written as
+``model.xml`` + ``model.bin``.
 
-The file lives at ``<state_dir>/onnx/<key>/model.onnx`` with ``manifest.json`` written
-last; ``key`` hashes the model directory (config.json, the size and first/last MB of each
-weight file) and the export options, so a changed model or option exports anew. A second
-load uses the cached file; a cached file that does not match its manifest, or that the
-caller cannot open (``open_cached`` raises), is exported again with a warning.
+The file lives at ``<state_dir>/onnx/<key>/model.onnx`` (or ``model.xml``) with
+``manifest.json`` written last; ``key`` hashes the model directory (config.json, the size
+and first/last MB of each weight file) and the export options, so a changed model or
+option exports anew. A second load uses the cached file; a cached file that does not match
+its manifest, or that the caller cannot open (``open_cached`` raises), is exported again
+with a warning.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from corral.artifacts import default_state_dir
+from corral.experts._onnx import Engine
 from corral.experts.base import LoadContext, require
+from corral.tasks.text.openvino_int8 import quantize_int8
 
 __all__ = ["OPSET", "ExportOptions", "cache_root", "exported_model"]
 
@@ -60,6 +65,24 @@ class ExportOptions:
     kind: Kind
     quantize: Literal["none", "int8"]
     opset: int = OPSET
+    engine: Engine = "onnxruntime"  # what int8 is made for
+
+    @property
+    def static_int8(self) -> bool:
+        """int8 for OpenVINO: NNCF's static quantisation, an OpenVINO model file."""
+        return self.quantize == "int8" and self.engine == "openvino"
+
+    @property
+    def file_name(self) -> str:
+        return "model.xml" if self.static_int8 else "model.onnx"
+
+    def identity(self) -> dict[str, Any]:
+        """What the cache key hashes: the engine only where it changes the file (int8),
+        so fp32 exports keep the keys they had."""
+        fields = asdict(self)
+        if self.quantize != "int8" or self.engine == "onnxruntime":
+            del fields["engine"]
+        return fields
 
 
 def cache_root(context: LoadContext) -> Path:
@@ -82,12 +105,13 @@ def exported_model(
     transformer = transformer_dir(model_dir)
     key = cache_key(transformer, options)
     target = root / key
+    file = target / options.file_name
     with _key_lock(key):
-        if _manifest_matches(target, key):
+        if _manifest_matches(file, key):
             try:
-                opened = open_cached(target / "model.onnx")
+                opened = open_cached(file)
                 log.info("%s: using the cached ONNX export %s (no export)", name, target)
-                return opened, target / "model.onnx"
+                return opened, file
             except Exception as exc:  # ORT raises its own types for a damaged file
                 log.warning(
                     "%s: the cached ONNX export %s cannot be loaded (%s); exporting it again",
@@ -103,7 +127,7 @@ def exported_model(
                 target,
             )
         _export_into(transformer, options, root, target, key, name)
-        return open_cached(target / "model.onnx"), target / "model.onnx"
+        return open_cached(file), file
 
 
 def transformer_dir(model_dir: Path) -> Path:
@@ -120,7 +144,7 @@ def transformer_dir(model_dir: Path) -> Path:
 def cache_key(transformer: Path, options: ExportOptions) -> str:
     """Hash of config.json, each weight file's name, size and first/last MB, the options
     and the recipe version."""
-    digest = hashlib.sha256(json.dumps({**asdict(options), "recipe": RECIPE}).encode())
+    digest = hashlib.sha256(json.dumps({**options.identity(), "recipe": RECIPE}).encode())
     config = transformer / "config.json"
     digest.update(config.read_bytes() if config.is_file() else b"")
     for file in sorted(p for p in transformer.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
@@ -139,16 +163,20 @@ def _key_lock(key: str) -> threading.Lock:
 
 
 def _file_sha256(path: Path) -> str:
+    """sha256 of the file and, for an OpenVINO ``.xml``, of its ``.bin`` weights too."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 22):
-            digest.update(chunk)
+    for part in (path, path.with_suffix(".bin")) if path.suffix == ".xml" else (path,):
+        with part.open("rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
     return digest.hexdigest()
 
 
-def _manifest_matches(target: Path, key: str) -> bool:
-    manifest, file = target / "manifest.json", target / "model.onnx"
+def _manifest_matches(file: Path, key: str) -> bool:
+    manifest = file.parent / "manifest.json"
     if not manifest.is_file() or not file.is_file():
+        return False
+    if file.suffix == ".xml" and not file.with_suffix(".bin").is_file():
         return False
     try:
         recorded = json.loads(manifest.read_text(encoding="utf-8"))
@@ -174,19 +202,22 @@ def _export_into(
             "%s: exporting %s to %sONNX (opset %d) ...", name, transformer, label, options.opset
         )
         started = time.perf_counter()
+        file = work / options.file_name
         fp32 = work / ("fp32.onnx" if options.quantize == "int8" else "model.onnx")
         with _EXPORT_LOCK:
             _torch_export(transformer, options, fp32)
             exported = time.perf_counter() - started
-            if options.quantize == "int8":
-                _quantize_int8(fp32, work / "model.onnx")
-                fp32.unlink()
+            if options.quantize == "int8" and not options.static_int8:
+                _quantize_int8(fp32, file)
+        if options.static_int8:  # NNCF runs the model: outside the exporter's lock
+            quantize_int8(fp32, file, transformer, options.kind)
+        if fp32 != file:
+            fp32.unlink()
         seconds = time.perf_counter() - started
-        file = work / "model.onnx"
         manifest = {
             "key": key,
             "model": str(transformer),
-            **asdict(options),
+            **options.identity(),
             "recipe": RECIPE,
             "bytes": file.stat().st_size,
             "sha256": _file_sha256(file),

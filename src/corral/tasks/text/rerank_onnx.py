@@ -76,6 +76,8 @@ def cross_encoder_runtime(
     it and it passes the guard, else ``torch_model``. ``torch_logits(pairs)`` scores with
     the torch model (the guard's reference)."""
     runtime, quantize = export_options(context.options)
+    if runtime == "auto":  # quantize: int8 alone asks for an export (ONNX Runtime's int8)
+        runtime = "onnx" if quantize == "int8" else "torch"
     opset = context.options.get("opset", OPSET)
     if not isinstance(opset, int) or isinstance(opset, bool):
         raise ExpertUnavailable(f"options.opset is {opset!r}; give an ONNX opset number")
@@ -89,7 +91,9 @@ def cross_encoder_runtime(
         length = int(torch_model.max_seq_length)
         return OnnxCrossEncoder(file, path, length, context.device, threads, engine)
 
-    options = ExportOptions("cross-encoder", "int8" if quantize == "int8" else "none", opset)
+    options = ExportOptions(
+        "cross-encoder", "int8" if quantize == "int8" else "none", opset, engine
+    )
     try:
         scorer, file = exported_model(path, options, cache_root(context), name, open_file)
     except Exception as exc:  # torch.onnx and onnxruntime raise many types

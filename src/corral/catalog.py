@@ -132,8 +132,7 @@ def resolve(
     asked = spec.options.get("runtime", "auto")
     quantize = spec.options.get("quantize")
     if result.backend == "sentence-transformers" and result.task == Task.EMBED and asked == "auto":
-        asked, fastest = fastest_export(spec.device)  # embed_export.py's choice on a CPU
-        quantize = fastest if quantize is None or asked == "torch" else quantize
+        asked, quantize = fastest_export(spec.device, quantize)  # embed_export.py's choice
     if result.backend in _EXPORTABLE and asked in ("onnx", "openvino"):
         # tasks/text/onnx_export.py: served if the export passes the accuracy guard
         engine = "openvino" if asked == "openvino" else "onnxruntime"

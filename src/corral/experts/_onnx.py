@@ -51,17 +51,18 @@ def engine_of(runtime: str) -> Engine:
     return "openvino" if runtime == "openvino" else "onnxruntime"
 
 
-def fastest_export(device: str) -> tuple[str, str]:
+def fastest_export(device: str, quantize: str | None = None) -> tuple[str, str]:
     """(runtime, quantize) that ``runtime: auto`` serves a sentence-transformers embedder
     on: on a CPU the fastest export whose libraries are installed (OpenVINO with NNCF's
     int8: 1323 sentences/s for MiniLM at batch 64 on 2 cores, vs ONNX Runtime int8 982
-    and torch 336), else torch. On a GPU torch (fp16 there is a later step)."""
+    and torch 336), else torch. On a GPU torch (fp16 there is a later step). An export
+    takes the config's ``quantize`` when it sets one (None: unset), else int8."""
     if device.startswith(("cuda", "mps")):
         return "torch", "none"
     if _installed("openvino") and _installed("nncf"):
-        return "openvino", "int8"
+        return "openvino", quantize or "int8"
     if _installed("onnxruntime") and _installed("onnx"):
-        return "onnx", "int8"
+        return "onnx", quantize or "int8"
     return "torch", "none"
 
 

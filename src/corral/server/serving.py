@@ -1,11 +1,11 @@
 """``corral serve``'s uvicorn: bounded at the socket, and draining on SIGTERM.
 
-uvicorn closes idle keep-alive connections (``timeout_keep_alive``), caps connections
-plus requests (``limit_concurrency``, 503 beyond) and bounds a request head
-(``server.connections`` sets those. The parser is httptools (llhttp, in C): under 64
-one-sentence embedding clients it spends about a quarter less event-loop time per request
-than the pure-Python h11 (measured 1.27 -> 0.95 ms on 2 cores). What uvicorn lacks,
-``GuardedProtocol`` adds at the protocol, where a connection is seen before any request is:
+uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and caps connections
+plus requests (``limit_concurrency``, 503 beyond); ``server.connections`` sets those. The
+parser is httptools (llhttp, in C): under 64 one-sentence embedding clients it spends
+about a quarter less event-loop time per request than the pure-Python h11 (measured 1.27
+-> 0.95 ms on 2 cores). What uvicorn lacks, ``GuardedProtocol`` adds at the protocol,
+where a connection is seen before any request is:
 
 * **header timeout**: a request's head must be complete ``header_timeout_s`` after its
   first byte (or after the connection opened); else the connection is closed. Without

@@ -41,9 +41,8 @@ class ExportableEmbedder(OnnxEmbedder):
         runtime, quantize = export_options(self.context.options)
         if runtime != "auto":
             return runtime, quantize
-        fastest, fastest_quantize = fastest_export(self.context.device)
-        asked = self.context.options.get("quantize")  # auto with quantize: none: fp32
-        return fastest, fastest_quantize if asked is None or fastest == "torch" else quantize
+        # auto with quantize: none serves the fp32 export
+        return fastest_export(self.context.device, self.context.options.get("quantize"))
 
     def _serve(self, runtime: str, quantize: str) -> None:
         path = self.context.path

@@ -80,7 +80,7 @@ class ExportOptions:
         """What the cache key hashes: the engine only where it changes the file (int8),
         so fp32 exports keep the keys they had."""
         fields = asdict(self)
-        if self.quantize != "int8" or self.engine == "onnxruntime":
+        if not self.static_int8:
             del fields["engine"]
         return fields
 

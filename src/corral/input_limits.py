@@ -1,33 +1,21 @@
 """``server.limits`` on an expert's input, wherever it was built: over HTTP, by the
 coordinator's tool calls, by a semantic route's extraction. Each is a 413 naming the limit,
-raised before any model runs; ``check_input`` holds a tool call to exactly what the
-endpoint for the same task enforces.
+raised before any model runs. An input model's ``check_limits`` calls these; its
+``Operation`` (``experts/operation.py``) applies it on every path into an expert.
 """
 
 from __future__ import annotations
-
-from pydantic import BaseModel
 
 from corral.config import LimitsConfig
 from corral.errors import PayloadTooLarge
 
 __all__ = [
     "check_fit_work",
-    "check_input",
     "check_labels",
     "check_pages",
     "check_series",
     "check_texts",
 ]
-
-
-def check_input(request: BaseModel, limits: LimitsConfig) -> None:
-    """The limits the endpoint for ``request``'s task enforces: the input model's own
-    ``check_limits`` (inputs whose expert checks its own, as images, rows and graphs do
-    when decoded, have none and pass through)."""
-    check = getattr(request, "check_limits", None)
-    if callable(check):
-        check(limits)
 
 
 def check_pages(pages: list[int] | None, limits: LimitsConfig) -> None:

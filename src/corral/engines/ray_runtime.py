@@ -131,7 +131,7 @@ class RemoteRuntime(Roster):
             {
                 "task": cls.task,
                 "backend": cls.backend,
-                "input_model": cls.input_model,
+                "operation": cls.operation,
                 "__doc__": cls.__doc__,
                 "schema": info.tool_schema,
             },

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from corral.artifacts import ArtifactStore
 from corral.config import LimitsConfig, ModelConfig, Task
 from corral.errors import ExpertUnavailable
+from corral.experts.operation import Operation
 from corral.experts.options import Options
 from corral.uploads.files import FileStore
 
@@ -89,7 +90,9 @@ class BaseExpert(ABC):
 
     task: ClassVar[Task]
     backend: ClassVar[str]
-    input_model: ClassVar[type[BaseModel]]
+    # the call the coordinator offers as this expert's tool (what it takes and returns);
+    # fitted experts also take their family's fit operation
+    operation: ClassVar[Operation[Any]]
     # what ``options:`` this backend takes (corral.experts.options), checked at config load
     options_model: ClassVar[type[Options] | None] = None
     # every expert has a worker thread of its own (see Runtime._executor_for); on torch
@@ -178,6 +181,6 @@ def tool_schema_of(cls: type[BaseExpert], name: str) -> dict[str, Any]:
         "function": {
             "name": f"{cls.task.value}_{name}".replace("-", "_"),
             "description": (cls.__doc__ or cls.task.value).strip().splitlines()[0],
-            "parameters": cls.input_model.model_json_schema(),
+            "parameters": cls.operation.input_model.model_json_schema(),
         },
     }

@@ -23,8 +23,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-from pydantic_core import to_jsonable_python
+from pydantic import ValidationError
 
 from corral.errors import (
     CoordinatorTimeout,
@@ -33,13 +32,13 @@ from corral.errors import (
     InvalidRequest,
 )
 from corral.experts.base import BaseExpert, tool_schema_of
+from corral.experts.operation import Operation
 from corral.experts.registry import expert_class
-from corral.input_limits import check_input
 from corral.json_values import first_bad_value
 from corral.observe.trace import Step, current_trace
 from corral.runtime import ExpertHandle, ExpertState
 from corral.tasks import TOOL_TASKS
-from corral.tasks.chat.expert import ChatInput, chat_completion
+from corral.tasks.chat.expert import CHAT, ChatInput, chat_completion
 from corral.tasks.text.classify import Classification
 from corral.tasks.text.ner import Entities
 
@@ -72,7 +71,7 @@ class Coordinator:
         self.tools = self._tools()
         self.trace = current_trace()
 
-    def _tools(self) -> dict[str, tuple[ExpertHandle, type[BaseModel], dict[str, Any]]]:
+    def _tools(self) -> dict[str, tuple[ExpertHandle, Operation[Any], dict[str, Any]]]:
         tools = {}
         for handle in self.runtime.handles.values():
             if handle.task not in TOOL_TASKS or handle.state == ExpertState.UNAVAILABLE:
@@ -82,15 +81,15 @@ class Coordinator:
                 continue
             schema = tool_schema_of(cls, handle.name)
             schema["function"]["parameters"] = _bounded(schema["function"]["parameters"])
-            tools[schema["function"]["name"]] = (handle, cls.input_model, schema)
+            tools[schema["function"]["name"]] = (handle, cls.operation, schema)
         if self.escalate_to is not None:
             description = f"Hand a hard question to the larger model {self.escalate_to.name!r}."
-            tools[_ESCALATE] = (self.escalate_to, ChatInput, _chat_tool(_ESCALATE, description))
+            tools[_ESCALATE] = (self.escalate_to, CHAT, _chat_tool(_ESCALATE, description))
         for handle in self.runtime.handles.values():  # code models (the catalog's `code` role)
             if handle.resolved.role == "code" and handle.state != ExpertState.UNAVAILABLE:
                 name = f"code_{handle.name}".replace("-", "_")
                 description = f"Write or explain code with the code model {handle.name!r}."
-                tools[name] = (handle, ChatInput, _chat_tool(name, description))
+                tools[name] = (handle, CHAT, _chat_tool(name, description))
         return tools
 
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +125,8 @@ class Coordinator:
         output, result = await self._call(call, self.trace.steps)
         if result is None or not worded_by_llm:  # a failure is said as a tool error would be
             return chat_completion(output, model=expert.name)
-        note = f"The {expert.task} expert {expert.name!r} read the user's text: {_summary(result)}."
+        summary = _summary(result, self.tools[name][1])
+        note = f"The {expert.task} expert {expert.name!r} read the user's text: {summary}."
         messages = [
             {"role": "system", "content": note + " Answer the user in one sentence using it."},
             *params["messages"],
@@ -187,8 +187,8 @@ class Coordinator:
         try:
             arguments = json.loads(call["function"].get("arguments") or "{}")
             step.arguments = arguments
-            result = await self._execute(name, arguments)
-            plain = _plain(_readable(result))
+            operation, result = await self._execute(name, arguments)
+            plain = operation.for_llm(result)
             output = result if isinstance(result, str) else json.dumps(plain)
             step.result = plain if len(output) <= _MAX_RESULT_CHARS else output[:_MAX_RESULT_CHARS]
         except (json.JSONDecodeError, ValidationError, CorralError) as exc:
@@ -200,22 +200,23 @@ class Coordinator:
         steps.append(step)
         return output[:_MAX_RESULT_CHARS], result
 
-    async def _execute(self, name: str, arguments: dict[str, Any]) -> Any:
+    async def _execute(self, name: str, arguments: dict[str, Any]) -> tuple[Operation[Any], Any]:
+        """The tool's operation and its result; the arguments are held to the limits the
+        task's endpoint enforces (a 413 told to the LLM)."""
         if name not in self.tools:
             raise InvalidRequest(f"no tool named {name!r}; tools: {', '.join(self.tools)}")
-        handle, input_model, _ = self.tools[name]
+        handle, operation, _ = self.tools[name]
         bad = first_bad_value(arguments, "arguments")
         if bad is not None:  # the LLM wrote it: a message back to it, not an expert failure
             raise InvalidRequest(bad[1], param=bad[0])
-        request = input_model.model_validate(arguments)
-        check_input(request, self.runtime.config.server.limits)  # as the task's endpoint does
+        request = operation.parse(arguments, self.runtime.config.server.limits)
         if isinstance(request, ChatInput):  # another LLM: escalate, or a code model
             _, reply = await self.dispatch.chat(
                 handle, {"messages": [{"role": "user", "content": request.prompt}]}
             )
-            return str(reply["choices"][0]["message"].get("content") or "")
+            return operation, str(reply["choices"][0]["message"].get("content") or "")
         _, result = await self.dispatch.submit(handle, request)
-        return result
+        return operation, result
 
 
 def _expert_class(handle: ExpertHandle) -> type[BaseExpert] | None:
@@ -262,7 +263,7 @@ def _bounded(schema: dict[str, Any]) -> dict[str, Any]:
     return bounded
 
 
-def _summary(result: Any) -> str:
+def _summary(result: Any, operation: Operation[Any]) -> str:
     """An expert's result in words a small LLM restates reliably (JSON it garbles)."""
     if isinstance(result, list) and result and isinstance(result[0], Classification):
         top = result[0]
@@ -273,21 +274,4 @@ def _summary(result: Any) -> str:
     if isinstance(result, list) and result and isinstance(result[0], Entities):
         found = [f"{e.text} ({e.type})" for r in result for e in r.entities]
         return "entities " + (", ".join(found) if found else "none found")
-    return json.dumps(_plain(result))[:_MAX_RESULT_CHARS]
-
-
-def _readable(result: Any) -> Any:
-    """A result as the LLM reads it: its ``readable()`` view where it has one (a document
-    without its word boxes), else the result itself."""
-    readable = getattr(result, "readable", None)
-    return readable() if callable(readable) else result
-
-
-def _plain(value: Any) -> Any:
-    """Expert results (dataclasses, pydantic models, lists of them, numpy values) as
-    JSON-ready data."""
-    return to_jsonable_python(value, fallback=_array_or_text)
-
-
-def _array_or_text(value: Any) -> Any:
-    return value.tolist() if hasattr(value, "tolist") else str(value)
+    return json.dumps(operation.for_llm(result))[:_MAX_RESULT_CHARS]

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace as otel
 
 from corral.errors import ExpertError, ExpertTimeout, ExpertUnavailable, NoCapacity
+from corral.experts.operation import check_request
 from corral.observe.trace import current_trace
 from corral.routing.circuit import CircuitBreaker
 from corral.runtime import ExpertHandle, ExpertHost
@@ -119,7 +120,10 @@ class Dispatcher:
             self.runtime.metrics.fallbacks.labels(source, target).inc()
 
     async def submit(self, handle: ExpertHandle, request: Any) -> tuple[ExpertHandle, Any]:
-        """A task request (an expert's input model) on ``handle`` or its fallbacks."""
+        """A task request (an operation's input) on ``handle`` or its fallbacks, first held
+        to ``server.limits`` as its operation says: every caller (a route, a tool call, a
+        cascade stage) gets the same 413 for the same input."""
+        check_request(request, self.runtime.config.server.limits)
         return await self.call(handle, lambda h: self.runtime.submit(h, request))
 
     async def chat(

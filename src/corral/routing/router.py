@@ -291,9 +291,10 @@ class Router:
             return answered, reply
         task, backend = target.task, target.resolved.backend
         assert task is not None and backend is not None  # else unavailable: the call says so
+        operation = expert_class(task, backend).operation
         extracted = extract(
             task,
-            expert_class(task, backend).input_model,
+            operation.input_model,
             params["messages"],
             subject=subject,
             labels=route.labels,
@@ -305,11 +306,8 @@ class Router:
             ask = f"I can do that with the {task.value} expert {target.name!r}: "
             ask += f"send {extracted.missing}."
             return target, chat_completion(ask, model=target.name)
-        if task == Task.FORECAST:  # the same bounds as /v1/forecast (413 naming the limit)
-            from corral.input_limits import check_series
-
-            args = extracted.arguments
-            check_series(args["series"], args["horizon"], self.runtime.config.server.limits)
+        # the user's own data: held to the task endpoint's limits (413 naming the limit)
+        operation.parse(extracted.arguments, self.runtime.config.server.limits)
         current_trace().decide("extract", target.name, f"read {extracted.found}")
         llm = self.runtime.find(Task.CHAT, self.config.coordinator)
         arguments = extracted.arguments

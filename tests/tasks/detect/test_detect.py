@@ -301,12 +301,12 @@ def test_a_tool_call_names_images_by_id(server: RunningServer) -> None:
     assert "images" not in parameters["properties"] and "image" not in parameters["properties"]
     red = _png(_solid(1280, 720, (255, 0, 0)))
     file_id = httpx.post(server.v1 + "/files", files={"file": ("r.png", red)}).json()["id"]
-    request = expert.input_model.model_validate({"file_ids": [file_id], "max_detections": 1})
+    request = expert.operation.input_model.model_validate({"file_ids": [file_id], "max_detections": 1})
     (result,) = expert.forward(expert.prepare(request))  # type: ignore[attr-defined]
     assert (result.width, result.height) == (1280, 720)
     assert [(d.label, d.box) for d in result.detections] == [("person", [540.0, 310.0, 740.0, 410.0])]
     with pytest.raises(NotFound) as missing:
-        expert.prepare(expert.input_model.model_validate({"file_ids": [file_id, "file-gone"]}))  # type: ignore[attr-defined]
+        expert.prepare(expert.operation.input_model.model_validate({"file_ids": [file_id, "file-gone"]}))  # type: ignore[attr-defined]
     assert missing.value.param == "file_ids[1]"
 
 

@@ -6,7 +6,7 @@ and the expert's worker thread apply to both):
 * ``AnomalyFitInput`` fits a detector on rows (or on the sliding windows of one series)
   and stores it as a new version through the runtime's ``ArtifactStore``;
 * ``AnomalyScoreInput`` scores rows against a stored detector. It is the expert's
-  ``input_model``, so it is also the coordinator's tool schema: a detector name and rows.
+  ``operation``, so it is also the coordinator's tool schema: a detector name and rows.
 
 Every detector sees standardised features (per-column mean and standard deviation of the
 fit data; constant columns get scale 1), clipped to +-1e6 so that absurd inputs still
@@ -41,10 +41,13 @@ from corral.config import Task
 from corral.errors import CorralError, ExpertFailed, InvalidRequest
 from corral.experts._numeric import finite, float_rows
 from corral.experts.fitted import FittedExpert, FittedModels
+from corral.experts.operation import Operation
 from corral.experts.options import AnomalyOptions
 from corral.ownership import OwnedName
 
 __all__ = [
+    "ANOMALY_FIT",
+    "ANOMALY_SCORE",
     "KIND",
     "AnomalyExpert",
     "AnomalyFitInput",
@@ -175,6 +178,10 @@ class ScoreResult:
     is_anomaly: list[bool]
 
 
+ANOMALY_SCORE = Operation(Task.ANOMALY, AnomalyScoreInput, ScoreResult)
+ANOMALY_FIT = Operation(Task.ANOMALY, AnomalyFitInput, FitResult, name="fit")
+
+
 @dataclass(frozen=True)
 class _Job:
     """One request's work: its rows as a matrix (windows already cut)."""
@@ -232,7 +239,7 @@ class AnomalyExpert(FittedExpert[_Rows, _Job, _Output, Any]):
 
     options_model = AnomalyOptions
     task = Task.ANOMALY
-    input_model = AnomalyScoreInput
+    operation = ANOMALY_SCORE
     accepted: frozenset[str] = frozenset({"seed"})  # FitOptions this backend takes
     _CONFIG_KEYS: ClassVar[frozenset[str]] = frozenset(
         {"algorithm", "contamination", "cache_size", "threads"}

@@ -16,10 +16,13 @@ from pydantic import BaseModel, Field
 
 from corral.config import LimitsConfig, Task
 from corral.experts.base import BaseExpert
+from corral.experts.operation import Operation
 from corral.input_limits import check_texts
 from corral.tasks.chat.reply import chat_reply, usage
 
-__all__ = ["COMPUTE_SECONDS", "PROMPT", "ChatExpert", "ChatInput", "chat_completion"]
+__all__ = [
+    "CHAT",
+    "COMPUTE_SECONDS", "PROMPT", "ChatExpert", "ChatInput", "chat_completion"]
 
 # Key an in-process backend sets on a completion (or the stream's usage chunk): the seconds
 # it spent generating, without the time it queued behind other requests. The runtime takes
@@ -40,11 +43,15 @@ class ChatInput(BaseModel):
         check_texts([self.prompt], limits, param="prompt")
 
 
+# a prompt for another LLM (the coordinator's escalate and code tools): its reply's text
+CHAT = Operation(Task.CHAT, ChatInput, str)
+
+
 class ChatExpert(BaseExpert):
     """Answer chat messages (OpenAI chat-completions parameters in, OpenAI dicts out)."""
 
     task: ClassVar[Task] = Task.CHAT
-    input_model: ClassVar[type[BaseModel]] = ChatInput
+    operation = CHAT
 
     @abstractmethod
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,13 @@ from pydantic import BaseModel, Field, PrivateAttr
 from corral.config import Task
 from corral.errors import ExpertUnavailable, InvalidRequest
 from corral.experts.base import Expert, require
+from corral.experts.operation import Operation
 from corral.uploads.images import check_image_count, decode_images
 
 __all__ = [
     "COCO91_NAMES",
     "COCO_NAMES",
+    "DETECT",
     "DetectExpert",
     "DetectInput",
     "Detection",
@@ -118,11 +120,14 @@ class DetectItem:
     max_detections: int
 
 
+DETECT = Operation(Task.DETECT, DetectInput, list[ImageDetections])
+
+
 class DetectExpert(Expert[DetectInput, DetectItem, ImageDetections, list[ImageDetections]]):
     """Base of the detect backends: ``load`` sets ``names`` (label of each class index)."""
 
     task = Task.DETECT
-    input_model = DetectInput
+    operation = DETECT
     uses_torch = False  # ONNX Runtime and OpenCV run their own thread pools
     names: list[str]
 

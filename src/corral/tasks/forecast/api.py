@@ -6,12 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from corral.config import Task
-from corral.input_limits import check_input
 from corral.routing.auto import AUTO
 from corral.runtime.cancel import deadline
 from corral.server.deps import RouterDep
 from corral.server.schemas import ERROR_RESPONSES
-from corral.tasks.forecast.expert import ForecastInput
+from corral.tasks.forecast.expert import FORECAST, ForecastInput
 from corral.tasks.forecast.schemas import ForecastData, ForecastRequest, ForecastResponse
 
 api = APIRouter(prefix="/v1", tags=["forecast"], responses=ERROR_RESPONSES)
@@ -21,7 +20,7 @@ api = APIRouter(prefix="/v1", tags=["forecast"], responses=ERROR_RESPONSES)
 async def forecast(body: ForecastRequest, router: RouterDep) -> ForecastResponse:
     fields = {k: getattr(body, k) for k in ForecastInput.model_fields}
     request = ForecastInput.model_construct(**fields)  # validated as the body, its subclass
-    check_input(request, router.runtime.config.server.limits)
+    FORECAST.check(request, router.runtime.config.server.limits)  # before auto's backtests
     if body.model == AUTO and router.runtime.config.model_named(AUTO) is None:
         with deadline(body.timeout_s):
             picks = await router.auto_rules.forecast(request)

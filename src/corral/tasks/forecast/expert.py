@@ -22,9 +22,10 @@ from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest
 from corral.experts._numeric import finite
 from corral.experts.base import Expert
+from corral.experts.operation import Operation
 from corral.input_limits import check_series
 
-__all__ = ["ForecastExpert", "ForecastInput", "SeriesForecast"]
+__all__ = ["FORECAST", "ForecastExpert", "ForecastInput", "SeriesForecast"]
 
 Quantile = Annotated[float, Field(gt=0, lt=1)]
 
@@ -68,9 +69,12 @@ class ForecastItem:
 ForecastOutput = SeriesForecast | InvalidRequest
 
 
+FORECAST = Operation(Task.FORECAST, ForecastInput, list[SeriesForecast])
+
+
 class ForecastExpert(Expert[ForecastInput, ForecastItem, ForecastOutput, list[SeriesForecast]]):
     task = Task.FORECAST
-    input_model = ForecastInput
+    operation = FORECAST
 
     def min_length(self, season_length: int) -> int:
         """Fewest observations a series needs for this backend."""

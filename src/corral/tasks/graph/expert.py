@@ -33,6 +33,7 @@ from corral.errors import InvalidRequest, RequestError
 from corral.experts._torch import torch_threads
 from corral.experts.base import require
 from corral.experts.fitted import FittedExpert, FittedModels
+from corral.experts.operation import Operation
 from corral.experts.options import GraphOptions
 from corral.runtime.cancel import checkpoint
 from corral.tasks.graph._data import (
@@ -54,7 +55,7 @@ from corral.tasks.graph.inputs import (
     Prediction,
 )
 
-__all__ = ["KIND", "GraphExpert"]
+__all__ = ["GRAPH_FIT", "GRAPH_PREDICT", "KIND", "GraphExpert"]
 
 KIND = "graph"  # the artifact store's folder for fitted graph models
 GraphRequest = GraphFitInput | GraphPredictInput
@@ -81,6 +82,10 @@ _OPTIONS = {
 }
 
 
+GRAPH_PREDICT = Operation(Task.GRAPH, GraphPredictInput, Prediction)
+GRAPH_FIT = Operation(Task.GRAPH, GraphFitInput, GraphFitResult, name="fit")
+
+
 class GraphExpert(
     FittedExpert[GraphRequest, GraphRequest, _Output, GraphFitResult | Prediction]
 ):
@@ -89,7 +94,7 @@ class GraphExpert(
     options_model = GraphOptions
     task = Task.GRAPH
     backend = "torch-geometric"
-    input_model = GraphPredictInput
+    operation = GRAPH_PREDICT
 
     def load(self) -> None:
         require("torch_geometric", "graph")

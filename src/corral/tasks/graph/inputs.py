@@ -1,7 +1,7 @@
 """What a graph expert is asked and what it answers.
 
 ``GraphFitInput`` trains and stores a named model; ``GraphPredictInput`` (the expert's
-``input_model``, so also the coordinator's tool schema) predicts with a stored one. The
+``operation``, so also the coordinator's tool schema) predicts with a stored one. The
 fitted model is named in the request (``graph``), not by the expert: any graph expert can
 predict with a model another fitted, because the stored manifest says how it was built.
 

@@ -9,12 +9,11 @@ import uuid
 from fastapi import APIRouter, Response
 
 from corral.config import Task
-from corral.input_limits import check_input
 from corral.observe import current_trace
 from corral.observe.cost import llm_equivalent
 from corral.server.deps import RouterDep
 from corral.server.schemas import ERROR_RESPONSES, Usage
-from corral.tasks.text.classify import ClassifyInput
+from corral.tasks.text.classify import CLASSIFY, ClassifyInput
 from corral.tasks.text.ner import NerInput
 from corral.tasks.text.ranking import rank_documents
 from corral.tasks.text.schemas import (
@@ -85,7 +84,8 @@ async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse
         multi_label=body.multi_label,
         hypothesis_template=body.hypothesis_template,
     )
-    check_input(request, router.runtime.config.server.limits)
+    # before any plan: a cascade or an LLM classifying runs on paths of its own
+    CLASSIFY.check(request, router.runtime.config.server.limits)
     current_trace().llm_tokens = llm_equivalent(Task.CLASSIFY, body.texts, body.labels or [])
     started = time.perf_counter()
     answers = await router.classify(body.model, request)
@@ -115,7 +115,6 @@ async def classify(body: ClassifyRequest, router: RouterDep) -> ClassifyResponse
 @api.post("/ner", response_model=NerResponse)
 async def ner(body: NerRequest, router: RouterDep) -> NerResponse:
     request = NerInput(texts=body.texts)
-    check_input(request, router.runtime.config.server.limits)
     current_trace().llm_tokens = llm_equivalent(Task.NER, body.texts)
     handle, results = await router.serve(Task.NER, body.model, request)
     tokens = sum(r.tokens for r in results)

@@ -20,12 +20,14 @@ from corral.config import LimitsConfig, Task
 from corral.errors import ExpertUnavailable, InvalidRequest
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
+from corral.experts.operation import Operation
 from corral.experts.options import ClassifierOptions, Options
 from corral.input_limits import check_labels, check_texts
 from corral.tasks.text._sentence import Embedding, SentenceEncoderExpert
 from corral.tasks.text.hypothesis import check_template, distinct_labels, fill_template
 
 __all__ = [
+    "CLASSIFY",
     "Classification",
     "ClassifyInput",
     "NliClassifier",
@@ -93,12 +95,15 @@ def _template(request: ClassifyInput, default: str) -> str:
         raise InvalidRequest(str(exc), param="hypothesis_template") from None
 
 
+CLASSIFY = Operation(Task.CLASSIFY, ClassifyInput, list[Classification])
+
+
 class _TransformersClassifier(Expert[ClassifyInput, Any, tuple[np.ndarray, int], Any]):
     """Shared loading and batched forward of a transformers sequence-classification model."""
 
     options_model = Options
     task = Task.CLASSIFY
-    input_model = ClassifyInput
+    operation = CLASSIFY
 
     def load(self) -> None:
         transformers = require("transformers", "text")
@@ -214,7 +219,7 @@ class SimilarityClassifier(SentenceEncoderExpert[ClassifyInput, list[Classificat
     options_model = ClassifierOptions
     task = Task.CLASSIFY
     backend = "similarity"
-    input_model = ClassifyInput
+    operation = CLASSIFY
     default_template = "This text is about {}."
 
     def load(self) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from corral.config import Task
+from corral.experts.operation import Operation
 from corral.experts.options import EncoderOptions
 from corral.tasks.text._sentence import Embedding, SentenceEncoderExpert, Truncate, cuts_text
 
-__all__ = ["EmbedInput", "Embedding", "SentenceTransformerEmbedder"]
+__all__ = ["EMBED", "EmbedInput", "Embedding", "SentenceTransformerEmbedder"]
 
 
 class EmbedInput(BaseModel):
@@ -21,13 +22,16 @@ class EmbedInput(BaseModel):
     max_tokens: int | None = Field(None, ge=1, description="Cut each text to this many tokens.")
 
 
+EMBED = Operation(Task.EMBED, EmbedInput, list[Embedding])
+
+
 class SentenceTransformerEmbedder(SentenceEncoderExpert[EmbedInput, list[Embedding]]):
     """Embed texts into vectors for search, clustering and similarity."""
 
     options_model = EncoderOptions
     task = Task.EMBED
     backend = "sentence-transformers"
-    input_model = EmbedInput
+    operation = EMBED
     normalize = False
 
     def prepare(self, request: EmbedInput) -> list[str]:

@@ -16,10 +16,11 @@ from pydantic import BaseModel, Field
 from corral.config import LimitsConfig, Task
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
+from corral.experts.operation import Operation
 from corral.experts.options import Options, TokenClassifierOptions
 from corral.input_limits import check_texts
 
-__all__ = ["Entity", "NerInput", "SpacyNer", "TokenClassificationNer"]
+__all__ = ["NER", "Entities", "Entity", "NerInput", "SpacyNer", "TokenClassificationNer"]
 
 
 class NerInput(BaseModel):
@@ -46,9 +47,12 @@ class Entities:
     tokens: int
 
 
+NER = Operation(Task.NER, NerInput, list[Entities])
+
+
 class _NerExpert(Expert[NerInput, str, Entities, list[Entities]]):
     task = Task.NER
-    input_model = NerInput
+    operation = NER
 
     def prepare(self, request: NerInput) -> list[str]:
         return request.texts

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from corral.config import LimitsConfig, Task
 from corral.experts._memory import torch_bytes
 from corral.experts.base import Expert, require
+from corral.experts.operation import Operation
 from corral.experts.options import EncoderOptions
 from corral.input_limits import check_texts
 from corral.tasks.text._sentence import (
@@ -30,7 +31,9 @@ from corral.tasks.text._sentence import (
 )
 from corral.tasks.text.rerank_onnx import OnnxCrossEncoder, cross_encoder_runtime
 
-__all__ = ["BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankScores"]
+__all__ = [
+    "RERANK",
+    "BiEncoderReranker", "CrossEncoderReranker", "RerankInput", "RerankScores"]
 
 
 class RerankInput(BaseModel):
@@ -59,13 +62,16 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+RERANK = Operation(Task.RERANK, RerankInput, RerankScores)
+
+
 class CrossEncoderReranker(Expert[RerankInput, tuple[str, str], tuple[float, int], RerankScores]):
     """Rank documents by relevance to a query (cross-encoder)."""
 
     options_model = EncoderOptions
     task = Task.RERANK
     backend = "cross-encoder"
-    input_model = RerankInput
+    operation = RERANK
 
     def load(self) -> None:
         st = require("sentence_transformers", "text")
@@ -152,7 +158,7 @@ class BiEncoderReranker(SentenceEncoderExpert[RerankInput, RerankScores]):
     options_model = EncoderOptions
     task = Task.RERANK
     backend = "bi-encoder"
-    input_model = RerankInput
+    operation = RERANK
 
     def prepare(self, request: RerankInput) -> list[str]:
         query = self.prompt(input_type="search_query") + request.query

@@ -1,6 +1,7 @@
 """What the routes of fitted models share (anomaly detectors, graph models, document
-heads): the ``?owner=`` parameter, listing the asking key's models with their versions,
-and deleting a version or all of them.
+heads): the ``?owner=`` parameter, and ``FittedRoutes``, which mounts a kind's list,
+describe and delete routes (``GET .../``, ``GET .../{name}``, ``DELETE .../{name}``)
+from its response models, so every kind answers them alike.
 
 The models themselves live in the artifact store (``artifacts.py``); names are qualified
 per API key (``ownership.py``), so a key lists, uses and deletes only its own.
@@ -9,15 +10,19 @@ per API key (``ownership.py``), so a key lists, uses and deletes only its own.
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import Query
+from fastapi import APIRouter, Path, Query, Request
+from pydantic import BaseModel
 
 from corral.access import current_grant
-from corral.artifacts import ArtifactInfo, ArtifactStore
-from corral.ownership import OWNER_PATTERN
+from corral.artifacts import NAME_PATTERN, ArtifactInfo, ArtifactStore
+from corral.ownership import OWNER_PATTERN, canonical, qualify
+from corral.server.deps import RuntimeDep
 
-__all__ = ["Owner", "delete_versions", "visible_versions"]
+__all__ = ["FittedName", "FittedRoutes", "Owner", "visible_versions"]
 
 Owner = Annotated[
     str | None,
@@ -27,6 +32,10 @@ Owner = Annotated[
         "before keys were configured. Omitted: the key's own.",
     ),
 ]
+FittedName = Annotated[
+    str, Path(pattern=NAME_PATTERN, description="Letters, digits, '.', '_', '-'; 64 at most.")
+]
+Version = Annotated[int | None, Query(ge=1, description="Only this version.")]
 
 
 async def visible_versions(store: ArtifactStore, kind: str) -> list[list[ArtifactInfo]]:
@@ -40,7 +49,73 @@ async def visible_versions(store: ArtifactStore, kind: str) -> list[list[Artifac
     return list(by_ref.values())
 
 
-async def delete_versions(store: ArtifactStore, kind: str, ref: str, version: int | None) -> int:
-    """Delete one version of a qualified ``ref``, or all of them; how many went (404 when
-    there was none)."""
-    return await asyncio.to_thread(store.delete, kind, ref, version)
+@dataclass(frozen=True)
+class FittedRoutes:
+    """The list, describe and delete routes of one kind of fitted model."""
+
+    kind: str  # the artifact store's folder ("anomaly", "graph", "documents")
+    what: str  # the models' name in messages ("detectors")
+    info: type[BaseModel]  # one model's answer, built by ``describe``
+    describe: Callable[[list[ArtifactInfo]], BaseModel]  # its versions, oldest first
+    listing: type[BaseModel]  # {"data": [info, ...]}
+    deleted: type[BaseModel]  # {"name": ..., "deleted": versions gone}
+    # what else goes with a deleted model (an anomaly detector's stream windows), given
+    # the request and the model's canonical name
+    on_delete: Callable[[Request, str], None] | None = None
+
+    def mount(self, api: APIRouter, path: str = "") -> None:
+        """Add the three routes at ``path`` under ``api``'s prefix."""
+        what = self.what
+        api.add_api_route(
+            path,
+            self.list_models,
+            methods=["GET"],
+            response_model=self.listing,
+            summary=f"List {what}",
+            description=f"Every stored one of the {what} with its versions; the fields are "
+            "the newest version's. With keys: the key's own (every key's for shared and "
+            "admin keys, each with its owner).",
+        )
+        api.add_api_route(
+            f"{path}/{{name}}",
+            self.describe_model,
+            methods=["GET"],
+            response_model=self.info,
+            summary=f"Describe one of the {what}",
+        )
+        api.add_api_route(
+            f"{path}/{{name}}",
+            self.delete_model,
+            methods=["DELETE"],
+            response_model=self.deleted,
+            summary=f"Delete one of the {what}",
+            description="One version (``?version=``), or every version.",
+        )
+
+    async def list_models(self, runtime: RuntimeDep) -> Any:
+        stored = await visible_versions(runtime.artifacts, self.kind)
+        return self.listing(data=[self.describe(versions) for versions in stored])
+
+    async def describe_model(
+        self, name: FittedName, runtime: RuntimeDep, owner: Owner = None
+    ) -> Any:
+        ref = canonical(qualify(name, owner, what=self.what))
+        stored = await asyncio.to_thread(runtime.artifacts.list, self.kind)
+        versions = [info for info in stored if info.ref == ref]
+        if not versions:
+            runtime.artifacts.info(self.kind, ref)  # raises the 404 that names it
+        return self.describe(versions)
+
+    async def delete_model(
+        self,
+        name: FittedName,
+        runtime: RuntimeDep,
+        request: Request,
+        version: Version = None,
+        owner: Owner = None,
+    ) -> Any:
+        ref = qualify(name, owner, what=self.what)
+        deleted = await asyncio.to_thread(runtime.artifacts.delete, self.kind, ref, version)
+        if self.on_delete is not None:
+            self.on_delete(request, canonical(ref))
+        return self.deleted(name=name, deleted=deleted)

@@ -216,6 +216,9 @@ def test_detectors_survive_a_restart_and_versions_delete(tmp_path: Path) -> None
         assert listing["keep-ae"]["versions"] == [1, 2] and listing["keep-ae"]["latest"] == 2
         assert listing["keep-iforest"]["algorithm"] == "IForest"
         assert listing["keep-copod"]["n_features"] == 5
+        one = httpx.get(f"{second.v1}/anomaly/keep-ae")  # the list's entry, on its own
+        assert one.status_code == 200 and one.json() == listing["keep-ae"]
+        assert httpx.get(f"{second.v1}/anomaly/never-fitted").status_code == 404
         reply = httpx.delete(f"{second.v1}/anomaly/keep-ae", params={"version": 1})
         assert reply.status_code == 200 and reply.json()["deleted"] == 1
         _error(_post(second, "keep-ae/score", {"data": probe, "version": 1}), 404, None,

@@ -11,18 +11,18 @@ import asyncio
 import math
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 
 from corral.access import require_expert
 from corral.artifacts import NAME_PATTERN, ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, ModelNotFound, PayloadTooLarge
-from corral.fitted import Owner, delete_versions, visible_versions
+from corral.fitted import FittedRoutes, Owner
 from corral.input_limits import check_fit_work
-from corral.ownership import canonical, qualify
+from corral.ownership import qualify
 from corral.runtime import ExpertHost
 from corral.runtime.cancel import deadline
-from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.deps import RouterDep
 from corral.server.fit_memory import anomaly_fit_bytes, check_fit_memory
 from corral.server.schemas import ERROR_RESPONSES
 from corral.tasks.anomaly.expert import (
@@ -266,43 +266,36 @@ async def stream(
     )
 
 
-@api.get("", response_model=AnomalyListResponse)
-async def list_detectors(runtime: RuntimeDep) -> AnomalyListResponse:
-    """Every stored detector with its versions; the fields are the latest version's. With
-    keys: the key's own (every key's for shared and admin keys, each with its owner)."""
-    data = []
-    for infos in await visible_versions(runtime.artifacts, KIND):
-        latest = infos[-1]
-        meta = latest.meta
-        data.append(
-            AnomalyDetectorInfo(
-                name=latest.name,
-                owner=latest.owner,
-                versions=[i.version for i in infos],
-                latest=latest.version,
-                expert=str(meta.get("expert")),
-                backend=str(meta.get("backend")),
-                algorithm=str(meta.get("algorithm")),
-                n_features=int(meta.get("n_features", 0)),
-                window=meta.get("window"),
-                threshold=float(meta.get("threshold", 0.0)),
-                created=latest.created,
-            )
-        )
-    return AnomalyListResponse(data=data)
+def _described(infos: list[ArtifactInfo]) -> AnomalyDetectorInfo:
+    latest = infos[-1]
+    meta = latest.meta
+    return AnomalyDetectorInfo(
+        name=latest.name,
+        owner=latest.owner,
+        versions=[i.version for i in infos],
+        latest=latest.version,
+        expert=str(meta.get("expert")),
+        backend=str(meta.get("backend")),
+        algorithm=str(meta.get("algorithm")),
+        n_features=int(meta.get("n_features", 0)),
+        window=meta.get("window"),
+        threshold=float(meta.get("threshold", 0.0)),
+        created=latest.created,
+    )
 
 
-@api.delete("/{detector}", response_model=AnomalyDeleteResponse)
-async def delete_detector(
-    detector: Detector,
-    runtime: RuntimeDep,
-    http: Request,
-    version: Annotated[int | None, Query(ge=1, description="Only this version.")] = None,
-    owner: Owner = None,
-) -> AnomalyDeleteResponse:
-    """Delete one version of a detector, or all of them (its streams go too)."""
-    ref = _ref(detector, owner)
-    deleted = await delete_versions(runtime.artifacts, KIND, ref, version)
+def _forget_streams(http: Request, ref: str) -> None:
+    """A deleted detector's stream windows go with it."""
     streams: StreamWindows = http.app.state.anomaly_streams
-    streams.forget(canonical(ref))
-    return AnomalyDeleteResponse(name=detector, deleted=deleted)
+    streams.forget(ref)
+
+
+FittedRoutes(
+    kind=KIND,
+    what="detectors",
+    info=AnomalyDetectorInfo,
+    describe=_described,
+    listing=AnomalyListResponse,
+    deleted=AnomalyDeleteResponse,
+    on_delete=_forget_streams,
+).mount(api)

@@ -8,14 +8,15 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, UploadFile
+from fastapi import APIRouter, File, Form, UploadFile
 
+from corral.artifacts import ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest
-from corral.fitted import Owner, delete_versions, visible_versions
+from corral.fitted import FittedRoutes, Owner
 from corral.input_limits import check_labels, check_pages, check_texts
 from corral.ownership import qualify
-from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.deps import RouterDep
 from corral.server.schemas import ERROR_RESPONSES
 from corral.tasks.documents.expert import DocumentInput, DocumentResult
 from corral.tasks.documents.layoutlmv3_fit import KIND, DocumentFitInput, DocumentFitResult
@@ -89,37 +90,28 @@ async def fit(
     return result.model_copy(update={"name": name})  # as the caller named it
 
 
-@api.get("/documents/fitted", response_model=FittedList)
-async def list_fitted(runtime: RuntimeDep) -> FittedList:
-    """Every fitted head the key may see: its versions and the newest one's details."""
-    data = []
-    for infos in await visible_versions(runtime.artifacts, KIND):
-        newest = infos[-1]
-        data.append(
-            FittedHead(
-                name=newest.name,
-                owner=newest.owner,
-                versions=[i.version for i in infos],
-                created=newest.created,
-                expert=newest.meta.get("expert"),
-                pages=newest.meta.get("pages"),
-                words=newest.meta.get("words"),
-                metrics=newest.meta.get("metrics", {}),
-            )
-        )
-    return FittedList(data=data)
+def _described(infos: list[ArtifactInfo]) -> FittedHead:
+    newest = infos[-1]
+    return FittedHead(
+        name=newest.name,
+        owner=newest.owner,
+        versions=[i.version for i in infos],
+        created=newest.created,
+        expert=newest.meta.get("expert"),
+        pages=newest.meta.get("pages"),
+        words=newest.meta.get("words"),
+        metrics=newest.meta.get("metrics", {}),
+    )
 
 
-@api.delete("/documents/fitted/{name}", response_model=FittedDeleteResponse)
-async def delete_fitted(
-    name: str,
-    runtime: RuntimeDep,
-    version: Annotated[int | None, Query(ge=1, description="Only this version.")] = None,
-    owner: Owner = None,
-) -> FittedDeleteResponse:
-    """Delete one version (``?version=``) or every version of a fitted head."""
-    deleted = await delete_versions(runtime.artifacts, KIND, _ref(name, owner), version)
-    return FittedDeleteResponse(name=name, deleted=deleted)
+FittedRoutes(
+    kind=KIND,
+    what="fitted heads",
+    info=FittedHead,
+    describe=_described,
+    listing=FittedList,
+    deleted=FittedDeleteResponse,
+).mount(api, "/documents/fitted")
 
 
 def _ref(name: str, owner: str | None) -> str:

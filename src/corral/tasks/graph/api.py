@@ -10,18 +10,17 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from corral.artifacts import NAME_PATTERN, ArtifactInfo
 from corral.config import LimitsConfig, Task
 from corral.errors import InvalidRequest, PayloadTooLarge
-from corral.fitted import Owner, delete_versions, visible_versions
-from corral.ownership import canonical, qualify
+from corral.fitted import FittedRoutes, Owner
+from corral.ownership import qualify
 from corral.routing import Router
 from corral.runtime.cancel import deadline
-from corral.server.deps import RouterDep, RuntimeDep
+from corral.server.deps import RouterDep
 from corral.server.fit_memory import check_fit_memory, graph_fit_bytes
 from corral.server.schemas import ERROR_RESPONSES
 from corral.tasks.graph.expert import KIND
@@ -107,40 +106,20 @@ async def predict(
     )
 
 
-@api.get("", response_model=GraphListResponse)
-async def list_models(runtime: RuntimeDep) -> GraphListResponse:
-    """Every stored graph model: its newest version's details and all its versions. With
-    keys: the key's own (every key's for shared and admin keys, each with its owner)."""
-    stored = await visible_versions(runtime.artifacts, KIND)
-    return GraphListResponse(data=[_described(versions) for versions in stored])
-
-
-@api.get("/{name}", response_model=GraphModelInfo)
-async def describe(name: str, runtime: RuntimeDep, owner: Owner = None) -> GraphModelInfo:
-    ref = canonical(_ref(name, owner))
-    stored = await asyncio.to_thread(runtime.artifacts.list, KIND)
-    infos = [i for i in stored if i.ref == ref]
-    if not infos:
-        runtime.artifacts.info(KIND, ref)  # raises the 404 that names it
-    return _described(infos)
-
-
 def _described(infos: list[ArtifactInfo]) -> GraphModelInfo:
     newest = infos[-1]
     versions = [i.version for i in infos]
     return GraphModelInfo.of(versions, newest.created, newest.meta, newest.name, newest.owner)
 
 
-@api.delete("/{name}", response_model=GraphDeleteResponse)
-async def delete(
-    name: str,
-    runtime: RuntimeDep,
-    version: Annotated[int | None, Query(ge=1, description="Only this version.")] = None,
-    owner: Owner = None,
-) -> GraphDeleteResponse:
-    """Delete one version (``?version=``) or all versions of ``name``."""
-    deleted = await delete_versions(runtime.artifacts, KIND, _ref(name, owner), version)
-    return GraphDeleteResponse(name=name, deleted=deleted)
+FittedRoutes(
+    kind=KIND,
+    what="graph models",
+    info=GraphModelInfo,
+    describe=_described,
+    listing=GraphListResponse,
+    deleted=GraphDeleteResponse,
+).mount(api)
 
 
 async def _fitted_by(router: Router, name: str, version: int | None) -> str | None:

@@ -12,7 +12,7 @@ import pytest
 from fastapi import APIRouter
 
 from corral import create_app, default_config
-from corral.availability import BACKEND_LIBRARIES
+from corral.availability import backend_libraries
 from corral.catalog import _DEFAULT_BACKEND
 from corral.config import Task
 from corral.experts.base import BaseExpert
@@ -42,7 +42,7 @@ def test_each_backend_is_an_expert_of_its_task_with_typed_options(backend) -> No
 
 def test_the_tables_are_read_from_the_families() -> None:
     assert dict(REGISTRY) == {key: b.expert for key, b in BACKENDS.items()}
-    assert dict(BACKEND_LIBRARIES) == {
+    assert dict(backend_libraries()) == {
         b.name: (b.libraries, b.extra) for b in _ALL
     }
     for family in FAMILIES:

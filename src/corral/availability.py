@@ -20,7 +20,7 @@ from corral.catalog import ResolvedModel, hf_download_command
 from corral.config import ModelConfig
 from corral.tasks import BACKENDS
 
-__all__ = ["BACKEND_LIBRARIES", "Availability", "Status", "assess"]
+__all__ = ["Availability", "Status", "assess", "backend_libraries"]
 
 
 class Status(StrEnum):
@@ -34,13 +34,16 @@ class Status(StrEnum):
     UNSUPPORTED = "not servable"
 
 
-# backend -> (libraries it imports, the corral extra that installs them), from the families
-BACKEND_LIBRARIES: Mapping[str, tuple[tuple[str, ...], str]] = {
-    b.name: (b.libraries, b.extra) for b in BACKENDS.values()
-}
 
-# backends fitted over HTTP (or statistical per request): no weights to have
-_WEIGHTLESS = frozenset(b.name for b in BACKENDS.values() if b.weightless)
+def backend_libraries() -> Mapping[str, tuple[tuple[str, ...], str]]:
+    """backend -> (libraries it imports, the corral extra that installs them), from the
+    families registered now."""
+    return {b.name: (b.libraries, b.extra) for b in BACKENDS.values()}
+
+
+def _weightless(backend: str) -> bool:
+    """Fitted over HTTP (or statistical per request): no weights to have."""
+    return any(b.weightless for b in BACKENDS.values() if b.name == backend)
 
 
 @dataclass
@@ -58,7 +61,7 @@ class Availability:
 
 def missing_libraries(backend: str) -> tuple[list[str], str]:
     """The backend's libraries that do not import here, and the extra that installs them."""
-    modules, extra = BACKEND_LIBRARIES.get(backend, ((), ""))
+    modules, extra = backend_libraries().get(backend, ((), ""))
     missing = []
     for module in modules:
         try:
@@ -103,7 +106,7 @@ def assess(
         return _upstream(spec, r, result, timeout)
     if r.stand_in is not None:
         return result(Status.STAND_IN, r.note, f"set `model: {r.stand_in}` to name what serves")
-    if r.backend in _WEIGHTLESS:
+    if _weightless(r.backend):
         return result(Status.NO_WEIGHTS, f"{r.backend}: fitted over HTTP, no weights to fetch")
     if r.found:
         return result(Status.USABLE, f"weights at {r.path}")

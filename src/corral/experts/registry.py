@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from corral.config import Task
 from corral.errors import ExpertUnavailable
@@ -12,9 +12,23 @@ from corral.tasks import BACKENDS
 
 __all__ = ["REGISTRY", "expert_class"]
 
-# "module:Class" strings from the task families: nothing heavy is imported until an
-# expert of that kind loads.
-REGISTRY: Mapping[tuple[Task, str], str] = {key: b.expert for key, b in BACKENDS.items()}
+
+class _Registry(Mapping[tuple[Task, str], str]):
+    """``(task, backend) -> "module:Class"``, read from the families' backends as they are
+    now (``register_family`` adds to them): nothing heavy is imported until an expert of
+    that kind loads."""
+
+    def __getitem__(self, key: tuple[Task, str]) -> str:
+        return BACKENDS[key].expert
+
+    def __iter__(self) -> Iterator[tuple[Task, str]]:
+        return iter(list(BACKENDS))
+
+    def __len__(self) -> int:
+        return len(BACKENDS)
+
+
+REGISTRY: Mapping[tuple[Task, str], str] = _Registry()
 
 
 def expert_class(task: Task, backend: str) -> type[BaseExpert]:

@@ -86,7 +86,8 @@ REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
         "values": [1.0, 2.0, 3.0, 4.0],
     },
     ("GET", "/v1/anomaly"): None,
-    ("DELETE", "/v1/anomaly/{detector}"): None,
+    ("GET", "/v1/anomaly/{name}"): None,
+    ("DELETE", "/v1/anomaly/{name}"): None,
     ("POST", "/v1/graph/{name}/fit"): {"model": "graph", **GRAPH},
     ("POST", "/v1/graph/{name}/predict"): {"model": "graph", "nodes": ["a"]},
     ("GET", "/v1/graph"): None,
@@ -101,6 +102,7 @@ REQUESTS: dict[tuple[str, str], dict[str, Any] | None] = {
         "pages": [{"document": PNG, "pairs": [{"key": "Total", "value": "12.50"}]}],
     },
     ("GET", "/v1/documents/fitted"): None,
+    ("GET", "/v1/documents/fitted/{name}"): None,
     ("DELETE", "/v1/documents/fitted/{name}"): None,
     ("POST", "/v1/files"): {"data": PNG, "filename": "blank.png", "content_type": "image/png"},
     ("GET", "/v1/files/{file_id}"): None,
@@ -187,8 +189,9 @@ def _call(
     url: str, method: str, path: str, key: str | None, file_ids: dict[str, str]
 ) -> httpx.Response:
     doomed = method == "DELETE"
+    name = "embedder" if "models" in path else "d" if "anomaly" in path else "g"
     concrete = (
-        path.replace("{name}", "doomed" if doomed else "embedder" if "models" in path else "g")
+        path.replace("{name}", "doomed" if doomed else name)
         .replace("{detector}", "doomed" if doomed else "d")
         .replace("{file_id}", file_ids.get(method, ""))
         .replace("{trace_id}", "0" * 32)

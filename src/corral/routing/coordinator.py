@@ -35,6 +35,7 @@ from corral.experts.base import BaseExpert, tool_schema_of
 from corral.experts.operation import Operation
 from corral.experts.registry import expert_class
 from corral.json_values import first_bad_value
+from corral.observe.otel import current_span
 from corral.observe.trace import Step, current_trace
 from corral.runtime import ExpertHandle, ExpertState
 from corral.tasks import TOOL_TASKS
@@ -95,9 +96,7 @@ class Coordinator:
     async def run(self, params: dict[str, Any]) -> dict[str, Any]:
         """The final chat completion; the steps taken go into the request's trace."""
         steps_before = len(self.trace.steps)
-        span = self.dispatch.tracer.start_as_current_span(
-            "coordinator", attributes={"corral.llm": self.llm.name}
-        )
+        span = current_span(self.dispatch.tracer, "coordinator", {"corral.llm": self.llm.name})
         try:
             with span:
                 async with asyncio.timeout(self.deadline_s):

@@ -17,6 +17,7 @@ from opentelemetry import trace as otel
 
 from corral.errors import ExpertError, ExpertTimeout, ExpertUnavailable, NoCapacity
 from corral.experts.operation import check_request
+from corral.observe.otel import current_span
 from corral.observe.trace import current_trace
 from corral.routing.circuit import CircuitBreaker
 from corral.runtime import ExpertHandle, ExpertHost
@@ -101,7 +102,7 @@ class Dispatcher:
             message += f"expert {handle.name!r} took longer than "
         attributes = {"corral.expert": handle.name, "corral.task": str(handle.task)}
         with (
-            self.tracer.start_as_current_span(f"expert {handle.name}", attributes=attributes),
+            current_span(self.tracer, f"expert {handle.name}", attributes),
             tracking_progress() as progress,
         ):
             try:

@@ -9,13 +9,16 @@ trace for ``GET /v1/traces/{id}``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from opentelemetry import propagate
 from opentelemetry import trace as otel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from corral.observe.otel import exports
 from corral.observe.trace import Trace, TraceStore, activate, new_trace_id
 
 __all__ = ["TraceMiddleware"]
@@ -48,15 +51,10 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        with self.tracer.start_as_current_span(
-            f"{method} {path}",
-            context=propagate.extract(carrier),
-            kind=otel.SpanKind.SERVER,
-            attributes={"http.request.method": method, "url.path": path},
-        ) as span:
-            context = span.get_span_context()
-            trace_id = format(context.trace_id, "032x") if context.is_valid else new_trace_id()
+        with self._server_span(scope, method, path) as span:
+            context = span.get_span_context() if span is not None else None
+            valid = context is not None and context.is_valid
+            trace_id = format(context.trace_id, "032x") if context and valid else new_trace_id()
             trace = Trace(id=trace_id, method=method, path=path)
 
             async def traced_send(message: Message) -> None:
@@ -75,7 +73,25 @@ class TraceMiddleware:
                         self.on_finish(trace)
                     self.store.add(trace)
                     _log_request(trace)
-                    span.set_attributes(_span_attributes(trace))
+                    if span is not None:
+                        span.set_attributes(_span_attributes(trace))
+
+    def _server_span(
+        self, scope: Scope, method: str, path: str
+    ) -> AbstractContextManager[otel.Span | None]:
+        """The request's server span, child of the caller's ``traceparent``; none when
+        spans export nowhere and the caller sent no ``traceparent`` (then there is no
+        trace id to take and nothing to record)."""
+        headers = scope["headers"]
+        if not exports(self.tracer) and not any(k == b"traceparent" for k, _ in headers):
+            return contextlib.nullcontext()
+        carrier = {k.decode("latin-1"): v.decode("latin-1") for k, v in headers}
+        return self.tracer.start_as_current_span(
+            f"{method} {path}",
+            context=propagate.extract(carrier),
+            kind=otel.SpanKind.SERVER,
+            attributes={"http.request.method": method, "url.path": path},
+        )
 
 
 def _span_attributes(trace: Trace) -> dict[str, str | int]:

@@ -318,7 +318,7 @@ def report(r: dict[str, float], rounds: list[dict[str, float]], args: argparse.N
         each = sorted(one[ours] / one[best] for one in rounds)
         infinity = (
             f"corral's fastest ({_NAMES[ours]}) / Infinity's best engine ({_NAMES[best]}): "
-            f"**{r[ours] / r[best]:.2f}x** throughput (round by round "
+            f"**{r[ours] / r[best]:.2f}x** throughput (per round, lowest first: "
             f"{', '.join(f'{x:.2f}x' for x in each)}); one-client p50 "
             f"{r[ours + '_p50'] * 1e3:.2f} vs {r[best + '_p50'] * 1e3:.2f} ms."
         )
@@ -356,9 +356,10 @@ same cores as the server.
   int8 0.9928, OpenVINO bf16 0.99998; Infinity's `model_quantized.onnx` (QInt8 per tensor
   on every MatMul) 0.946, below the 0.99 corral refuses at.
 - What limits the rest: two cores shared by wrk, the forward pass and the HTTP stack. The
-  {CLIENTS} clients keep two batches of about {CLIENTS // 2} in flight (one in its forward pass, one filling),
-  and each one-sentence request costs the event loop its request path (its time alone is
-  `bench/request_overhead.py`'s section) on the cores the forward pass needs. Giving
+  {CLIENTS} clients keep two batches of about {CLIENTS // 2} in flight (one in its forward
+  pass, one filling), and each one-sentence request costs the event loop its request path
+  (its time alone is `bench/request_overhead.py`'s section) on the cores the forward pass
+  needs. Giving
   OpenVINO one thread so the loop keeps the other (`options.threads: 1`) ran
   **{r["corral-threads1"] / r["corral-auto"]:.2f}x** the default's rate.
 """,

@@ -168,7 +168,8 @@ def _openvino(file: Path, device: str, threads: int | None) -> OnnxRunner:
     ov = require("openvino", "openvino")
     # LATENCY: one stream using every thread, the shape of one batch at a time (THROUGHPUT
     # splits the cores into streams and ran MiniLM at half the rate here). Leaving a core to
-    # the event loop (options.threads: 1) did not pay either: 622 vs 758 one-sentence req/s.
+    # the event loop (options.threads: 1) did not pay either: bench/embed_throughput.py's
+    # threads1 row (0.93x the default's one-sentence rate on 2 cores).
     settings: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if threads:
         settings["INFERENCE_NUM_THREADS"] = threads

@@ -163,6 +163,11 @@ class LlamaCppOptions(Options):
     max_tokens: int | None = Field(None, ge=1)
     chat_template: str | None = None
     chat_format: str | None = None
+    repack: bool | None = Field(
+        None,
+        description="Repack weights for this CPU's kernels (default: on, off where the "
+        "llama.cpp build has AMX int8, whose kernels crash).",
+    )
 
 
 class UpstreamOptions(Options):

@@ -35,6 +35,7 @@ from corral.experts.base import require
 from corral.experts.options import LlamaCppOptions
 from corral.tasks.chat.expert import COMPUTE_SECONDS, PROMPT, ChatExpert
 from corral.tasks.chat.grammar_safety import UnsafeSchema, schema_grammar
+from corral.tasks.chat.llama_build import repack_weights, weight_layout
 from corral.tasks.chat.reply import chat_chunk, chat_logprobs, chat_reply, usage
 from corral.tasks.chat.template import CHATML, ChatTemplate
 from corral.tasks.chat.tool_calls import forced_call, forced_call_schema, openai_calls
@@ -81,18 +82,22 @@ class LlamaCppChat(ChatExpert):
         parallel = int(options.get("parallel", 1))
         if parallel < 1:
             raise InvalidRequest("options.parallel must be at least 1", param="options")
+        self.repack = repack_weights(
+            llama_cpp, options.get("repack"), model=self.context.spec.name
+        )
 
         def context() -> Any:
-            return llama_cpp.Llama(
-                model_path=str(model_file),
-                n_ctx=int(options.get("n_ctx", 2048)),
-                n_threads=int(options.get("n_threads", os.cpu_count() or 2)),
-                n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
-                seed=int(options.get("seed", 0xC0221)),
-                # logprobs need every position's logits kept: about 4x slower generation here
-                logits_all=bool(options.get("logprobs", False)),
-                verbose=False,
-            )
+            with weight_layout(llama_cpp, repack=self.repack):
+                return llama_cpp.Llama(
+                    model_path=str(model_file),
+                    n_ctx=int(options.get("n_ctx", 2048)),
+                    n_threads=int(options.get("n_threads", os.cpu_count() or 2)),
+                    n_gpu_layers=int(options.get("n_gpu_layers", -1 if on_gpu else 0)),
+                    seed=int(options.get("seed", 0xC0221)),
+                    # logprobs need every position's logits kept: about 4x slower generation here
+                    logits_all=bool(options.get("logprobs", False)),
+                    verbose=False,
+                )
 
         # ``parallel`` contexts over one memory-mapped file: the weights' pages are shared,
         # each context adds its own KV cache, and each serves one request at a time

@@ -23,6 +23,7 @@ import httpx
 from _harness import corral_command, free_port, machine, start, stop, write_section
 
 from corral.catalog import CATALOG
+from corral.tasks.chat.llama_build import repack_weights, weight_layout
 from corral.tasks.chat.llama_cpp import find_gguf
 
 PROMPT = [{"role": "user", "content": "Write a short story about a robot learning to paint."}]
@@ -89,7 +90,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    from llama_cpp import Llama
+    import llama_cpp
 
     locate = CATALOG["HuggingFaceTB/SmolLM2-135M-Instruct"].locate
     package = locate() if locate is not None else None
@@ -105,13 +106,16 @@ def main() -> None:
     port = free_port()
     proc = start(corral_command(config, port), f"http://127.0.0.1:{port}/readyz")
     url = f"http://127.0.0.1:{port}"
-    llm = Llama(
-        model_path=str(gguf),
-        n_ctx=2048,
-        n_threads=2,
-        seed=0xC0221,
-        verbose=False,
-    )
+    # the direct call loads the weights in the layout corral's expert does
+    repack = repack_weights(llama_cpp, None, model="direct")
+    with weight_layout(llama_cpp, repack=repack):
+        llm = llama_cpp.Llama(
+            model_path=str(gguf),
+            n_ctx=2048,
+            n_threads=2,
+            seed=0xC0221,
+            verbose=False,
+        )
     direct, through, inside = [], [], []
     # One client for the whole run, as an application keeps one: creating an httpx client
     # builds an SSL context (~25 ms here), which would otherwise be billed to corral.

@@ -23,6 +23,18 @@ GREEDY = {"temperature": 0.0, "seed": 7, "max_tokens": 16}
 QUESTION = [{"role": "user", "content": "What is 2 + 3? Answer with the number."}]
 
 
+# llama-cpp-python's own server, run the way corral loads the same weights: an AMX
+# build of llama.cpp crashes on the first decode unless the weights skip repacking
+_SERVER_WITH_SAFE_WEIGHT_LAYOUT = """
+import runpy, sys, llama_cpp
+from corral.tasks.chat.llama_build import repack_weights, weight_layout
+sys.argv[0] = "llama_cpp.server"
+repack = repack_weights(llama_cpp, None, model="upstream")
+with weight_layout(llama_cpp, repack=repack):
+    runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+
+
 @pytest.fixture(scope="module")
 def upstream_url() -> Iterator[str]:
     locate = CATALOG["HuggingFaceTB/SmolLM2-135M-Instruct"].locate
@@ -32,8 +44,8 @@ def upstream_url() -> Iterator[str]:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "llama_cpp.server",
+            "-c",
+            _SERVER_WITH_SAFE_WEIGHT_LAYOUT,
             "--model",
             str(gguf),
             "--host",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Iterator
@@ -17,6 +18,14 @@ from corral.catalog import CATALOG
 from corral.config import default_config
 
 from ._server import RunningServer, serve
+
+
+@pytest.fixture(autouse=True)
+def _thaw_the_heap() -> Iterator[None]:
+    """In-process servers freeze the heap when an expert loads (corral.runtime.heap); one
+    test's leftovers must not stay frozen, uncollected, for the rest of the session."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from corral.errors import NoCapacity
 from corral.observe.metrics import Metrics
 from corral.runtime.budget import budget_for, parse_size, weights_bytes
 from corral.runtime.handle import ExpertHandle
+from corral.runtime.heap import collect_all
 from corral.runtime.residency import Residency, Unit
 
 __all__ = ["Placement"]
@@ -173,7 +173,7 @@ class Placement:
         unit.loaded.clear()
         unit.bytes = 0
         self.residency.evicted(unit)
-        gc.collect()  # let the weights' memory go back before the next load is measured
+        collect_all()  # let the weights' memory go back before the next load is measured
         if unit.device.startswith("cuda"):
             import torch
 

@@ -28,6 +28,7 @@ from corral.observe.metrics import Metrics
 from corral.runtime.batcher import MicroBatcher
 from corral.runtime.budget import device_used_bytes
 from corral.runtime.handle import ExpertHandle, ExpertState, LoadListener
+from corral.runtime.heap import freeze_loaded
 from corral.runtime.isolated import IsolatedChat, isolated
 from corral.runtime.placement import Placement
 from corral.runtime.roster import Roster
@@ -117,6 +118,7 @@ class Runtime(Roster):
                     handle, device, measured, reported=expert.resident_bytes()
                 )
             handle.expert = expert
+            freeze_loaded()  # its objects out of every later full collection (heap.py)
             if isinstance(expert, Expert):
                 handle.batcher = MicroBatcher(
                     _with_threads(expert.forward, handle.spec.threads, expert.uses_torch),

@@ -70,7 +70,7 @@ def family() -> Iterator[None]:
 
 
 @pytest.fixture
-async def client(family: None, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+def app(family: None, tmp_path: Path) -> Any:
     models = [  # two sets of weights (two paths), so each load evicts the other
         {
             "name": name,
@@ -86,7 +86,11 @@ async def client(family: None, tmp_path: Path) -> AsyncIterator[httpx.AsyncClien
         (tmp_path / name).mkdir()
     runtime = {"state_dir": str(tmp_path), "max_loaded": 1}
     config = parse_config(json.dumps({"models": models, "runtime": runtime}))
-    app = create_app(config, Runtime(config))
+    return create_app(config, Runtime(config))
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://corral") as http:
@@ -127,3 +131,10 @@ async def test_an_eviction_frees_the_weights_even_in_a_reference_cycle(
     assert second() is None
     experts = (await client.get("/v1/experts")).json()["data"]
     assert {e["name"]: e["state"] for e in experts} == {"first": "ready", "second": "unloaded"}
+
+
+async def test_a_closed_runtime_leaves_nothing_frozen(client: httpx.AsyncClient, app: Any) -> None:
+    await _embed(client, "first", "loaded, so frozen")
+    assert gc.get_freeze_count() > 0
+    await app.state.runtime.close()  # what the lifespan's shutdown runs
+    assert gc.get_freeze_count() == 0

@@ -10,14 +10,15 @@ generation, which collections skip, so later ones walk only what requests create
 
 Frozen objects are never collected, so an eviction thaws everything first
 (``collect_all``): the evicted weights' reference cycles are freed as before, and what
-is still alive is frozen again.
+is still alive is frozen again. A runtime that closes thaws the heap (``thaw``), so a
+process that goes on without it (an embedding application, a test) collects as usual.
 """
 
 from __future__ import annotations
 
 import gc
 
-__all__ = ["collect_all", "freeze_loaded"]
+__all__ = ["collect_all", "freeze_loaded", "thaw"]
 
 
 def freeze_loaded() -> None:
@@ -32,3 +33,8 @@ def collect_all() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def thaw() -> None:
+    """After the last unload: everything back under the collector's care."""
+    gc.unfreeze()

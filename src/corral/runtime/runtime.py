@@ -28,7 +28,7 @@ from corral.observe.metrics import Metrics
 from corral.runtime.batcher import MicroBatcher
 from corral.runtime.budget import device_used_bytes
 from corral.runtime.handle import ExpertHandle, ExpertState, LoadListener
-from corral.runtime.heap import freeze_loaded
+from corral.runtime.heap import freeze_loaded, thaw
 from corral.runtime.isolated import IsolatedChat, isolated
 from corral.runtime.placement import Placement
 from corral.runtime.roster import Roster
@@ -308,6 +308,7 @@ class Runtime(Roster):
     async def close(self) -> None:
         for handle in self.handles.values():
             await self._unload(handle)
+        thaw()  # what the loads froze is collectable again (heap.py)
         for executor in self._executors.values():
             executor.shutdown(wait=False, cancel_futures=True)
         self._executors.clear()
